@@ -1,0 +1,196 @@
+"""Artifact = a model file plus the metadata that travels with it.
+
+Every format carries the same metadata: a JSON sidecar ``<model file>.json`` next to
+the file, and, where the format allows, embedded in the model (ONNX ``metadata_props``
+key ``edgekit``, OpenVINO ``rt_info["edgekit"]``). Device-side safe: NumPy-free, no TF.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelError
+
+META_KEY = "edgekit"
+SCHEMA_VERSION = 1
+
+# Extension -> format name. OpenVINO IR is the .xml (its weights live in the sibling .bin).
+FORMATS_BY_SUFFIX = {
+    ".tflite": "tflite",
+    ".onnx": "onnx",
+    ".xml": "openvino",
+    ".keras": "keras",
+    ".h5": "keras",
+}
+
+
+@dataclass
+class TensorSpec:
+    name: str
+    shape: list  # ints; None for a dynamic dimension
+    dtype: str  # numpy dtype name: float32, int8, uint8, int64 ...
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TensorSpec":
+        return cls(name=d["name"], shape=list(d["shape"]), dtype=d["dtype"])
+
+
+@dataclass
+class ArtifactMeta:
+    """What a deployed model needs to be used correctly, whatever its format."""
+
+    format: str = ""
+    task: str = "classification"
+    labels: list = field(default_factory=list)
+    inputs: list = field(default_factory=list)  # list[TensorSpec as dict]
+    outputs: list = field(default_factory=list)
+    # How raw data becomes the input tensor, e.g.
+    # {"type": "image", "size": [96, 96], "channels": 3, "mean": 0.0, "scale": 1/255, "layout": "NHWC"}
+    # {"type": "audio", "sample_rate": 16000, "frontend": {...edgekit.features params...}}
+    preprocessing: dict = field(default_factory=dict)
+    # {"precision": "float32"|"int8", "scheme": ..., "calibration": ...}
+    quantization: dict = field(default_factory=lambda: {"precision": "float32"})
+    # {"source": ..., "recipe": ..., "data": ..., "created": ..., "edgekit": version, "tools": {...}}
+    provenance: dict = field(default_factory=dict)
+    # {"top1": 0.97, "split": "test", ...}
+    metrics: dict = field(default_factory=dict)
+    # {"max_abs_diff": ..., "top1_agreement": ..., "samples": 32, "passed": true}
+    verification: dict = field(default_factory=dict)
+    sparsity: float | None = None
+    extra: dict = field(default_factory=dict)
+    schema: int = SCHEMA_VERSION
+
+    # -- conversion -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, default=str)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ArtifactMeta":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        extra = dict(kw.get("extra") or {})
+        extra.update({k: v for k, v in d.items() if k not in known})
+        kw["extra"] = extra
+        return cls(**kw)
+
+    def copy(self, **changes) -> "ArtifactMeta":
+        d = json.loads(self.to_json())
+        d.update(changes)
+        return ArtifactMeta.from_dict(d)
+
+    @property
+    def input_specs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_dict(s) for s in self.inputs]
+
+    @property
+    def output_specs(self) -> list[TensorSpec]:
+        return [TensorSpec.from_dict(s) for s in self.outputs]
+
+
+def model_format(path: str | os.PathLike) -> str:
+    """Format name from a path: a file by its suffix, a folder holding saved_model.pb is 'savedmodel'."""
+    p = Path(path)
+    if p.is_dir():
+        if (p / "saved_model.pb").exists():
+            return "savedmodel"
+        raise ModelError(f"{p} is a folder but not a SavedModel (no saved_model.pb).")
+    fmt = FORMATS_BY_SUFFIX.get(p.suffix.lower())
+    if fmt is None:
+        raise ModelError(
+            f"Unknown model file type {p.suffix or '(no extension)'!r} for {p}. "
+            f"Allowed: {', '.join(sorted(FORMATS_BY_SUFFIX))} or a SavedModel folder"
+        )
+    return fmt
+
+
+def sidecar_path(model_path: str | os.PathLike) -> Path:
+    p = Path(model_path)
+    return p.with_name(p.name + ".json")
+
+
+def model_files(model_path: str | os.PathLike) -> list[Path]:
+    """All files that make up a model (OpenVINO IR is .xml + .bin), sidecar excluded."""
+    p = Path(model_path)
+    if p.is_dir():
+        return sorted(x for x in p.rglob("*") if x.is_file())
+    files = [p]
+    if p.suffix.lower() == ".xml":
+        files.append(p.with_suffix(".bin"))
+    return files
+
+
+def model_size(model_path: str | os.PathLike) -> int:
+    return sum(f.stat().st_size for f in model_files(model_path) if f.exists())
+
+
+def write_meta(model_path: str | os.PathLike, meta: ArtifactMeta) -> Path:
+    from .fsutil import write_text_atomic
+
+    return write_text_atomic(sidecar_path(model_path), meta.to_json() + "\n")
+
+
+def read_meta(model_path: str | os.PathLike, *, embedded: bool = True) -> ArtifactMeta | None:
+    """The sidecar if present, else metadata embedded in the model, else None."""
+    side = sidecar_path(model_path)
+    if side.exists():
+        try:
+            return ArtifactMeta.from_dict(json.loads(side.read_text()))
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelError(f"Metadata file {side} is not valid edgekit metadata: {e}") from None
+    if embedded:
+        d = read_embedded(model_path)
+        if d is not None:
+            return ArtifactMeta.from_dict(d)
+    return None
+
+
+def read_embedded(model_path: str | os.PathLike) -> dict | None:
+    """Read metadata embedded in an ONNX or OpenVINO model (cheap text scans, no runtime import)."""
+    p = Path(model_path)
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".onnx":
+            try:
+                import onnx
+            except ImportError:
+                return None
+            m = onnx.load(str(p), load_external_data=False)
+            for prop in m.metadata_props:
+                if prop.key == META_KEY:
+                    return json.loads(prop.value)
+        elif suffix == ".xml":
+            import xml.etree.ElementTree as ET
+
+            root = ET.parse(p).getroot()
+            rt = root.find("rt_info")
+            if rt is not None:
+                node = rt.find(META_KEY)
+                if node is not None and node.get("value"):
+                    return json.loads(node.get("value"))
+    except Exception:  # embedded metadata is a convenience; a broken one must not block loading
+        return None
+    return None
+
+
+def provenance(source: str | os.PathLike | None = None, **more: Any) -> dict:
+    from . import __version__
+
+    d = {
+        "edgekit": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": platform.node(),
+        "python": platform.python_version(),
+    }
+    if source is not None:
+        d["source"] = str(source)
+    d.update(more)
+    return d

@@ -1,0 +1,1 @@
+"""One module per CLI command group. Shared option helpers live in ``_common``."""
