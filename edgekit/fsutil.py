@@ -24,6 +24,10 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
     tmp_path = Path(tmp)
     if is_dir:
         tmp_path.unlink()
+    else:  # mkstemp makes 0600; a model or report should get the usual umask permissions
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         if is_dir and final.exists():

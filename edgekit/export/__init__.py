@@ -1,0 +1,19 @@
+"""Export a Keras 3 model (in memory, ``.keras`` file or SavedModel folder) to deployable formats.
+
+One module per format behind the ``exporters`` registry; adding a format is a new module and
+one ``register`` line. Every artifact is converted under a temporary name, loaded back through
+edgekit's own runtime, compared with the source model, and renamed into place only if it
+agrees (or verification is off). Build side: imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import ExportResult, Exporter, SourceModel, export_model, verify_against
+
+exporters: Registry[type[Exporter]] = Registry("format", "edgekit.exporters")
+exporters.register("tflite", "edgekit.export.tflite:TFLiteExporter")
+exporters.register("onnx", "edgekit.export.onnx:ONNXExporter")
+exporters.register("openvino", "edgekit.export.openvino:OpenVINOExporter")
+
+__all__ = ["exporters", "export_model", "ExportResult", "Exporter", "SourceModel", "verify_against"]
