@@ -1,0 +1,48 @@
+"""``edgekit serve``: flags → ServeConfig → edgekit.serve.serve()."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+@click.command("serve")
+@click.argument("models", nargs=-1, required=True, metavar="MODEL_OR_REPO...")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all interfaces).")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port; 0 picks a free one.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, gpu, npu, auto or a backend-specific device.")
+@click.option("--threads", type=int, default=None, help="Intra-op threads per model (default: the backend's).")
+@click.option("--max-batch-size", default=8, show_default=True, type=int,
+              help="Rows per run for models with a dynamic batch dimension (1: no batching).")
+@click.option("--max-queue-delay-ms", default=0.0, show_default=True, type=float,
+              help="How long a batch may wait to fill (0: batch only what is already queued).")
+@click.option("--max-queue", default=64, show_default=True, type=int,
+              help="Requests waiting per model version before the server answers 503.")
+@click.option("--timeout-ms", default=10000.0, show_default=True, type=float, help="Per-request limit (queue + run); 504 after.")
+@click.option("--max-body-mb", default=64.0, show_default=True, type=float, help="Request body limit; 413 above.")
+@click.option("--max-connections", default=1024, show_default=True, type=int, help="Concurrent connections before 503.")
+@click.option("--drain-timeout-s", default=30.0, show_default=True, type=float,
+              help="On SIGTERM/SIGINT, how long in-flight requests may take to finish.")
+@click.option("--versions", type=click.Choice(["all", "latest"]), default="all", show_default=True,
+              help="Which numbered versions of a versioned model folder to load.")
+@click.option("--access-log", is_flag=True, help="Log every request.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="warning",
+              show_default=True)
+def serve(models, **opts):
+    """Serve models over HTTP (KServe v2 / Open Inference Protocol).
+
+    MODEL_OR_REPO: model files (.tflite, .onnx, OpenVINO .xml), NAME=PATH, a model folder with
+    numbered versions (NAME/1/model.tflite), or a repository folder with one model per subfolder.
+    Prints "ready <url>" once it accepts requests; health check: GET <url>/v2/health/ready.
+    """
+    from ..serve import ServeConfig
+    from ..serve.server import serve as run
+
+    cfg = ServeConfig(**opts)
+
+    def ready(url, names):
+        click.echo(f"edgekit serve: ready {url} (models: {', '.join(names)}; health: {url}/v2/health/ready)")
+        sys.stdout.flush()  # a supervisor or test may be waiting for this line on a pipe
+
+    run(list(models), cfg, on_ready=ready)

@@ -1,0 +1,130 @@
+"""Raw app payloads (JPEG/PNG images, WAV clips) → one input row, using the artifact's preprocessing.
+
+Image: ``{"type": "image", "size": [H, W], "channels": C, "mean": m, "scale": s, "layout": "NHWC"}``
+gives ``(pixel - mean) * scale``. Audio: ``{"type": "audio", "sample_rate": .., "clip_samples": ..,
+"frontend": {...}}`` goes through ``edgekit.features.Frontend``, the same code the model trained on.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from .errors import RequestError, Unavailable, UnsupportedMedia
+
+
+def sniff(body: bytes) -> str | None:
+    if body[:3] == b"\xff\xd8\xff":
+        return "image"
+    if body[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image"
+    if body[:4] == b"RIFF" and body[8:12] == b"WAVE":
+        return "audio"
+    return None
+
+
+def to_input(model, body: bytes) -> np.ndarray:
+    pre = model.preprocessing
+    kind = pre.get("type")
+    if kind not in ("image", "audio"):
+        raise RequestError(f"Model {model.name!r} has no image or audio preprocessing in its metadata, so it "
+                           "can't classify raw files; send tensors to /v2/models/{name}/infer instead")
+    got = sniff(body)
+    if got is None:
+        raise UnsupportedMedia("The body is not a JPEG, PNG or WAV file"
+                               + (f"; model {model.name!r} takes {'an image' if kind == 'image' else 'a WAV clip'}"))
+    if got != kind:
+        raise UnsupportedMedia(f"Model {model.name!r} takes {'an image (JPEG/PNG)' if kind == 'image' else 'a WAV clip'}; "
+                               f"received {'an image' if got == 'image' else 'a WAV clip'}")
+    t = next(iter(model.input_info.values()))
+    x = _image(body, pre, t) if kind == "image" else _audio(body, pre)
+    shape = [1 if d is None else d for d in t.shape]
+    if x.size != int(np.prod(shape)):
+        raise RequestError(f"Model {model.name!r}: its preprocessing gives {x.size} values but input {t.name!r} "
+                           f"takes shape {list(t.shape)}; the metadata does not match the model")
+    return x.reshape(shape).astype(np.float32, copy=False)
+
+
+def _image(body: bytes, pre: dict, t) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise Unavailable("Classifying images needs pillow: pip install 'edgekit[serve]'") from None
+    size = pre.get("size")
+    channels = int(pre.get("channels", 3))
+    try:
+        with Image.open(io.BytesIO(body)) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if size and im.size != (int(size[1]), int(size[0])):
+                im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)
+            a = np.asarray(im, np.float32)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise RequestError(f"Can't decode the image: {e}") from None
+    if a.ndim == 2:
+        a = a[..., None]
+    mean = np.asarray(pre.get("mean", 0.0), np.float32)
+    scale = np.asarray(pre.get("scale", 1.0), np.float32)
+    a = (a - mean) * scale
+    if str(pre.get("layout", "NHWC")).upper() == "NCHW":
+        a = a.transpose(2, 0, 1)
+    return a
+
+
+def read_wav_bytes(body: bytes) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and the sample rate of a PCM WAV (8/16/32-bit)."""
+    import wave
+
+    try:
+        with wave.open(io.BytesIO(body), "rb") as w:
+            ch, width, sr, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
+            raw = w.readframes(n)
+    except (wave.Error, EOFError) as e:
+        raise RequestError(f"Can't read the WAV file: {e} (send 8, 16 or 32-bit PCM)") from None
+    if width == 2:
+        x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    elif width == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif width == 4:
+        x = np.frombuffer(raw, "<i4").astype(np.float32) / 2147483648.0
+    else:
+        raise RequestError(f"Unsupported WAV sample width {8 * width} bits (use 8, 16 or 32-bit PCM)")
+    if ch > 1:
+        x = x[: len(x) // ch * ch].reshape(-1, ch).mean(axis=1)
+    return x, sr
+
+
+def _audio(body: bytes, pre: dict) -> np.ndarray:
+    try:
+        from ..features import Frontend
+    except ImportError:
+        raise Unavailable("The audio front-end (edgekit.features) is not available in this install, "
+                          "so WAV clips can't be classified here; send feature tensors to /infer") from None
+    x, sr = read_wav_bytes(body)
+    want = int(pre.get("sample_rate", 16000))
+    if sr != want:
+        raise RequestError(f"The WAV is {sr} Hz; this model expects {want} Hz mono (resample it first)")
+    try:
+        fe = Frontend.from_preprocessing(pre)
+    except Exception as e:  # noqa: BLE001 - bad metadata is the model's problem, said plainly
+        raise RequestError(f"The model's audio preprocessing metadata is unusable: {e}") from None
+    n = int(pre.get("clip_samples", getattr(fe, "clip_samples", len(x))))
+    # Centre-crop or zero-pad to the clip length the model was trained on.
+    if len(x) >= n:
+        s = (len(x) - n) // 2
+        x = x[s:s + n]
+    else:
+        out = np.zeros(n, np.float32)
+        s = (n - len(x)) // 2
+        out[s:s + len(x)] = x
+        x = out
+    return np.asarray(fe(x), np.float32)
+
+
+def softmax_if_needed(scores: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Probabilities: the scores themselves when they already are, else softmax (reported to the client)."""
+    s = np.asarray(scores, np.float64).reshape(-1)
+    if s.size and s.min() >= -1e-6 and abs(s.sum() - 1.0) < 1e-3:
+        return s, False
+    e = np.exp(s - s.max())
+    return e / e.sum(), True
