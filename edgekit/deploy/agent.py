@@ -1,0 +1,716 @@
+"""The device side of ``edgekit deploy``: one stdlib-only script the host uploads and runs over SSH.
+
+It must run on whatever ``python3`` a device has before any runtime is installed (Python >= 3.8,
+no third-party imports, no edgekit import) and must not assume systemd: chroots, containers and
+plain sshd homes get the fallback supervisor (a pid file and a restart loop in POSIX sh).
+
+Layout under the deploy root (default ``~/edgekit``)::
+
+    releases/<version>/   one unpacked, checksum-verified bundle (+ venv -> ../../venvs/<key>)
+    venvs/<key>/          runtime virtual environments, keyed by requirements + wheels, shared
+    current -> releases/<version>       switched atomically (rename of a new symlink)
+    history.json          what was current before, for rollback
+    service.env           device-local server settings (host, port, threads)
+    run/ log/             supervisor pid files, server log
+
+Every command prints one JSON object as its last stdout line and exits 0 (ok) or 1 (failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+
+HEALTH_PATH = "/v2/health/ready"
+# Written into a release folder on the device after verification; not part of the bundle.
+DEVICE_FILES = {"smoke.json"}
+
+
+class StepError(Exception):
+    def __init__(self, step, message, **detail):
+        super().__init__(message)
+        self.step = step
+        self.detail = detail
+
+
+# -- small helpers --------------------------------------------------------------------------------
+
+def sha256_file(path, chunk=1 << 20):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_json(path, default=None):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return default
+
+
+def write_json(path, obj):
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def write_text(path, text):
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def tail(path, n=20):
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 8192))
+            return "\n".join(f.read().decode("utf-8", "replace").splitlines()[-n:])
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def locked(root):
+    """One mutating deploy command at a time per device; the lock dies with the process."""
+    import fcntl
+
+    os.makedirs(root, exist_ok=True)
+    with open(os.path.join(root, ".lock"), "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise StepError("lock", "another deploy is running on this device (%s/.lock is held)" % root)
+        yield
+
+
+class Layout:
+    def __init__(self, root):
+        self.root = os.path.abspath(os.path.expanduser(root))
+        self.releases = os.path.join(self.root, "releases")
+        self.venvs = os.path.join(self.root, "venvs")
+        self.current = os.path.join(self.root, "current")
+        self.history = os.path.join(self.root, "history.json")
+        self.service_env = os.path.join(self.root, "service.env")
+        self.run = os.path.join(self.root, "run")
+        self.log = os.path.join(self.root, "log")
+
+    def release(self, version):
+        if not version or "/" in version or version.startswith("."):
+            raise StepError("args", "invalid release version %r" % version)
+        return os.path.join(self.releases, version)
+
+    def current_version(self):
+        try:
+            return os.path.basename(os.readlink(self.current).rstrip("/"))
+        except OSError:
+            return None
+
+    def versions(self):
+        try:
+            names = [n for n in os.listdir(self.releases) if not n.startswith(".")]
+        except OSError:
+            return []
+        return sorted(names, key=lambda n: os.path.getmtime(os.path.join(self.releases, n)))
+
+
+# -- probe / doctor -------------------------------------------------------------------------------
+
+def meminfo():
+    out = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                k, v = line.split(":", 1)
+                out[k] = int(v.split()[0]) // 1024  # kB -> MB
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def free_disk_mb(path):
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    st = os.statvfs(path or "/")
+    return st.f_bavail * st.f_frsize // (1 << 20)
+
+
+def has_systemd():
+    # sd_booted(): systemd is PID 1 only if this folder exists; a binary on disk is not enough (chroots).
+    return os.path.isdir("/run/systemd/system") and shutil.which("systemctl") is not None
+
+
+def apt_installed(packages):
+    if not packages:
+        return {}
+    if not shutil.which("dpkg-query"):
+        return {p: None for p in packages}
+    out = {}
+    for p in packages:
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", p], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, universal_newlines=True)
+        out[p] = r.returncode == 0 and "install ok installed" in r.stdout
+    return out
+
+
+def cmd_probe(args):
+    L = Layout(args.root)
+    venv_ok, venv_err = True, ""
+    try:
+        import ensurepip  # noqa: F401  (Debian splits it into python3-venv; without it venv fails)
+        import venv  # noqa: F401
+    except ImportError as e:
+        venv_ok, venv_err = False, str(e)
+    mem = meminfo()
+    modules = {}
+    for m in args.module or []:
+        try:
+            import importlib.util
+
+            modules[m] = importlib.util.find_spec(m) is not None
+        except (ImportError, ValueError):
+            modules[m] = False
+    return {
+        "arch": platform.machine(),
+        "system": platform.system(),
+        "os": _os_release(),
+        "python": platform.python_version(),
+        "python_executable": sys.executable,
+        "cpu_count": os.cpu_count(),
+        "root": L.root,
+        "disk_free_mb": free_disk_mb(L.root),
+        "mem_total_mb": mem.get("MemTotal"),
+        "mem_available_mb": mem.get("MemAvailable", mem.get("MemFree")),
+        "venv": venv_ok,
+        "venv_error": venv_err,
+        "systemd": has_systemd(),
+        "is_root": os.geteuid() == 0,
+        "apt": apt_installed(args.apt or []),
+        "modules": modules,
+        "current": L.current_version(),
+        "releases": L.versions(),
+    }
+
+
+def _os_release():
+    info = {}
+    try:
+        with open("/etc/os-release") as f:
+            for line in f:
+                if "=" in line:
+                    k, v = line.rstrip("\n").split("=", 1)
+                    info[k] = v.strip('"')
+    except OSError:
+        pass
+    return info.get("PRETTY_NAME", platform.platform())
+
+
+# -- unpack and verify ----------------------------------------------------------------------------
+
+def _safe_members(tar):
+    for m in tar.getmembers():
+        name = os.path.normpath(m.name)
+        if name.startswith(("/", "..")) or os.path.isabs(name) or ".." in name.split(os.sep):
+            raise StepError("verify", "bundle member %r escapes the release folder" % m.name)
+        if not (m.isfile() or m.isdir()):
+            raise StepError("verify", "bundle member %r is not a regular file or folder" % m.name)
+        yield m
+
+
+def verify_release(folder):
+    """Every file the manifest lists is there with its sha256 and size; nothing unlisted besides."""
+    manifest = read_json(os.path.join(folder, "manifest.json"))
+    if not isinstance(manifest, dict) or "files" not in manifest:
+        raise StepError("verify", "manifest.json is missing or unreadable in the bundle")
+    listed = manifest["files"]
+    problems = []
+    for rel, want in sorted(listed.items()):
+        p = os.path.join(folder, rel)
+        if not os.path.isfile(p):
+            problems.append("%s: missing" % rel)
+            continue
+        got = sha256_file(p)
+        if got != want["sha256"]:
+            problems.append("%s: sha256 mismatch (manifest %s..., file %s...)" % (rel, want["sha256"][:12], got[:12]))
+    present = set()
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            present.add(os.path.relpath(os.path.join(dirpath, f), folder))
+    extra = sorted(present - set(listed) - {"manifest.json"} - DEVICE_FILES)
+    if extra:
+        problems.append("unlisted file(s): " + ", ".join(extra[:5]))
+    if problems:
+        raise StepError("verify", "checksum verification failed: " + "; ".join(problems[:5]))
+    return manifest
+
+
+def cmd_unpack(args):
+    L = Layout(args.root)
+    with locked(L.root):
+        got = sha256_file(args.tarball)
+        if args.sha256 and got != args.sha256:
+            raise StepError("verify", "uploaded bundle is corrupt: sha256 %s... on the device, %s... on the host"
+                            % (got[:12], args.sha256[:12]))
+        os.makedirs(L.releases, exist_ok=True)
+        final = L.release(args.version)
+        staging = os.path.join(L.releases, ".staging-%s-%d" % (args.version, os.getpid()))
+        shutil.rmtree(staging, ignore_errors=True)
+        try:
+            with tarfile.open(args.tarball, "r:*") as tar:
+                members = list(_safe_members(tar))
+                if hasattr(tarfile, "data_filter"):
+                    tar.extractall(staging, members=members, filter="data")
+                else:
+                    tar.extractall(staging, members=members)
+            manifest = verify_release(staging)
+            if manifest.get("version") != args.version:
+                raise StepError("verify", "bundle manifest says version %r, expected %r"
+                                % (manifest.get("version"), args.version))
+            reused = False
+            if os.path.isdir(final):
+                if os.path.exists(os.path.join(final, "manifest.json")) and \
+                        sha256_file(os.path.join(final, "manifest.json")) == sha256_file(os.path.join(staging, "manifest.json")):
+                    reused = True  # same release deployed again: keep its folder (and venv link)
+                elif L.current_version() == args.version:
+                    raise StepError("verify", "release %s is serving and differs from this bundle; "
+                                              "build the bundle with a new --version" % args.version)
+                else:
+                    shutil.rmtree(final)
+            if not reused:
+                os.rename(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.remove(args.tarball)
+        return {"release": args.version, "files": len(manifest["files"]), "reused": reused}
+
+
+# -- runtime install ------------------------------------------------------------------------------
+
+def venv_key(folder, python, venv_args):
+    """Same requirements + same wheels + same interpreter -> same venv: a new model doesn't reinstall."""
+    h = hashlib.sha256()
+    h.update(("%s|%s|%s\n" % (python, platform.python_version(), " ".join(venv_args))).encode())
+    with open(os.path.join(folder, "requirements.txt"), "rb") as f:
+        h.update(f.read())
+    wheels = os.path.join(folder, "wheels")
+    if os.path.isdir(wheels):
+        for name in sorted(os.listdir(wheels)):
+            h.update(("%s %s\n" % (name, sha256_file(os.path.join(wheels, name)))).encode())
+    return h.hexdigest()[:16]
+
+
+def _run(cmd, step, cwd=None, timeout=None, env=None):
+    try:
+        r = subprocess.run(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise StepError(step, "%s timed out after %ss" % (" ".join(cmd[:4]), timeout))
+    except OSError as e:
+        raise StepError(step, "cannot run %s: %s" % (cmd[0], e))
+    if r.returncode != 0:
+        raise StepError(step, "%s exited %d: %s" % (" ".join(cmd[:4]), r.returncode, r.stdout.strip()[-1500:]))
+    return r.stdout
+
+
+def cmd_install(args):
+    L = Layout(args.root)
+    with locked(L.root):
+        folder = L.release(args.version)
+        manifest = verify_release(folder)
+        runtime = manifest.get("runtime", {})
+        venv_args = list(runtime.get("venv_args", []))
+        key = venv_key(folder, sys.executable, venv_args)
+        venv = os.path.join(L.venvs, key)
+        marker = os.path.join(venv, ".complete")
+        t0 = time.time()
+        reused = os.path.exists(marker)
+        if not reused:
+            shutil.rmtree(venv, ignore_errors=True)  # a half-built venv from an interrupted deploy
+            os.makedirs(L.venvs, exist_ok=True)
+            _run([sys.executable, "-m", "venv"] + venv_args + [venv], "install", timeout=300)
+            wheels = os.path.join(folder, "wheels")
+            pip = [os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--disable-pip-version-check",
+                   "--no-input", "--find-links", wheels]
+            if runtime.get("offline"):
+                pip.append("--no-index")  # the bundle carries every wheel: never reach for an index
+            pip += list(runtime.get("pip_args", [])) + list(args.pip_arg or [])
+            pip += ["-r", os.path.join(folder, "requirements.txt")]
+            try:
+                _run(pip, "install", cwd=folder, timeout=args.timeout)
+            except StepError:
+                shutil.rmtree(venv, ignore_errors=True)
+                raise
+            write_text(marker, json.dumps({"created": time.time(), "release": args.version}) + "\n")
+        link = os.path.join(folder, "venv")
+        tmp = link + ".new"
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        os.symlink(os.path.join("..", "..", "venvs", key), tmp)
+        os.replace(tmp, link)
+        return {"venv": key, "reused": reused, "seconds": round(time.time() - t0, 2)}
+
+
+# -- smoke test -----------------------------------------------------------------------------------
+
+def cmd_smoke(args):
+    L = Layout(args.root)
+    folder = L.release(args.version)
+    py = os.path.join(folder, "venv", "bin", "python")
+    if not os.path.exists(py):
+        raise StepError("smoke", "release %s has no runtime venv (install step did not run)" % args.version)
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    try:
+        r = subprocess.run([py, os.path.join(folder, "smoke_test.py")], cwd=folder, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True, timeout=args.timeout, env=env)
+    except subprocess.TimeoutExpired:
+        raise StepError("smoke", "smoke test timed out after %ss" % args.timeout)
+    result = None
+    for line in reversed(r.stdout.strip().splitlines()):
+        with contextlib.suppress(ValueError):
+            result = json.loads(line)
+            break
+    if not isinstance(result, dict):
+        raise StepError("smoke", "smoke test crashed (exit %d): %s" % (r.returncode, r.stderr.strip()[-1500:]))
+    write_json(os.path.join(folder, "smoke.json"), result)
+    if r.returncode != 0 or not result.get("passed"):
+        raise StepError("smoke", "smoke test failed: %s" % result.get("error", "outputs differ from expected"),
+                        smoke=result)
+    return {"smoke": result}
+
+
+# -- service --------------------------------------------------------------------------------------
+
+def read_env(path):
+    env = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if line and not line.startswith("#") and "=" in line:
+                    k, v = line.split("=", 1)
+                    env[k] = v.strip("'\"")
+    except OSError:
+        pass
+    return env
+
+
+def write_service_env(L, manifest, host=None, port=None):
+    """Device-local server settings survive releases: an explicit flag wins, then what's there, then the bundle."""
+    old = read_env(L.service_env)
+    serve = manifest.get("serve", {})
+    env = {
+        "EDGEKIT_HOST": host or old.get("EDGEKIT_HOST") or serve.get("host", "0.0.0.0"),
+        "EDGEKIT_PORT": str(port or old.get("EDGEKIT_PORT") or serve.get("port", 8080)),
+        "EDGEKIT_THREADS": "" if manifest.get("threads") is None else str(manifest["threads"]),
+    }
+    write_text(L.service_env, "".join("%s='%s'\n" % kv for kv in sorted(env.items())))
+    return env
+
+
+def service_manager(manifest, prefer=None):
+    want = prefer or manifest.get("service", {}).get("manager", "systemd")
+    if want == "systemd" and has_systemd() and (os.geteuid() == 0 or _sudo_ok()):
+        return "systemd"
+    return "supervisor"
+
+
+def _sudo_ok():
+    if not shutil.which("sudo"):
+        return False
+    return subprocess.run(["sudo", "-n", "true"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def _priv(cmd):
+    return cmd if os.geteuid() == 0 else ["sudo", "-n"] + cmd
+
+
+def unit_name(manifest):
+    return "%s.service" % manifest.get("service", {}).get("name", "edgekit")
+
+
+def systemd_install(L, folder, manifest):
+    with open(os.path.join(folder, "edgekit.service")) as f:
+        text = f.read().replace("@ROOT@", L.root).replace("@USER@", _user())
+    path = "/etc/systemd/system/" + unit_name(manifest)
+    subprocess.run(_priv(["tee", path]), input=text, universal_newlines=True, stdout=subprocess.DEVNULL, check=True)
+    _run(_priv(["systemctl", "daemon-reload"]), "restart")
+    _run(_priv(["systemctl", "enable", unit_name(manifest)]), "restart")
+
+
+def _user():
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name
+
+
+def supervise(L, action):
+    script = os.path.join(L.current, "supervise.sh")
+    return _run(["/bin/sh", script, action], "restart", timeout=60)
+
+
+def restart_service(L, manifest, manager):
+    if manager == "systemd":
+        systemd_install(L, os.path.realpath(L.current), manifest)
+        _run(_priv(["systemctl", "restart", unit_name(manifest)]), "restart")
+    else:
+        supervise(L, "restart")
+
+
+def service_state(L, manifest):
+    manager = read_env(L.service_env).get("EDGEKIT_MANAGER") or "supervisor"
+    if manager == "systemd":
+        r = subprocess.run(["systemctl", "is-active", unit_name(manifest)], stdout=subprocess.PIPE,
+                           universal_newlines=True)
+        return {"manager": "systemd", "state": r.stdout.strip() or "unknown"}
+    pid = _pid(os.path.join(L.run, "supervisor.pid"))
+    child = _pid(os.path.join(L.run, "server.pid"))
+    state = "active" if pid and child else ("activating" if pid else "inactive")
+    restarts = read_json(os.path.join(L.run, "restarts"), 0)
+    return {"manager": "supervisor", "state": state, "pid": child, "restarts": restarts}
+
+
+def _pid(path):
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def health(port, timeout=60.0, L=None, manifest=None):
+    """Poll the server's readiness URL until 200; give up early if the supervisor keeps restarting it."""
+    url = "http://127.0.0.1:%s%s" % (port, HEALTH_PATH)
+    deadline = time.time() + timeout
+    last = "no answer"
+    while True:
+        t0 = time.perf_counter()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return {"ready": True, "url": url, "latency_ms": round((time.perf_counter() - t0) * 1e3, 2)}
+                last = "HTTP %d" % r.status
+        except Exception as e:  # connection refused while the server starts, HTTP 503 while loading
+            last = str(getattr(e, "reason", e))
+        if L is not None:
+            restarts = read_json(os.path.join(L.run, "restarts"), 0) or 0
+            if restarts >= 3:
+                raise StepError("health", "server keeps exiting (%d restarts); log tail:\n%s"
+                                % (restarts, tail(os.path.join(L.log, "serve.log"))))
+        if time.time() > deadline:
+            log = tail(os.path.join(L.log, "serve.log")) if L is not None else ""
+            raise StepError("health", "server not ready at %s after %ss (%s)%s"
+                            % (url, timeout, last, ("; log tail:\n" + log) if log else ""))
+        time.sleep(0.25)
+
+
+def _switch(L, version):
+    """Point ``current`` at a release: a new symlink renamed over the old one is atomic on POSIX."""
+    tmp = L.current + ".new"
+    with contextlib.suppress(OSError):
+        os.remove(tmp)
+    os.symlink(os.path.join("releases", version), tmp)
+    os.replace(tmp, L.current)
+
+
+def _activate(L, version, args, record=True):
+    manifest = verify_release(L.release(version))
+    if not os.path.exists(os.path.join(L.release(version), "venv", "bin", "python")):
+        raise StepError("switch", "release %s has no runtime venv" % version)
+    previous = L.current_version()
+    manager = service_manager(manifest, args.manager)
+    env = write_service_env(L, manifest, args.serve_host, args.serve_port)
+    with open(L.service_env, "a") as f:
+        f.write("EDGEKIT_MANAGER='%s'\n" % manager)
+    _switch(L, version)
+    if record:
+        hist = read_json(L.history, {}) or {}
+        past = [v for v in hist.get("past", []) if v != version]
+        if previous and previous != version:
+            past = [v for v in past if v != previous] + [previous]
+        write_json(L.history, {"current": version, "past": past[-10:], "switched": time.time()})
+    restart_service(L, manifest, manager)
+    h = health(env["EDGEKIT_PORT"], args.health_timeout, L, manifest)
+    return {"release": version, "previous": previous, "manager": manager, "health": h}
+
+
+def cmd_activate(args):
+    L = Layout(args.root)
+    with locked(L.root):
+        previous = L.current_version()
+        try:
+            return _activate(L, args.version, args)
+        except (StepError, OSError, subprocess.CalledProcessError) as e:
+            step = getattr(e, "step", "switch")
+            rolled = _revert(L, previous, args)
+            raise StepError(step, str(e), rolled_back=rolled)
+
+
+def _revert(L, previous, args):
+    """Put the release that served before back in place; report whether it came back healthy."""
+    if not previous or not os.path.isdir(L.release(previous)):
+        with contextlib.suppress(Exception):
+            supervise(L, "stop")
+        with contextlib.suppress(OSError):
+            os.remove(L.current)
+        return {"release": None, "note": "no previous release; service stopped"}
+    try:
+        out = _activate(L, previous, args, record=False)
+        hist = read_json(L.history, {}) or {}
+        hist["current"] = previous
+        write_json(L.history, hist)
+        return {"release": previous, "healthy": out["health"]["ready"]}
+    except Exception as e:  # report the rollback's own failure; the original error is the headline
+        return {"release": previous, "healthy": False, "error": str(e)}
+
+
+def cmd_rollback(args):
+    L = Layout(args.root)
+    with locked(L.root):
+        current = L.current_version()
+        hist = read_json(L.history, {}) or {}
+        past = [v for v in hist.get("past", []) if v != current and os.path.isdir(os.path.join(L.releases, v))]
+        target = args.to or (past[-1] if past else None)
+        if not target:
+            raise StepError("rollback", "nothing to roll back to: no earlier release on this device (current: %s)"
+                            % (current or "none"))
+        if not os.path.isdir(L.release(target)):
+            raise StepError("rollback", "release %r is not on this device. Available: %s"
+                            % (target, ", ".join(L.versions()) or "(none)"))
+        try:
+            out = _activate(L, target, args, record=False)
+        except (StepError, OSError) as e:
+            rolled = _revert(L, current, args)
+            raise StepError(getattr(e, "step", "rollback"), str(e), rolled_back=rolled)
+        past = [v for v in hist.get("past", []) if v not in (target, current)] + ([current] if current else [])
+        write_json(L.history, {"current": target, "past": past[-10:], "switched": time.time()})
+        return out
+
+
+def cmd_prune(args):
+    """Keep the serving release, the rollback candidates and the newest few; drop venvs nobody uses."""
+    L = Layout(args.root)
+    with locked(L.root):
+        hist = read_json(L.history, {}) or {}
+        keep = set(L.versions()[-args.keep:]) | set(hist.get("past", [])[-args.keep:])
+        if L.current_version():
+            keep.add(L.current_version())
+        removed = []
+        for v in L.versions():
+            if v not in keep:
+                shutil.rmtree(L.release(v), ignore_errors=True)
+                removed.append(v)
+        used = set()
+        for v in L.versions():
+            with contextlib.suppress(OSError):
+                used.add(os.path.basename(os.readlink(os.path.join(L.release(v), "venv"))))
+        for key in os.listdir(L.venvs) if os.path.isdir(L.venvs) else []:
+            if key not in used:
+                shutil.rmtree(os.path.join(L.venvs, key), ignore_errors=True)
+        return {"removed": removed}
+
+
+def cmd_discard(args):
+    """Remove a release that failed before it served (never the current one or a rollback candidate)."""
+    L = Layout(args.root)
+    with locked(L.root):
+        hist = read_json(L.history, {}) or {}
+        if args.version in (L.current_version(),) or args.version in hist.get("past", []):
+            return {"removed": False}
+        shutil.rmtree(L.release(args.version), ignore_errors=True)
+        return {"removed": True}
+
+
+def cmd_status(args):
+    L = Layout(args.root)
+    version = L.current_version()
+    out = {"root": L.root, "current": version, "releases": L.versions(),
+           "rollback_to": ((read_json(L.history, {}) or {}).get("past") or [None])[-1]}
+    if not version:
+        out.update(service={"state": "none"}, health={"ready": False})
+        return out
+    folder = L.release(version)
+    manifest = read_json(os.path.join(folder, "manifest.json"), {}) or {}
+    out["model"] = {k: manifest.get(k) for k in ("name", "version", "created", "backend", "device", "profile_name")}
+    out["service"] = service_state(L, manifest)
+    env = read_env(L.service_env)
+    port = env.get("EDGEKIT_PORT", "8080")
+    try:
+        lat = []
+        for _ in range(args.probes):
+            lat.append(health(port, timeout=0, L=None)["latency_ms"])
+        lat.sort()
+        out["health"] = {"ready": True, "port": int(port), "latency_ms_p50": lat[len(lat) // 2],
+                         "latency_ms_max": lat[-1]}
+    except StepError as e:
+        out["health"] = {"ready": False, "port": int(port), "error": str(e).splitlines()[0]}
+    smoke = read_json(os.path.join(folder, "smoke.json"), {}) or {}
+    out["bench"] = smoke.get("bench", {})
+    out["log_tail"] = tail(os.path.join(L.log, "serve.log"), 5)
+    return out
+
+
+def cmd_stop(args):
+    L = Layout(args.root)
+    if os.path.exists(os.path.join(L.current, "supervise.sh")):
+        supervise(L, "stop")
+    return {"stopped": True}
+
+
+# -- entry ----------------------------------------------------------------------------------------
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="edgekit-agent")
+    ap.add_argument("command", choices=["probe", "unpack", "install", "smoke", "activate", "rollback", "prune",
+                                        "discard", "status", "stop"])
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--version")
+    ap.add_argument("--tarball")
+    ap.add_argument("--sha256")
+    ap.add_argument("--to")
+    ap.add_argument("--pip-arg", action="append")
+    ap.add_argument("--apt", action="append")
+    ap.add_argument("--module", action="append")
+    ap.add_argument("--serve-host")
+    ap.add_argument("--serve-port", type=int)
+    ap.add_argument("--manager", choices=["systemd", "supervisor"])
+    ap.add_argument("--health-timeout", type=float, default=60.0)
+    ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--keep", type=int, default=3)
+    ap.add_argument("--probes", type=int, default=5)
+    args = ap.parse_args(argv)
+    fn = globals()["cmd_" + args.command]
+    try:
+        result = fn(args)
+        result["ok"] = True
+        code = 0
+    except StepError as e:
+        result = {"ok": False, "step": e.step, "error": str(e)}
+        result.update(e.detail)
+        code = 1
+    except Exception as e:  # an agent bug or an odd device: still one JSON line, never a bare traceback
+        result = {"ok": False, "step": args.command, "error": "%s: %s" % (type(e).__name__, e)}
+        code = 1
+    sys.stdout.write(json.dumps(result, default=str) + "\n")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

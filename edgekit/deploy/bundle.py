@@ -1,0 +1,295 @@
+"""``edgekit bundle``: everything a device needs to run a model, in one verified tarball.
+
+Contents (paths inside the tarball)::
+
+    manifest.json          checksums of every other file, versions, backend, device, I/O spec, metadata
+    model/<files>          the model (+ .bin for OpenVINO IR) and its sidecar metadata
+    smoke/input.npz        a fixed sample input ...
+    smoke/expected.npz     ... and the outputs the host computed for it
+    smoke_test.py          loads, infers, compares, benches on the device (edgekit.runtime)
+    requirements.txt       the runtime for this device and backend (edgekit pinned to this version)
+    wheels/                the edgekit wheel itself, plus every dependency with --with-wheels
+    run.sh supervise.sh edgekit.service   the server start script, fallback supervisor, systemd unit
+    agent.py               the stdlib-only device helper deploy runs over SSH
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+from .. import __version__
+from ..artifact import model_files, model_format, read_meta, sidecar_path
+from ..devices import DeviceProfile, load_profile
+from ..errors import ConfigError, DeployError, ModelError
+from ..fsutil import atomic_path
+
+MANIFEST_SCHEMA = 1
+RESOURCES = Path(__file__).resolve().parent.parent / "_resources" / "deploy"
+_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# -- the edgekit wheel ------------------------------------------------------------------------------
+
+def edgekit_wheel(dest: str | os.PathLike) -> Path:
+    """Pack the installed edgekit (editable or not) into a py3-none-any wheel, so a device needs no index for it.
+
+    Built from the package files and the installed distribution's METADATA (its Requires-Dist carries the
+    extras), with fixed timestamps so the same code gives the same wheel hash (and devices reuse venvs).
+    """
+    from importlib import metadata
+
+    import edgekit
+
+    try:
+        dist = metadata.distribution("edgekit")
+    except metadata.PackageNotFoundError:
+        raise DeployError("edgekit is imported from a folder but not installed; run `pip install -e .` "
+                          "so bundles can carry the edgekit wheel") from None
+    version = dist.version
+    pkg = Path(edgekit.__file__).resolve().parent
+    dist_info = f"edgekit-{version}.dist-info"
+    entries: list[tuple[str, bytes]] = []
+    for p in sorted(pkg.rglob("*")):
+        rel = p.relative_to(pkg)
+        if p.is_dir() or "__pycache__" in rel.parts or p.suffix in (".pyc", ".partial") \
+                or any(part.startswith(".") for part in rel.parts):
+            continue
+        entries.append((f"edgekit/{rel.as_posix()}", p.read_bytes()))  # read_bytes follows symlinks
+    entries.append((f"{dist_info}/METADATA", (dist.read_text("METADATA") or "").encode()))
+    eps = dist.read_text("entry_points.txt")
+    if eps:
+        entries.append((f"{dist_info}/entry_points.txt", eps.encode()))
+    entries.append((f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nGenerator: edgekit-bundle\n"
+                                          b"Root-Is-Purelib: true\nTag: py3-none-any\n"))
+    record = []
+    for name, data in entries:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(data)}")
+    record.append(f"{dist_info}/RECORD,,")
+    entries.append((f"{dist_info}/RECORD", ("\n".join(record) + "\n").encode()))
+    out = Path(dest) / f"edgekit-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            z.writestr(info, data)
+    return out
+
+
+def pin_edgekit(lines: list[str], version: str) -> list[str]:
+    """``edgekit[litert,serve]`` -> ``edgekit[litert,serve]==<this version>``: the device gets the carried wheel."""
+    out = []
+    for line in lines:
+        m = re.fullmatch(r"\s*edgekit(\[[^\]]*\])?\s*", line)
+        out.append(f"edgekit{m.group(1) or ''}=={version}" if m else line)
+    return out
+
+
+def download_wheels(requirements: Path, wheels: Path, profile: DeviceProfile, python_version: str) -> list[str]:
+    """Every dependency as binary wheels for the device's platform (for devices without internet)."""
+    rt = profile.runtime
+    if not rt.wheel_platforms:
+        raise ConfigError(f"Profile {profile.name!r} lists no runtime.wheel_platforms, so wheels for it "
+                          "can't be chosen; add them or bundle without --with-wheels")
+    cmd = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-input",
+           "--only-binary=:all:", "--implementation", "cp", "--python-version", python_version,
+           "--find-links", str(wheels), "-d", str(wheels), "-r", str(requirements)]
+    for plat in rt.wheel_platforms:
+        cmd += ["--platform", plat]
+    cmd += [a for a in rt.pip_args]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        raise DeployError(f"pip download for {profile.name} ({', '.join(rt.wheel_platforms[:2])}..., Python "
+                          f"{python_version}) failed: {r.stdout.strip()[-1200:]}")
+    return sorted(p.name for p in wheels.glob("*.whl"))
+
+
+# -- reference outputs ------------------------------------------------------------------------------
+
+def reference(model: Path, seed: int) -> tuple[dict, dict, dict, list, list]:
+    """Sample input, expected outputs and per-output tolerances, computed on the host with edgekit.runtime."""
+    import numpy as np
+
+    from ..runtime import load
+
+    with load(model, device="cpu") as session:
+        feed = session.sample_input(batch=1, seed=seed)
+        outputs = session.run(feed)
+        tol = {}
+        for t in session.outputs:
+            # Other CPUs (NEON vs AVX kernels) round differently; an int8 output may move a step or two.
+            atol = max(1e-3, 2.0 * float(t.scale)) if t.quantized else 1e-3
+            tol[t.name] = {"atol": atol, "rtol": 1e-3}
+        inputs = [t.to_dict() for t in session.inputs]
+        outs = [t.to_dict() for t in session.outputs]
+    return ({k: np.asarray(v) for k, v in feed.items()}, {k: np.asarray(v) for k, v in outputs.items()},
+            tol, inputs, outs)
+
+
+def _render(name: str, **values) -> str:
+    text = (RESOURCES / name).read_text()
+    for k, v in values.items():
+        text = text.replace(f"@{k}@", str(v))
+    return text
+
+
+def _default_version(model: Path, files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for f in files:
+        h.update(sha256_file(f).encode())
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", model.stem)[:40] or "model"
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{h.hexdigest()[:8]}"
+
+
+def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: str | os.PathLike, *,
+                 version: str | None = None, device: str | None = None, threads: int | None = None,
+                 port: int | None = None, with_wheels: bool = False, python_version: str | None = None,
+                 seed: int = 0, bench_runs: int = 20) -> dict:
+    """Build ``out`` (a .tar.gz) for ``model`` on ``profile``; return the manifest."""
+    from ..runtime import backend_for
+
+    model = Path(model)
+    if not model.is_file():
+        raise ModelError(f"No such model file: {model}")
+    prof = load_profile(profile)
+    backend = backend_for(model)
+    prof.check_backend(backend)
+    if version is not None and not _VERSION_RE.match(version):
+        raise ConfigError(f"--version must be 1-100 letters, digits, '.', '_', '+' or '-' (not starting with "
+                          f"one of the last four); received {version!r}")
+    if device is None:
+        device = prof.preferred.get("device", "cpu") if prof.preferred.get("backend") == backend else "cpu"
+    threads = prof.threads if threads is None else threads
+    if threads is not None and threads < 1:
+        raise ConfigError(f"threads must be a positive integer; received {threads}")
+    files = [f for f in model_files(model)]
+    for f in files:
+        if not f.is_file():
+            raise ModelError(f"{model} needs {f.name} next to it, which is missing")
+    out = Path(out)
+    if not out.name.endswith((".tar.gz", ".tgz")):
+        raise ConfigError(f"--out must end in .tar.gz or .tgz; received {out.name!r}")
+    version = version or _default_version(model, files)
+    meta = read_meta(model)
+    import numpy as np
+
+    feed, expected, tolerance, inputs, outputs = reference(model, seed)
+    py_version = python_version or prof.runtime.python_version
+
+    with tempfile.TemporaryDirectory(prefix="edgekit-bundle-") as tmp:
+        root = Path(tmp)
+        (root / "model").mkdir()
+        for f in files:
+            (root / "model" / f.name).write_bytes(f.read_bytes())
+        if sidecar_path(model).exists():
+            (root / "model" / sidecar_path(model).name).write_bytes(sidecar_path(model).read_bytes())
+        (root / "smoke").mkdir()
+        np.savez(root / "smoke" / "input.npz", **feed)
+        np.savez(root / "smoke" / "expected.npz", **expected)
+        wheels = root / "wheels"
+        wheels.mkdir()
+        edgekit_wheel(wheels)
+        reqs = pin_edgekit(prof.runtime.requirements_for(backend), __version__)
+        (root / "requirements.txt").write_text(
+            f"# Runtime for {prof.name} ({backend}); edgekit itself is in wheels/ of this bundle.\n"
+            + "\n".join(reqs) + "\n")
+        carried = download_wheels(root / "requirements.txt", wheels, prof, py_version) if with_wheels else []
+        model_rel = f"model/{model.name}"
+        (root / "run.sh").write_text(_render("run.sh", HOST=prof.service.host, PORT=port or prof.service.port,
+                                             THREADS="" if threads is None else threads, MODEL=model_rel))
+        (root / "supervise.sh").write_text(_render("supervise.sh"))
+        (root / "edgekit.service").write_text(_render("edgekit.service", NAME=f"{model.name} on {prof.name}"))
+        (root / "smoke_test.py").write_text((Path(__file__).parent / "smoke.py").read_text())
+        (root / "agent.py").write_text((Path(__file__).parent / "agent.py").read_text())
+        for sh in ("run.sh", "supervise.sh"):
+            os.chmod(root / sh, 0o755)
+        checksums = {}
+        for p in sorted(root.rglob("*")):
+            if p.is_file():
+                checksums[p.relative_to(root).as_posix()] = {"sha256": sha256_file(p), "size": p.stat().st_size}
+        manifest = {
+            "schema": MANIFEST_SCHEMA,
+            "name": model.stem,
+            "version": version,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "edgekit": __version__,
+            "profile_name": prof.name,
+            "arch": prof.arch,
+            "python": prof.python.version,
+            "backend": backend,
+            "format": model_format(model),
+            "device": device,
+            "threads": threads,
+            "model": {"path": model_rel, "files": [f"model/{f.name}" for f in files],
+                      "size": sum(f.stat().st_size for f in files)},
+            "inputs": inputs,
+            "outputs": outputs,
+            "metadata": meta.to_dict() if meta is not None else {},
+            "smoke": {"input": "smoke/input.npz", "expected": "smoke/expected.npz", "seed": seed,
+                      "tolerance": tolerance, "bench_runs": bench_runs},
+            "runtime": {"requirements": reqs, "python_version": py_version, "offline": with_wheels,
+                        "wheels": sorted(p.name for p in wheels.glob("*.whl")), "carried": bool(carried),
+                        "venv_args": prof.runtime.venv_args, "pip_args": prof.runtime.pip_args,
+                        "apt": prof.runtime.apt},
+            "service": {"manager": prof.service.manager, "fallback": prof.service.fallback,
+                        "name": prof.service.name, "host": prof.service.host, "port": port or prof.service.port,
+                        "health": "/v2/health/ready"},
+            "profile": prof.to_dict(),
+            "files": checksums,
+        }
+        (root / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        with atomic_path(out) as tmp_out:
+            with tarfile.open(tmp_out, "w:gz", compresslevel=1 if with_wheels else 6) as tar:
+                for p in [root / "manifest.json"] + sorted(x for x in root.rglob("*") if x.name != "manifest.json"):
+                    info = tar.gettarinfo(p, arcname=p.relative_to(root).as_posix())
+                    info.uid = info.gid = 0
+                    info.uname = info.gname = ""
+                    if info.isfile():
+                        with open(p, "rb") as f:
+                            tar.addfile(info, f)
+                    elif info.isdir():
+                        tar.addfile(info)
+    return manifest
+
+
+def read_manifest(bundle: str | os.PathLike) -> dict:
+    """The manifest of a bundle tarball, without unpacking the rest."""
+    p = Path(bundle)
+    if not p.is_file():
+        raise ConfigError(f"No such bundle: {p}")
+    try:
+        with tarfile.open(p, "r:*") as tar:
+            f = tar.extractfile("manifest.json")
+            if f is None:
+                raise KeyError
+            return json.loads(f.read())
+    except (tarfile.TarError, KeyError, ValueError, OSError) as e:
+        raise ConfigError(f"{p} is not an edgekit bundle (no readable manifest.json: {e or 'missing'}); "
+                          "make one with `edgekit bundle MODEL --profile P --out B.tar.gz`") from None
+
+
+def describe(manifest: dict) -> dict:
+    return {"bundle": manifest["version"], "profile": manifest["profile_name"], "backend": manifest["backend"],
+            "device": manifest["device"], "model": manifest["model"]["path"],
+            "size_kb": round(manifest["model"]["size"] / 1024, 1), "files": len(manifest["files"]),
+            "wheels": len(manifest["runtime"]["wheels"]), "offline": manifest["runtime"]["offline"]}
