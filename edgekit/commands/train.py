@@ -1,0 +1,43 @@
+"""``edgekit train``."""
+
+from __future__ import annotations
+
+import click
+
+from ._common import json_option, quiet_option
+from .data import data_option, parse_options
+
+
+@click.command()
+@click.option("--model", "-m", "model_name", required=True, help="Zoo model name (edgekit zoo list).")
+@click.option("--data", "-d", "data", required=True, help="Dataset name, folder or CSV file (edgekit data list).")
+@click.option("--epochs", "-e", type=int, default=10, show_default=True)
+@click.option("--out", "out_dir", required=True, type=click.Path(), help="Run folder to create.")
+@click.option("--batch-size", type=int, default=64, show_default=True)
+@click.option("--lr", "learning_rate", type=float, default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--patience", type=int, default=10, show_default=True, help="Early stopping; 0 turns it off.")
+@click.option("--limit", type=int, help="At most this many examples per split (quick runs).")
+@click.option("--no-augment", is_flag=True, help="No image augmentation in the input pipeline.")
+@click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]), default="auto", show_default=True,
+              help="auto: MirroredStrategy when several GPUs are visible.")
+@click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE", help="Builder option, e.g. alpha=0.5.")
+@data_option
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@quiet_option
+@json_option
+def train(model_name, data, epochs, out_dir, batch_size, learning_rate, seed, patience, limit, no_augment, strategy,
+          model_options, options, overwrite, quiet, json_path):
+    """Train a zoo model on a dataset into a run folder; re-running resumes an interrupted run."""
+    from ..report import dump_json
+    from ..train import train as run
+
+    r = run(model_name, data, epochs, out_dir, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+            patience=patience or None, limit=limit, augment=not no_augment, strategy=strategy,
+            model_options=parse_options(model_options), data_options=parse_options(options), overwrite=overwrite,
+            quiet=quiet)
+    m = r.metrics
+    if json_path != "-":
+        click.echo(f"{r.model_path}: {m['split']} top-1 {m['top1']:.4f} (best epoch {m['best_epoch']} of "
+                   f"{m['epochs_run']}, {m['train_seconds']:.0f} s, {m['params']:,} params, {m['macs']:,} MACs)")
+    dump_json({"model": str(r.model_path), **m}, json_path)

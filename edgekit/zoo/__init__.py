@@ -1,0 +1,80 @@
+"""The model zoo: compact classifiers for images, keyword spotting and short text.
+
+    model = build_model("ds_cnn_s", input_shape=(49, 10), num_classes=12)
+    model_stats(model)  -> {"params": ..., "macs": ...}
+
+Builders are ``"module:function"`` targets in the ``models`` registry (entry-point group
+``edgekit.models``); each takes ``(input_shape, num_classes, **options)`` and returns a Keras
+model whose input is exactly the dataset's example shape. TensorFlow/Keras are imported only
+when a model is built.
+"""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+from ..registry import Registry
+
+__all__ = ["models", "build_model", "model_stats", "describe", "load_model", "DESCRIPTIONS"]
+
+models: Registry = Registry("model", "edgekit.models")
+models.register("mobilenet_v2", "edgekit.zoo.mobilenet:mobilenet_v2")
+models.register("mobilenet_v3_small", "edgekit.zoo.mobilenet:mobilenet_v3_small")
+models.register("ds_cnn_s", "edgekit.zoo.ds_cnn:ds_cnn_s")
+models.register("ds_cnn_m", "edgekit.zoo.ds_cnn:ds_cnn_m")
+models.register("ds_cnn_l", "edgekit.zoo.ds_cnn:ds_cnn_l")
+models.register("kwt", "edgekit.zoo.transformers:kwt")
+models.register("text_transformer", "edgekit.zoo.transformers:text_transformer")
+
+# name -> (task, default input shape for listings, one line)
+DESCRIPTIONS = {
+    "mobilenet_v2": ("image-classification", (96, 96, 3), "MobileNetV2 (Keras applications), width multiplier alpha"),
+    "mobilenet_v3_small": ("image-classification", (96, 96, 3), "MobileNetV3-Small (Keras applications), alpha"),
+    "ds_cnn_s": ("audio-classification", (49, 10), "Hello Edge DS-CNN small: 64 channels, 4 DS blocks"),
+    "ds_cnn_m": ("audio-classification", (49, 10), "Hello Edge DS-CNN medium: 172 channels, 4 DS blocks"),
+    "ds_cnn_l": ("audio-classification", (49, 10), "Hello Edge DS-CNN large: 276 channels, 5 DS blocks"),
+    "kwt": ("audio-classification", (49, 40), "Keyword transformer: feature frames as tokens"),
+    "text_transformer": ("text-classification", (32,), "Token embedding + 2 encoder blocks"),
+}
+
+
+def build_model(name: str, input_shape, num_classes: int, **options):
+    """Build zoo model ``name`` for inputs of ``input_shape`` (no batch dim) and ``num_classes`` outputs."""
+    builder = models.get(name)
+    if num_classes < 2:
+        raise ConfigError(f"num_classes must be >= 2; received {num_classes}")
+    try:
+        return builder(tuple(int(d) for d in input_shape), int(num_classes), **options)
+    except TypeError as e:
+        if "unexpected keyword" in str(e):
+            raise ConfigError(f"Model {name!r}: {e}") from None
+        raise
+
+
+def model_stats(model) -> dict:
+    """Parameters and multiply-accumulates for one example (see :mod:`edgekit.zoo.stats`)."""
+    from .stats import model_stats as _stats
+
+    return _stats(model)
+
+
+def load_model(path):
+    """``keras.saving.load_model`` with edgekit's custom layers registered."""
+    import keras
+
+    from . import layers  # noqa: F401  (registers the custom layers)
+
+    return keras.saving.load_model(str(path), compile=False)
+
+
+def describe(input_shape=None, names=None) -> list[dict]:
+    """Each model built for its default (or the given) input with params and MACs."""
+    rows = []
+    for n in names or models.names():
+        task, shape, what = DESCRIPTIONS.get(n, ("-", input_shape, ""))
+        shape = tuple(input_shape) if input_shape else shape
+        ncls = 12 if task == "audio-classification" else 10
+        m = build_model(n, shape, ncls)
+        st = model_stats(m)
+        rows.append({"name": n, "task": task, "input": "x".join(map(str, shape)), "params": st["params"],
+                     "macs": st["macs"], "description": what})
+    return rows
