@@ -155,7 +155,8 @@ class Session:
                 raise DataError(f"{'; '.join(msg).capitalize()}. The model takes: "
                                 + "; ".join(t.describe() for t in self.inputs))
             items = [(t, inputs[t.name]) for t in self.inputs]
-        elif isinstance(inputs, (list, tuple)) and len(self.inputs) > 1:
+        elif isinstance(inputs, (list, tuple)) and (len(self.inputs) > 1 or (
+                len(inputs) == 1 and isinstance(inputs[0], np.ndarray))):
             if len(inputs) != len(self.inputs):
                 raise DataError(f"Expected {len(self.inputs)} inputs, received {len(inputs)}. The model takes: "
                                 + "; ".join(t.describe() for t in self.inputs))

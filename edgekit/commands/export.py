@@ -1,0 +1,66 @@
+"""edgekit export"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ConfigError, ModelError
+from ._common import emit, json_option, quiet_option
+
+
+def _labels(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    if value.startswith("@"):
+        p = Path(value[1:])
+        if not p.exists():
+            raise ConfigError(f"Labels file {p} does not exist")
+        return [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.command()
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--to", "formats", default="tflite,onnx,openvino", show_default=True,
+              help="Comma-separated formats: tflite, onnx, openvino.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--name", default="model", show_default=True, help="File stem of the artifacts.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Compare each artifact with the source model through edgekit's runtime.")
+@click.option("--samples", default=32, show_default=True, help="Random inputs used for verification.")
+@click.option("--atol", default=1e-4, show_default=True, help="Allowed max abs difference of the first output.")
+@click.option("--batch", type=int, default=None, help="Fix the batch dimension (default: dynamic).")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+@click.option("--labels", default=None, help="Class labels 'a,b,c' or @file (one per line); default: sidecar.")
+@json_option
+@quiet_option
+def export(model, formats, out_dir, name, verify, samples, atol, batch, opset, labels, json_path, quiet):
+    """Export MODEL (.keras file or SavedModel folder) to TFLite, ONNX and OpenVINO IR.
+
+    Every artifact is loaded back through edgekit's runtime and compared with the source on
+    random inputs (max abs difference and top-1 agreement); a failed comparison is an error
+    and leaves no file under the final name unless --no-verify.
+    """
+    from ..export import exporters
+
+    fmts = exporters.parse_list(formats)  # before importing TensorFlow: bad names fail fast
+    if not model.exists():
+        raise ModelError(f"No such model: {model}")
+    if batch is not None and batch < 1:
+        raise ConfigError(f"--batch must be >= 1; received {batch}")
+    from ..artifact import ArtifactMeta, read_meta
+    from ..export import export_model
+
+    meta = read_meta(model) or ArtifactMeta()
+    lab = _labels(labels)
+    if lab:
+        meta.labels = lab
+    say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    res = export_model(model, fmts, out_dir, name=name, meta=meta, verify=verify, samples=samples, atol=atol,
+                       batch=batch, options={"onnx": {"opset": opset}}, progress=say)
+    emit(res.rows(), json_path, columns=["format", "file", "size_kb", "export_s", "max_abs_diff", "top1_agree",
+                                         "verified"],
+         payload={"artifacts": {k: str(v) for k, v in res.artifacts.items()}, "verification": res.verification,
+                  "export_seconds": res.timings, "sizes": res.sizes})

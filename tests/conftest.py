@@ -1,0 +1,113 @@
+"""Session-wide fixtures: one tiny image classifier, built once and exported to every format.
+
+Area-specific fixtures live in each tests/<area>/conftest.py.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("EDGEKIT_CACHE", str(Path(__file__).resolve().parent.parent / ".cache" / "edgekit"))
+
+LABELS = ["cat", "dog", "bird", "fish", "frog"]
+IMAGE_SHAPE = (32, 32, 3)
+PREPROCESSING = {"type": "image", "size": [32, 32], "channels": 3, "layout": "NHWC", "mean": 0.0,
+                 "scale": 1 / 255.0, "color": "RGB"}
+
+
+def build_tiny_cnn(seed: int = 0):
+    """A MobileNet-flavoured CNN (conv, depthwise-separable blocks, BN, GAP, softmax) of ~6k parameters."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    L = keras.layers
+    inp = keras.Input(IMAGE_SHAPE, name="image")
+    x = L.Conv2D(16, 3, strides=2, padding="same", use_bias=False)(inp)
+    x = L.BatchNormalization(momentum=0.9)(x)
+    x = L.ReLU(6.0)(x)
+    for filters, stride in ((24, 2), (32, 1)):
+        x = L.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+        x = L.BatchNormalization(momentum=0.9)(x)
+        x = L.ReLU(6.0)(x)
+        x = L.Conv2D(filters, 1, use_bias=False)(x)
+        x = L.BatchNormalization(momentum=0.9)(x)
+        x = L.ReLU(6.0)(x)
+    x = L.GlobalAveragePooling2D()(x)
+    out = L.Dense(len(LABELS), activation="softmax", name="probs")(x)
+    model = keras.Model(inp, out, name="tiny_cnn")
+    from edgekit.compat import settle_batchnorm
+
+    settle_batchnorm(model, np.random.default_rng(seed + 1).random((32, *IMAGE_SHAPE), dtype=np.float32))
+    return model
+
+
+@pytest.fixture(scope="session")
+def keras_classifier(tmp_path_factory) -> Path:
+    """A saved .keras classifier with an edgekit sidecar (labels, image preprocessing)."""
+    from edgekit.artifact import ArtifactMeta, provenance, write_meta
+
+    d = tmp_path_factory.mktemp("keras_classifier")
+    model = build_tiny_cnn()
+    path = d / "tiny_cnn.keras"
+    model.save(path)
+    meta = ArtifactMeta(format="keras", task="image-classification", labels=list(LABELS),
+                        preprocessing=dict(PREPROCESSING), provenance=provenance("tests/conftest.py"))
+    write_meta(path, meta)
+    return path
+
+
+@pytest.fixture(scope="session")
+def exported_models(keras_classifier, tmp_path_factory) -> dict[str, Path]:
+    """{"tflite": Path, "onnx": Path, "openvino": Path}: the tiny classifier, exported and verified."""
+    from edgekit.export import export_model
+
+    out = tmp_path_factory.mktemp("exported")
+    res = export_model(keras_classifier, ("tflite", "onnx", "openvino"), out)
+    return dict(res.artifacts)
+
+
+@pytest.fixture(scope="session")
+def int8_tflite(keras_classifier, tmp_path_factory) -> Path:
+    """A full-integer TFLite model (int8 input and output) of the tiny classifier."""
+    import tensorflow as tf
+
+    from edgekit.compat import load_keras_model
+
+    model = load_keras_model(keras_classifier)
+    rng = np.random.default_rng(3)
+
+    def rep():
+        for _ in range(32):
+            yield [rng.random((1, *IMAGE_SHAPE), dtype=np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = rep
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    path = tmp_path_factory.mktemp("int8") / "tiny_int8.tflite"
+    path.write_bytes(conv.convert())
+    return path
+
+
+def run_cli(*args: str, check: bool = False, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """Run the real `edgekit` entry point in a subprocess (exit codes and stderr as a user sees them)."""
+    full_env = {**os.environ, **(env or {})}
+    proc = subprocess.run([sys.executable, "-c", "from edgekit.cli import main; main()", *args],
+                          capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"edgekit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def cli():
+    return run_cli
