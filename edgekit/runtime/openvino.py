@@ -51,13 +51,16 @@ class OpenVINOSession(Session):
         ins = [_with_q(t, qparams.get(t.name)) for t in ins]
         outs = [_with_q(t, qparams.get(t.name)) for t in outs]
         self._in_ports = {t.name: i for i, t in enumerate(ins)}
+        # compiled.outputs builds new pybind objects on every access (~10 us each); resolve once.
+        self._out_ports = list(compiled.outputs)
         super().__init__(path, device, ins, outs, meta=meta, threads=threads, detail=detail)
 
     def _run(self, feed):
         req = self._request
-        res = req.infer({self._in_ports[k]: v for k, v in feed.items()})
+        ports = self._in_ports
+        res = req.infer({ports[k]: v for k, v in feed.items()})
         # infer() returns views into request-owned memory; copy so results survive the next call.
-        return [np.array(res[p]) for p in self._compiled.outputs]
+        return [np.array(res[p]) for p in self._out_ports]
 
     @property
     def compiled_model(self):
