@@ -7,6 +7,7 @@ up to ``drain_timeout_s`` for in-flight requests, then the batchers finish their
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -60,6 +61,10 @@ def _make_server(app, config: ServeConfig, on_ready):
         def handle_exit(self, sig, frame):
             app.draining = True  # /v2/health/ready turns 503 while in-flight requests finish
             super().handle_exit(sig, frame)
+            # uvicorn re-raises the signal after draining, so the process would die "by SIGTERM";
+            # a drained, orderly stop is a success: exit 0 (what systemd and scripts expect).
+            if sig == signal.SIGTERM:
+                self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
     ucfg = uvicorn.Config(app, host=config.host, port=config.port, lifespan="on", log_level=config.log_level,
                           access_log=config.access_log, timeout_graceful_shutdown=config.drain_timeout_s,

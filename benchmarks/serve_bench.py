@@ -1,0 +1,213 @@
+"""Benchmark ``edgekit serve`` against in-process Session calls on a MobileNetV3-Small-size model.
+
+Prints: server throughput at concurrency 8 vs in-process Session throughput with the same threads
+(goal >= 80%); p50/p99 latency at concurrency 1, 8, 32; server RSS growth over 20,000 requests
+(goal <= 10%); start-up-to-ready time (goal <= 1.5 s).
+
+    python benchmarks/serve_bench.py                      # builds MobileNetV3-Small 224x224 (TF, in a subprocess)
+    python benchmarks/serve_bench.py --model m.tflite --threads 1 --json out.json
+
+The server runs as a real ``edgekit serve`` subprocess on 127.0.0.1; the load generator is a
+minimal asyncio HTTP/1.1 keep-alive client with pre-encoded binary-tensor requests, so the client
+costs as little CPU as possible on a small machine. Every response is checked (status, shape,
+and the scores against the in-process result for the same input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+BUILD = r"""
+import os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+import tensorflow as tf, keras
+m = keras.applications.MobileNetV3Small(input_shape=(224, 224, 3), weights=None, classes=1000)
+open(sys.argv[1], "wb").write(tf.lite.TFLiteConverter.from_keras_model(m).convert())
+"""
+
+
+def build_model(path: Path) -> Path:
+    if not path.exists():
+        print(f"building MobileNetV3-Small 224x224 (1000 classes) -> {path}", file=sys.stderr)
+        subprocess.run([sys.executable, "-c", BUILD, str(path)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    return path
+
+
+# -- in-process baseline --------------------------------------------------------------------------
+def inprocess(model: Path, threads: int, seconds: float, x: np.ndarray) -> dict:
+    from edgekit.runtime import load
+
+    s = load(model, threads=threads)
+    for _ in range(20):
+        s.run(x)
+    n, lat = 0, []
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        a = time.perf_counter()
+        s.run(x)
+        lat.append(time.perf_counter() - a)
+        n += 1
+    el = time.perf_counter() - t0
+    return {"throughput": n / el, "p50_ms": 1e3 * statistics.median(lat), "n": n}
+
+
+# -- server process -------------------------------------------------------------------------------
+def start_server(model: Path, threads: int, extra: list[str]) -> tuple[subprocess.Popen, str, float]:
+    cmd = [sys.executable, "-m", "edgekit.cli", "serve", str(model), "--port", "0", "--threads", str(threads),
+           "--max-queue", "256", *extra]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    ready = time.perf_counter() - t0
+    m = re.search(r"ready (http://\S+)", line)
+    if not m:
+        proc.kill()
+        raise SystemExit(f"server did not start: {line!r}")
+    return proc, m.group(1), ready
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# -- load generator -------------------------------------------------------------------------------
+def encode_request(name: str, x: np.ndarray, out_name: str, host: str, port: int, model: str) -> bytes:
+    head = json.dumps({"inputs": [{"name": name, "shape": list(x.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": x.nbytes}}],
+                       "outputs": [{"name": out_name, "parameters": {"binary_data": True}}]}).encode()
+    body = head + x.astype("<f4").tobytes()
+    return (f"POST /v2/models/{model}/infer HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Content-Type: application/octet-stream\r\nInference-Header-Content-Length: {len(head)}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def _one(reader, writer, req: bytes):
+    writer.write(req)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+    body = await reader.readexactly(int(m.group(1))) if m else b""
+    hm = re.search(rb"(?i)inference-header-content-length: *(\d+)", head)
+    return status, body, int(hm.group(1)) if hm else None
+
+
+async def load_test(host, port, req: bytes, expect: np.ndarray, concurrency: int, total: int) -> dict:
+    lat, errors, bad = [], 0, 0
+    left = [total]
+
+    async def worker():
+        nonlocal errors, bad
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            while left[0] > 0:
+                left[0] -= 1
+                a = time.perf_counter()
+                status, body, hl = await _one(reader, writer, req)
+                lat.append(time.perf_counter() - a)
+                if status != 200:
+                    errors += 1
+                    continue
+                y = np.frombuffer(body[hl:], "<f4")
+                if y.shape != expect.shape or not np.allclose(y, expect, atol=1e-4):
+                    bad += 1
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(concurrency)])
+    el = time.perf_counter() - t0
+    lat.sort()
+    return {"concurrency": concurrency, "requests": len(lat), "errors": errors, "mismatches": bad,
+            "throughput": len(lat) / el, "p50_ms": 1e3 * lat[len(lat) // 2],
+            "p99_ms": 1e3 * lat[min(len(lat) - 1, int(len(lat) * 0.99))]}
+
+
+def _list(rows) -> str:
+    return ", ".join(f"{r['throughput']:.0f}" for r in rows)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, help="a .tflite/.onnx/.xml model (default: build MobileNetV3-Small 224)")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=3.0, help="in-process measuring time per round")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating in-process / server rounds")
+    ap.add_argument("--requests", type=int, default=2000, help="requests per latency point")
+    ap.add_argument("--rss-requests", type=int, default=20000)
+    ap.add_argument("--server-args", default="", help="extra edgekit serve flags, e.g. '--max-batch-size 1'")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+
+    model = a.model or build_model(Path(tempfile.gettempdir()) / "edgekit-bench-mnv3s224.tflite")
+    from edgekit.runtime import load
+
+    s = load(model, threads=a.threads)
+    t_in, t_out = s.inputs[0], s.outputs[0]
+    shape = [1 if d is None else d for d in t_in.shape]
+    x = np.random.default_rng(0).random(shape, dtype=np.float32)
+    expect = s.run(x)[t_out.name].astype(np.float32).reshape(-1)
+    s.close()
+
+    proc, url, ready_s = start_server(model, a.threads, a.server_args.split())
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    port = int(port)
+    req = encode_request(t_in.name, x, t_out.name, host, port, model.stem)
+    results = {"model": str(model), "threads": a.threads, "startup_to_ready_s": ready_s}
+    try:
+        print(f"server start-up to ready: {ready_s:.2f} s (goal <= 1.5 s)")
+        asyncio.run(load_test(host, port, req, expect, 8, 200))  # warm-up
+        # Other work shares this machine: alternate in-process and server rounds so both see the same
+        # conditions, and compare the best round of each (the least disturbed).
+        bases, c8 = [], []
+        for _ in range(a.rounds):
+            bases.append(inprocess(model, a.threads, a.seconds, x))
+            c8.append(asyncio.run(load_test(host, port, req, expect, 8, a.requests)))
+        base = max(bases, key=lambda r: r["throughput"])
+        best8 = max(c8, key=lambda r: r["throughput"])
+        print(f"in-process Session ({a.threads} thread(s), batch 1), best of {a.rounds}: "
+              f"{base['throughput']:.1f} inferences/s, p50 {base['p50_ms']:.2f} ms "
+              f"(rounds: {_list(bases)})")
+        print(f"server at concurrency 8, best of {a.rounds}: {best8['throughput']:.1f} req/s "
+              f"(rounds: {_list(c8)})")
+        ratio = best8["throughput"] / base["throughput"]
+        print(f"throughput at concurrency 8 vs in-process: {100 * ratio:.0f}% (goal >= 80%)")
+        points = {}
+        for c in (1, 8, 32):
+            r = asyncio.run(load_test(host, port, req, expect, c, a.requests))
+            points[c] = r
+            print(f"concurrency {c:>2}: {r['throughput']:.1f} req/s, p50 {r['p50_ms']:.2f} ms, "
+                  f"p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, mismatches {r['mismatches']}")
+        rss0 = rss_kb(proc.pid)
+        r = asyncio.run(load_test(host, port, req, expect, 8, a.rss_requests))
+        rss1 = rss_kb(proc.pid)
+        growth = (rss1 - rss0) / rss0
+        print(f"RSS over {a.rss_requests} requests: {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB "
+              f"({100 * growth:+.1f}%, goal <= 10%); errors {r['errors']}, mismatches {r['mismatches']}")
+        results.update(inprocess=bases, c8=c8, ratio_c8=ratio, points={str(k): v for k, v in points.items()},
+                       rss_kb=[rss0, rss1], rss_growth=growth, rss_run=r)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    if a.json:
+        a.json.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
