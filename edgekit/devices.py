@@ -194,7 +194,10 @@ def profile_from_dict(d: Any, source: str = "<dict>") -> DeviceProfile:
     if not kw["backends"]:
         raise ConfigError(f"{where}: backends is empty. Allowed: {', '.join(BACKENDS)}")
     kw["python"] = _sub(PythonSpec, d.get("python"), "python", where)
-    kw["python"].minimum()  # validates the version string
+    try:
+        kw["python"].minimum()
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     kw["runtime"] = _sub(RuntimeSpec, d.get("runtime"), "runtime", where)
     kw["service"] = _sub(ServiceSpec, d.get("service"), "service", where)
     kw["ssh"] = _sub(SSHSpec, d.get("ssh"), "ssh", where)

@@ -155,6 +155,24 @@ def has_systemd():
     return os.path.isdir("/run/systemd/system") and shutil.which("systemctl") is not None
 
 
+def emulation():
+    """Is this CPU emulated? Under QEMU user-mode emulation ``uname -m`` is the guest's (aarch64) but
+    /proc/cpuinfo is the x86 host's: latencies measured here are the emulator's, not the device's."""
+    machine = platform.machine()
+    if machine.startswith(("x86", "i686", "amd64", "AMD64")):
+        return None
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read(1 << 16)
+    except OSError:
+        return None
+    if "vendor_id" not in info or not any(v in info for v in ("GenuineIntel", "AuthenticAMD")):
+        return None
+    host = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "x86-64")
+    return {"by": "qemu-user", "guest": machine, "host_cpu": host,
+            "note": "emulated %s on %s: latency figures are the emulator's, not the device's" % (machine, host)}
+
+
 def apt_installed(packages):
     if not packages:
         return {}
@@ -199,6 +217,7 @@ def cmd_probe(args):
         "venv": venv_ok,
         "venv_error": venv_err,
         "systemd": has_systemd(),
+        "emulated": emulation(),
         "is_root": os.geteuid() == 0,
         "apt": apt_installed(args.apt or []),
         "modules": modules,
@@ -555,11 +574,14 @@ def cmd_activate(args):
     L = Layout(args.root)
     with locked(L.root):
         previous = L.current_version()
+        hist = read_json(L.history, None)
         try:
             return _activate(L, args.version, args)
         except (StepError, OSError, subprocess.CalledProcessError) as e:
             step = getattr(e, "step", "switch")
             rolled = _revert(L, previous, args)
+            if hist is not None:  # the failed release never served: history is as before
+                write_json(L.history, hist)
             raise StepError(step, str(e), rolled_back=rolled)
 
 
@@ -641,7 +663,7 @@ def cmd_discard(args):
 def cmd_status(args):
     L = Layout(args.root)
     version = L.current_version()
-    out = {"root": L.root, "current": version, "releases": L.versions(),
+    out = {"root": L.root, "current": version, "releases": L.versions(), "emulated": emulation(),
            "rollback_to": ((read_json(L.history, {}) or {}).get("past") or [None])[-1]}
     if not version:
         out.update(service={"state": "none"}, health={"ready": False})

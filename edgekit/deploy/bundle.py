@@ -59,11 +59,16 @@ def edgekit_wheel(dest: str | os.PathLike) -> Path:
 
     import edgekit
 
-    try:
-        dist = metadata.distribution("edgekit")
-    except metadata.PackageNotFoundError:
+    # A checkout's stale edgekit.egg-info (on sys.path via the cwd) can shadow the installed
+    # dist-info; prefer the one with a real METADATA file.
+    dists = sorted(metadata.distributions(name="edgekit"), key=lambda d: d.read_text("METADATA") is None)
+    if not dists:
         raise DeployError("edgekit is imported from a folder but not installed; run `pip install -e .` "
-                          "so bundles can carry the edgekit wheel") from None
+                          "so bundles can carry the edgekit wheel")
+    dist = dists[0]
+    meta_text = dist.read_text("METADATA") or dist.read_text("PKG-INFO") or ""
+    if "Name: edgekit" not in meta_text:
+        raise DeployError(f"the installed edgekit's metadata is unreadable ({dist!r}); reinstall with `pip install -e .`")
     version = dist.version
     pkg = Path(edgekit.__file__).resolve().parent
     dist_info = f"edgekit-{version}.dist-info"
@@ -74,7 +79,7 @@ def edgekit_wheel(dest: str | os.PathLike) -> Path:
                 or any(part.startswith(".") for part in rel.parts):
             continue
         entries.append((f"edgekit/{rel.as_posix()}", p.read_bytes()))  # read_bytes follows symlinks
-    entries.append((f"{dist_info}/METADATA", (dist.read_text("METADATA") or "").encode()))
+    entries.append((f"{dist_info}/METADATA", meta_text.encode()))
     eps = dist.read_text("entry_points.txt")
     if eps:
         entries.append((f"{dist_info}/entry_points.txt", eps.encode()))

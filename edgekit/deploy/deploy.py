@@ -14,6 +14,7 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from ..devices import DeviceProfile, load_profile, normalize_arch, profile_from_dict
 from ..errors import ConfigError
@@ -92,7 +93,9 @@ def _profile_of(manifest: dict) -> DeviceProfile:
 
 
 @contextlib.contextmanager
-def _timed(steps: dict, name: str):
+def _timed(steps: dict, name: str, progress=None, host: str = ""):
+    if progress is not None:
+        progress(host, name)
     t0 = time.perf_counter()
     try:
         yield
@@ -100,9 +103,10 @@ def _timed(steps: dict, name: str):
         steps[name] = round(time.perf_counter() - t0, 2)
 
 
-async def deploy_host(bundle: str | Path, target: Target, opts: DeployOptions | None = None) -> dict:
+async def deploy_host(bundle: str | Path, target: Target, opts: DeployOptions | None = None,
+                      progress: Callable[[str, str], None] | None = None) -> dict:
     """Deploy one bundle to one device. Returns a result dict; raises StepFailed saying what failed and
-    which release is serving afterwards."""
+    which release is serving afterwards. ``progress(host, step)`` is called as each step starts."""
     opts = opts or DeployOptions()
     bundle = Path(bundle)
     manifest = read_manifest(bundle)
@@ -115,30 +119,30 @@ async def deploy_host(bundle: str | Path, target: Target, opts: DeployOptions | 
     unpacked = False
     step = "connect"
     try:
-        with _timed(steps, "connect"):
+        with _timed(steps, "connect", progress, target.label):
             device = await open_device(target, profile, opts)
         step = "preflight"
-        with _timed(steps, "preflight"):
+        with _timed(steps, "preflight", progress, target.label):
             probe = await device.agent("probe", "preflight")
             previous = probe.get("current")
             _check_resources(target, profile, probe, manifest)
         step = "upload"
-        with _timed(steps, "upload"):
+        with _timed(steps, "upload", progress, target.label):
             remote_tar = f"{device.root}/releases/.upload-{version}.tar.gz"
             await device.remote.put(bundle, remote_tar, "upload")
         step = "verify"
-        with _timed(steps, "verify"):
+        with _timed(steps, "verify", progress, target.label):
             unpacked = True
             await device.agent("unpack", "verify", tarball=remote_tar, version=version, sha256=sha256_file(bundle))
         step = "install"
-        with _timed(steps, "install"):
+        with _timed(steps, "install", progress, target.label):
             inst = await device.agent("install", "install", version=version, pip_arg=list(opts.pip_args),
                                       timeout=opts.install_timeout, ssh_timeout=opts.install_timeout + 120)
         step = "smoke"
-        with _timed(steps, "smoke"):
+        with _timed(steps, "smoke", progress, target.label):
             smoke = (await device.agent("smoke", "smoke", version=version))["smoke"]
         step = "activate"
-        with _timed(steps, "activate"):
+        with _timed(steps, "activate", progress, target.label):
             act = await device.agent("activate", "activate", version=version, serve_port=opts.serve_port,
                                      serve_host=opts.serve_host, manager=opts.manager,
                                      health_timeout=opts.health_timeout,
@@ -162,6 +166,7 @@ async def deploy_host(bundle: str | Path, target: Target, opts: DeployOptions | 
         "health_ms": act.get("health", {}).get("latency_ms"),
         "p50_ms": (smoke.get("bench") or {}).get("p50_ms"), "p90_ms": (smoke.get("bench") or {}).get("p90_ms"),
         "seconds": round(time.perf_counter() - t_start, 2), "steps": steps,
+        "emulated": probe.get("emulated"),  # set under QEMU: the smoke latencies are not the device's
     }
 
 
@@ -245,7 +250,9 @@ def status_row(st: dict) -> dict:
     return {"host": st["host"], "release": st.get("current") or "-", "backend": (st.get("model") or {}).get("backend"),
             "service": f"{svc.get('state', '?')} ({svc.get('manager', '-')})" if svc.get("manager") else svc.get("state"),
             "ready": h.get("ready"), "health_ms": h.get("latency_ms_p50"),
-            "p50_ms": bench.get("p50_ms"), "p90_ms": bench.get("p90_ms"), "rollback_to": st.get("rollback_to")}
+            "p50_ms": bench.get("p50_ms"), "p90_ms": bench.get("p90_ms"), "rollback_to": st.get("rollback_to"),
+            # An emulated CPU (QEMU) measures the emulator: say so next to the figures.
+            **({"cpu": f"emulated ({st['emulated'].get('by')})"} if st.get("emulated") else {})}
 
 
 def _default_profile() -> DeviceProfile:

@@ -202,7 +202,8 @@ class Remote:
                 continue
             flag = "--" + k.replace("_", "-")
             for item in (v if isinstance(v, (list, tuple)) else [v]):
-                parts += [flag] if item is True else [flag, str(item)]
+                # --flag=value: a value that starts with '-' (a pip option) is not taken for a flag
+                parts.append(flag if item is True else f"{flag}={item}")
         r = await self.sh(" ".join(shlex.quote(p) for p in parts), step, timeout=ssh_timeout, check=False)
         result = None
         for line in reversed((r.stdout or "").strip().splitlines()):

@@ -20,7 +20,6 @@ loop() {
     trap 'if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null; wait "$child" 2>/dev/null; fi; rm -f "$pidfile" "$childfile"; exit 0' TERM INT HUP
     n=0
     delay=1
-    echo 0 > "$countfile"
     while :; do
         started=$(date +%s)
         "$root/current/run.sh" >>"$logdir/serve.log" 2>&1 &
@@ -41,6 +40,8 @@ loop() {
 
 start() {
     if alive "$pidfile"; then echo "supervise: already running (pid $(cat "$pidfile"))"; return 0; fi
+    # Reset before returning, so a health check right after start never sees the last loop's count.
+    echo 0 > "$countfile"
     # Detach from the SSH session: no inherited stdin/stdout/stderr, immune to the hang-up.
     nohup /bin/sh "$here/supervise.sh" loop </dev/null >>"$logdir/supervise.log" 2>&1 &
     echo $! > "$pidfile"

@@ -1,0 +1,161 @@
+"""Device profiles and bundles: no SSH needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from edgekit.deploy.bundle import build_bundle, edgekit_wheel, pin_edgekit, read_manifest, sha256_file
+from edgekit.devices import list_profiles, load_profile, profile_from_dict
+from edgekit.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+REQUIRED = {"raspberry-pi-4", "raspberry-pi-5", "jetson-orin-nano", "jetson-nano", "intel-npu", "x86-cpu"}
+
+
+def test_profiles_cover_the_targets_with_their_fast_paths():
+    rows = {r["name"]: r for r in list_profiles()}
+    assert REQUIRED <= set(rows)
+    for r in rows.values():
+        for key in ("arch", "os", "python", "backends", "accelerators", "format", "precision", "threads", "memory_mb"):
+            assert key in r
+    pi = load_profile("raspberry-pi-5")
+    assert pi.arch == ["aarch64"] and pi.preferred["backend"] == "litert" and "xnnpack" in pi.accelerators
+    orin = load_profile("jetson-orin-nano")
+    assert orin.preferred == {"format": "onnx", "precision": "float32", "backend": "onnxruntime", "device": "tensorrt"}
+    # The CUDA/TensorRT build replaces the CPU onnxruntime the [onnx] extra would bring.
+    assert "onnxruntime-gpu>=1.18" in orin.runtime.requirements_for("onnxruntime")
+    assert not any("[onnx" in r for r in orin.runtime.requirements_for("onnxruntime"))
+    npu = load_profile("intel-npu")
+    assert npu.preferred["device"] == "npu" and "openvino" in npu.backends
+    for name in REQUIRED:
+        p = load_profile(name)
+        assert p.service.manager == "systemd" and p.service.fallback == "supervisor"
+        assert p.runtime.wheel_platforms and p.ssh.root == "~/edgekit"
+
+
+def test_packaged_profiles_are_the_checkout_profiles():
+    # Installed wheels read edgekit/_resources/devices; it must never drift from devices/.
+    for f in sorted((REPO / "devices").glob("*.yaml")):
+        packaged = REPO / "edgekit" / "_resources" / "devices" / f.name
+        assert packaged.read_bytes() == f.read_bytes(), f.name
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"backends": ["tflitee"]}, "Unknown backend 'tflitee'. Available: litert, onnxruntime, openvino"),
+    ({"colour": "red"}, "unknown key(s) colour"),
+    ({"preferred": {"format": "pt"}}, "Unknown format 'pt'"),
+    ({"service": {"manager": "runit"}}, "Unknown service manager 'runit'"),
+    ({"python": {"version": "3.10"}}, "python.version must look like '>=3.10'"),
+    ({"threads": 0}, "threads must be a positive integer"),
+    ({"arch": None}, "missing required key 'arch'"),
+])
+def test_profile_validation_names_what_is_allowed(change, message):
+    d = yaml.safe_load((REPO / "devices" / "raspberry-pi-5.yaml").read_text())
+    d.update(change)
+    with pytest.raises(ConfigError) as e:
+        profile_from_dict(d, "test.yaml")
+    assert message in str(e.value) and "test.yaml" in str(e.value)
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="Unknown device profile 'rpi5'. Available: .*raspberry-pi-5"):
+        load_profile("rpi5")
+
+
+def test_edgekit_wheel_is_installable_and_deterministic(tmp_path):
+    a = edgekit_wheel(tmp_path)
+    (tmp_path / "b").mkdir()
+    b = edgekit_wheel(tmp_path / "b")
+    assert sha256_file(a) == sha256_file(b)  # same code -> same wheel -> devices reuse their venv
+    with zipfile.ZipFile(a) as z:
+        names = z.namelist()
+        meta = z.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "edgekit/runtime/__init__.py" in names and "edgekit/_resources/devices/raspberry-pi-5.yaml" in names
+    assert "edgekit/deploy/agent.py" in names and not any("__pycache__" in n for n in names)
+    assert "Provides-Extra: litert" in meta
+    assert pin_edgekit(["edgekit[litert,serve]", "onnx>=1.16"], "9.9") == ["edgekit[litert,serve]==9.9", "onnx>=1.16"]
+
+
+def test_bundle_manifest_checksums_and_smoke_test(tflite_model, tmp_path):
+    out = tmp_path / "b.tar.gz"
+    m = build_bundle(tflite_model, "raspberry-pi-5", out, version="r1")
+    assert read_manifest(out)["version"] == "r1"
+    assert m["backend"] == "litert" and m["profile_name"] == "raspberry-pi-5" and m["arch"] == ["aarch64"]
+    assert m["runtime"]["requirements"] == ["edgekit[litert,serve]==0.1.0"] or \
+        m["runtime"]["requirements"][0].startswith("edgekit[litert,serve]==")
+    assert m["threads"] == 4 and m["service"]["port"] == 8080 and m["inputs"] and m["outputs"]
+    folder = tmp_path / "x"
+    with tarfile.open(out) as tar:
+        tar.extractall(folder, filter="data")
+    listed = set(m["files"])
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert listed == on_disk
+    for rel, want in m["files"].items():
+        assert sha256_file(folder / rel) == want["sha256"]
+    for name in ("run.sh", "supervise.sh", "edgekit.service", "smoke_test.py", "agent.py", "requirements.txt"):
+        assert name in listed
+    assert "@" not in (folder / "run.sh").read_text().replace('"$@"', "")  # every placeholder filled
+    # The smoke test reproduces the host's expected output ...
+    r = subprocess.run([sys.executable, str(folder / "smoke_test.py")], capture_output=True, text=True)
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 0 and result["passed"] and result["bench"]["p50_ms"] > 0
+    assert all(o["max_abs_diff"] <= 1e-5 for o in result["outputs"].values())
+    # ... and fails, with the reason, on a corrupt model.
+    model = folder / m["model"]["path"]
+    model.write_bytes(b"\0" * 64 + model.read_bytes()[64:])
+    r = subprocess.run([sys.executable, str(folder / "smoke_test.py")], capture_output=True, text=True)
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 1 and not result["passed"] and "cannot load the model" in result["error"]
+
+
+def test_bundle_refuses_a_backend_the_profile_lacks(tflite_model, tmp_path):
+    d = yaml.safe_load((REPO / "devices" / "intel-npu.yaml").read_text())
+    d.update(name="npu-only", backends=["openvino"], preferred={"backend": "openvino"},
+             runtime={"requirements": {"openvino": ["edgekit[openvino,serve]"]}})
+    prof = tmp_path / "npu-only.yaml"
+    prof.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match="Profile 'npu-only' has no 'litert' backend.*This profile runs: openvino"):
+        build_bundle(tflite_model, str(prof), tmp_path / "b.tar.gz")
+    with pytest.raises(ConfigError, match="must end in .tar.gz"):
+        build_bundle(tflite_model, "x86-cpu", tmp_path / "b.zip")
+    with pytest.raises(ConfigError, match="--version must be"):
+        build_bundle(tflite_model, "x86-cpu", tmp_path / "b.tar.gz", version="../evil")
+    assert not list(tmp_path.glob("*.tar.gz")) and not list(tmp_path.glob("*.partial"))
+
+
+def test_cli_doctor_says_what_is_missing():
+    from click.testing import CliRunner
+
+    from edgekit.cli import cli
+
+    runner = CliRunner()
+    r = runner.invoke(cli, ["doctor", "--profile", "raspberry-pi-5", "--json", "-"])
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        from edgekit.errors import DeployError
+
+        assert isinstance(r.exception, DeployError)
+        assert "missing what raspberry-pi-5 needs: architecture" in str(r.exception)
+    rows = json.loads(r.stdout)
+    arch = next(x for x in rows if x["check"] == "architecture")
+    assert arch["ok"] is False and arch["wanted"] == "aarch64" and "pick another profile" in arch["fix"]
+    assert any(x["check"] == "backend litert" and x["ok"] for x in rows)
+
+
+def test_cli_errors_are_one_line_exit_2(tflite_model, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "edgekit.cli", *args], capture_output=True, text=True)
+
+    r = run("bundle", str(tflite_model), "--profile", "rpi9", "--out", str(tmp_path / "b.tar.gz"))
+    assert r.returncode == 2 and r.stderr.startswith("Error: Unknown device profile 'rpi9'") and "Traceback" not in r.stderr
+    r = run("deploy", str(tmp_path / "nope.tar.gz"), "--host", "pi@127.0.0.1")
+    assert r.returncode == 2 and "No such bundle" in r.stderr
+    r = run("deploy", "--rollback", "--host", "a", "--hosts", "b.yaml")
+    assert r.returncode == 2 and "exactly one of --host" in r.stderr
