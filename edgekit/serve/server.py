@@ -84,7 +84,10 @@ def serve(sources, config: ServeConfig | None = None, on_ready=None) -> None:
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     try:
         server = _make_server(app, config, on_ready)
-        server.run()
+        try:
+            server.run()
+        except SystemExit:  # uvicorn exits this way when it can't bind
+            server.started = False
         if not getattr(server, "started", False):
             raise EdgekitError(f"Could not listen on {config.host}:{config.port} (in use, or not allowed)")
     finally:
