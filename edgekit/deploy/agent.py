@@ -484,11 +484,46 @@ def supervise(L, action):
 
 
 def restart_service(L, manifest, manager):
+    # Only one of the two may hold the port: stop the other one first.
     if manager == "systemd":
+        if _pid(os.path.join(L.run, "supervisor.pid")):
+            supervise(L, "stop")
         systemd_install(L, os.path.realpath(L.current), manifest)
         _run(_priv(["systemctl", "restart", unit_name(manifest)]), "restart")
     else:
+        if _systemd_active(manifest):
+            _run(_priv(["systemctl", "stop", unit_name(manifest)]), "restart")
         supervise(L, "restart")
+
+
+def stop_service(L, manifest):
+    if _systemd_active(manifest):
+        _run(_priv(["systemctl", "stop", unit_name(manifest)]), "stop")
+    if os.path.exists(os.path.join(L.current, "supervise.sh")):
+        supervise(L, "stop")
+
+
+def _systemd_active(manifest):
+    if not has_systemd():
+        return False
+    r = subprocess.run(["systemctl", "is-active", unit_name(manifest)], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, universal_newlines=True)
+    return r.stdout.strip() in ("active", "activating", "reloading")
+
+
+def _systemd_restarts(manifest):
+    r = subprocess.run(["systemctl", "show", "-p", "NRestarts", "--value", unit_name(manifest)],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
+    try:
+        return int(r.stdout.strip() or 0)
+    except ValueError:
+        return 0
+
+
+def _journal_tail(manifest, n=20):
+    r = subprocess.run(_priv(["journalctl", "-u", unit_name(manifest), "-n", str(n), "--no-pager", "-o", "cat"]),
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
+    return r.stdout.strip()
 
 
 def service_state(L, manifest):
@@ -514,9 +549,9 @@ def _pid(path):
         return None
 
 
-def health(port, timeout=60.0, L=None, manifest=None):
-    """Poll the server's readiness URL until 200; give up early if the supervisor keeps restarting it."""
-    url = "http://127.0.0.1:%s%s" % (port, HEALTH_PATH)
+def health(port, timeout=60.0, L=None, manifest=None, host=None, manager="supervisor"):
+    """Poll the server's readiness URL until 200; give up early if the service keeps restarting it."""
+    url = "http://%s:%s%s" % (_loopback(host), port, HEALTH_PATH)
     deadline = time.time() + timeout
     last = "no answer"
     while True:
@@ -529,12 +564,15 @@ def health(port, timeout=60.0, L=None, manifest=None):
         except Exception as e:  # connection refused while the server starts, HTTP 503 while loading
             last = str(getattr(e, "reason", e))
         if L is not None:
-            restarts = read_json(os.path.join(L.run, "restarts"), 0) or 0
+            systemd = manager == "systemd"
+            restarts = _systemd_restarts(manifest) if systemd else read_json(os.path.join(L.run, "restarts"), 0) or 0
             if restarts >= 3:
-                raise StepError("health", "server keeps exiting (%d restarts); log tail:\n%s"
-                                % (restarts, tail(os.path.join(L.log, "serve.log"))))
+                log = _journal_tail(manifest) if systemd else tail(os.path.join(L.log, "serve.log"))
+                raise StepError("health", "server keeps exiting (%d restarts); log tail:\n%s" % (restarts, log))
         if time.time() > deadline:
-            log = tail(os.path.join(L.log, "serve.log")) if L is not None else ""
+            log = ""
+            if L is not None:
+                log = _journal_tail(manifest) if manager == "systemd" else tail(os.path.join(L.log, "serve.log"))
             raise StepError("health", "server not ready at %s after %ss (%s)%s"
                             % (url, timeout, last, ("; log tail:\n" + log) if log else ""))
         time.sleep(0.25)
@@ -566,7 +604,7 @@ def _activate(L, version, args, record=True):
             past = [v for v in past if v != previous] + [previous]
         write_json(L.history, {"current": version, "past": past[-10:], "switched": time.time()})
     restart_service(L, manifest, manager)
-    h = health(env["EDGEKIT_PORT"], args.health_timeout, L, manifest)
+    h = health(env["EDGEKIT_PORT"], args.health_timeout, L, manifest, env["EDGEKIT_HOST"], manager)
     return {"release": version, "previous": previous, "manager": manager, "health": h}
 
 
@@ -589,7 +627,7 @@ def _revert(L, previous, args):
     """Put the release that served before back in place; report whether it came back healthy."""
     if not previous or not os.path.isdir(L.release(previous)):
         with contextlib.suppress(Exception):
-            supervise(L, "stop")
+            stop_service(L, read_json(os.path.join(L.current, "manifest.json"), {}) or {})
         with contextlib.suppress(OSError):
             os.remove(L.current)
         return {"release": None, "note": "no previous release; service stopped"}
@@ -677,22 +715,65 @@ def cmd_status(args):
     try:
         lat = []
         for _ in range(args.probes):
-            lat.append(health(port, timeout=0, L=None)["latency_ms"])
+            lat.append(health(port, timeout=0, host=env.get("EDGEKIT_HOST"))["latency_ms"])
         lat.sort()
         out["health"] = {"ready": True, "port": int(port), "latency_ms_p50": lat[len(lat) // 2],
                          "latency_ms_max": lat[-1]}
     except StepError as e:
         out["health"] = {"ready": False, "port": int(port), "error": str(e).splitlines()[0]}
+    if out["health"]["ready"] and args.probes:
+        out["serving"] = live_latency(port, manifest, args.probes, env.get("EDGEKIT_HOST"))
     smoke = read_json(os.path.join(folder, "smoke.json"), {}) or {}
     out["bench"] = smoke.get("bench", {})
     out["log_tail"] = tail(os.path.join(L.log, "serve.log"), 5)
     return out
 
 
+# numpy dtype name -> KServe v2 datatype (the agent has no numpy).
+KSERVE_DATATYPES = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "int8": "INT8", "uint8": "UINT8",
+                    "int16": "INT16", "int32": "INT32", "int64": "INT64", "bool": "BOOL"}
+
+
+def _loopback(host):
+    """Where the device itself reaches a server bound to ``host``."""
+    if not host or host in ("0.0.0.0", "::", "*"):
+        return "127.0.0.1"
+    return "[%s]" % host if ":" in host else host
+
+
+def live_latency(port, manifest, n, host=None):
+    """End-to-end latency of the running server, timed on the device: a zero input through KServe v2 infer."""
+    inputs = []
+    for spec in manifest.get("inputs", []):
+        shape = [1 if d is None else int(d) for d in spec["shape"]]
+        size = 1
+        for d in shape:
+            size *= d
+        # A quantized input is float on the wire: the server's Session quantizes it.
+        dt = "FP32" if spec.get("scale") else KSERVE_DATATYPES.get(spec["dtype"])
+        if dt is None:
+            return {"error": "status sends no %s input" % spec["dtype"]}
+        inputs.append({"name": spec["name"], "shape": shape, "datatype": dt, "data": [0] * size})
+    body = json.dumps({"inputs": inputs}).encode()
+    url = "http://%s:%s/v2/models/%s/infer" % (_loopback(host), port, manifest.get("name"))
+    times = []
+    try:
+        for _ in range(n + 1):
+            req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(req, timeout=10) as r:
+                r.read()
+            times.append((time.perf_counter() - t0) * 1e3)
+    except Exception as e:  # status reports, it doesn't fail, when the server can't answer an inference
+        return {"error": "infer request failed: %s" % getattr(e, "reason", e)}
+    times = sorted(times[1:])  # the first request warms caches
+    return {"infer_ms_p50": round(times[len(times) // 2], 2), "infer_ms_max": round(times[-1], 2),
+            "requests": n, "model": manifest.get("name")}
+
+
 def cmd_stop(args):
     L = Layout(args.root)
-    if os.path.exists(os.path.join(L.current, "supervise.sh")):
-        supervise(L, "stop")
+    stop_service(L, read_json(os.path.join(L.current, "manifest.json"), {}) or {})
     return {"stopped": True}
 
 

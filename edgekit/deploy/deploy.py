@@ -198,6 +198,12 @@ def _check_resources(target: Target, profile: DeviceProfile, probe: dict, manife
     if not probe.get("venv"):
         problems.append(f"Python's venv module is missing ({probe.get('venv_error')}); "
                         f"install {' '.join(p for p in profile.runtime.apt if 'venv' in p) or 'python3-venv'}")
+    rt = manifest.get("runtime", {})
+    want_py = str(rt.get("python_version", ""))
+    have_py = ".".join(str(probe.get("python", "")).split(".")[:2])
+    if rt.get("carried") and want_py and have_py != want_py:
+        problems.append(f"the bundle carries wheels for Python {want_py}, the device runs Python {have_py}; "
+                        f"rebuild it with --python-version {have_py}")
     disk = probe.get("disk_free_mb")
     if disk is not None and disk < profile.min_free_disk_mb:
         problems.append(f"{disk} MB free disk at {probe.get('root')}, profile {profile.name!r} needs "
@@ -250,6 +256,7 @@ def status_row(st: dict) -> dict:
     return {"host": st["host"], "release": st.get("current") or "-", "backend": (st.get("model") or {}).get("backend"),
             "service": f"{svc.get('state', '?')} ({svc.get('manager', '-')})" if svc.get("manager") else svc.get("state"),
             "ready": h.get("ready"), "health_ms": h.get("latency_ms_p50"),
+            "infer_ms": (st.get("serving") or {}).get("infer_ms_p50"),
             "p50_ms": bench.get("p50_ms"), "p90_ms": bench.get("p90_ms"), "rollback_to": st.get("rollback_to"),
             # An emulated CPU (QEMU) measures the emulator: say so next to the figures.
             **({"cpu": f"emulated ({st['emulated'].get('by')})"} if st.get("emulated") else {})}

@@ -31,7 +31,9 @@ def _accelerator_seen(name: str, backends: list[dict]) -> bool:
     return False
 
 
-def evaluate(profile: DeviceProfile, probe: dict, backends: list[dict] | None, where: str) -> list[dict]:
+def evaluate(profile: DeviceProfile, probe: dict, backends: list[dict] | None, where: str,
+             deployed: bool = False) -> list[dict]:
+    """``deployed``: backends come from a release's runtime, which holds only what that bundle needs."""
     rows = []
     arch = probe.get("arch", "?")
     rows.append(_row("architecture", ",".join(profile.arch), arch, profile.accepts_arch(arch),
@@ -64,9 +66,11 @@ def evaluate(profile: DeviceProfile, probe: dict, backends: list[dict] | None, w
     for name in profile.backends:
         b = by_name.get(name, {})
         preferred = profile.preferred.get("backend") == name
+        installed = bool(b.get("installed"))
+        missing_ok = None if (deployed or not preferred) else False
         rows.append(_row(f"backend {name}", "installed" + (" (preferred)" if preferred else ""),
-                         b.get("version") or "not installed", bool(b.get("installed")) or (None if not preferred else False),
-                         f"pip install 'edgekit[{EXTRA_OF_BACKEND[name]}]'"))
+                         b.get("version") or ("not in the deployed runtime" if deployed else "not installed"),
+                         True if installed else missing_ok, f"pip install 'edgekit[{EXTRA_OF_BACKEND[name]}]'"))
     for acc in profile.accelerators:
         seen = _accelerator_seen(acc, backends)
         rows.append(_row(f"accelerator {acc}", "visible to a backend", "yes" if seen else "not seen",
@@ -98,4 +102,4 @@ async def check_remote(target: Target, profile: DeviceProfile, opts: DeployOptio
                 backends = None
     finally:
         await device.remote.close()
-    return evaluate(profile, probe, backends, f"{target.label} (no release deployed)")
+    return evaluate(profile, probe, backends, f"{target.label} (no release deployed)", deployed=True)

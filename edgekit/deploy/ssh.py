@@ -119,8 +119,12 @@ async def connect(t: Target):
         known_hosts = None
     elif t.host_key_check == "accept-new" and not _is_known(asyncssh, kh_path, t):
         known_hosts, record = None, True
+    elif kh_path.exists():
+        known_hosts = str(kh_path)
     else:
-        known_hosts = str(kh_path) if kh_path.exists() else ()
+        raise StepFailed(t.label, "connect", f"no known_hosts file at {kh_path} to check the host key against; "
+                         f"add the device's key (ssh-keyscan -p {t.port} {t.host} >> {kh_path}) or pass "
+                         "--host-key-check accept-new")
     kw = {"port": t.port, "known_hosts": known_hosts, "connect_timeout": t.connect_timeout}
     if t.user:
         kw["username"] = t.user

@@ -115,8 +115,25 @@ class Device:
             self.proc.kill()
 
 
+# sshd's default PATH for a session: the "device" runs whichever python3 comes first on it.
+SSH_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
 @pytest.fixture(scope="session")
-def ssh_keys(tmp_path_factory):
+def device_python() -> str:
+    """The device's Python version (X.Y): carried wheels must be built for it."""
+    py = shutil.which("python3", path=SSH_PATH)
+    if py is None:
+        pytest.skip("no python3 on the device PATH (apt-get install -y python3 python3-venv)")
+    r = subprocess.run([py, "-c", "import sys, venv, ensurepip; print('%d.%d' % sys.version_info[:2])"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"{py} has no venv/ensurepip module (apt-get install -y python3-venv): {r.stderr.strip()[-200:]}")
+    return r.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def ssh_keys(tmp_path_factory, device_python):
     if not os.path.exists(SSHD):
         pytest.skip(f"{SSHD} is missing: install Debian's openssh-server (apt-get install -y openssh-server "
                     "openssh-client) to run the SSH deploy tests")
@@ -170,7 +187,7 @@ def tflite_model(request, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def bundles(tflite_model, tmp_path_factory):
+def bundles(tflite_model, tmp_path_factory, device_python):
     """Bundles for the x86-cpu profile carrying every wheel (offline install on the device)."""
     from edgekit.deploy.bundle import build_bundle
 
@@ -180,7 +197,7 @@ def bundles(tflite_model, tmp_path_factory):
     def build(version: str, model: Path) -> Path:
         path = d / f"{version}.tar.gz"
         try:
-            build_bundle(model, "x86-cpu", path, version=version, with_wheels=True)
+            build_bundle(model, "x86-cpu", path, version=version, with_wheels=True, python_version=device_python)
         except Exception as e:  # pip download needs the package index (or its cache)
             if "pip download" in str(e):
                 pytest.skip(f"cannot collect runtime wheels for the test bundles: {str(e)[:300]}")

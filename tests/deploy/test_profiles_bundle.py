@@ -116,6 +116,23 @@ def test_bundle_manifest_checksums_and_smoke_test(tflite_model, tmp_path):
     assert r.returncode == 1 and not result["passed"] and "cannot load the model" in result["error"]
 
 
+def test_int8_bundle_allows_a_quantization_step_of_difference(request, tmp_path):
+    try:
+        model = request.getfixturevalue("int8_tflite")
+    except pytest.FixtureLookupError:
+        pytest.skip("the shared int8_tflite fixture (tests/conftest.py) is not available")
+    m = build_bundle(model, "raspberry-pi-4", tmp_path / "q.tar.gz", version="q1")
+    out = m["outputs"][0]
+    assert out["dtype"] == "int8" and "scale" in out
+    tol = m["smoke"]["tolerance"][out["name"]]
+    assert tol["atol"] == pytest.approx(max(1e-3, 2 * out["scale"]))
+    folder = tmp_path / "q"
+    with tarfile.open(tmp_path / "q.tar.gz") as tar:
+        tar.extractall(folder, filter="data")
+    r = subprocess.run([sys.executable, str(folder / "smoke_test.py")], capture_output=True, text=True)
+    assert r.returncode == 0 and json.loads(r.stdout.strip().splitlines()[-1])["passed"]
+
+
 def test_bundle_refuses_a_backend_the_profile_lacks(tflite_model, tmp_path):
     d = yaml.safe_load((REPO / "devices" / "intel-npu.yaml").read_text())
     d.update(name="npu-only", backends=["openvino"], preferred={"backend": "openvino"},

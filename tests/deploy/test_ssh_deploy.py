@@ -81,6 +81,7 @@ def test_round_trip_deploy_status_upgrade_rollback(serving, bundles):
     assert st["current"] == "v1" and st["health"]["ready"] and st["service"]["state"] == "active"
     assert st["service"]["manager"] == "supervisor"  # no systemd here: the profile's fallback
     assert st["model"]["backend"] == "litert" and st["bench"]["p50_ms"] > 0 and st["arch"] == "x86_64"
+    assert st["serving"]["infer_ms_p50"] > 0 and st["serving"]["model"] == st["model"]["name"]  # live, on the device
     # Upgrade: same runtime, so the venv is reused and only the model changes.
     r = deploy(bundles("v2"), device)
     assert r["release"] == "v2" and r["previous"] == "v1"
@@ -211,3 +212,31 @@ def test_fleet_deploys_in_parallel_and_one_bad_host_does_not_stop_the_others(ser
     by_host = {x["host"]: x for x in json.loads(st.stdout)}
     assert by_host["pi-b"]["current"] == "v2" and by_host["pi-b"]["health"]["ready"] is True
     assert by_host["pi-b"]["bench"]["p50_ms"] > 0
+
+
+def test_doctor_checks_the_device_over_ssh(serving):
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "doctor", "--profile", "x86-cpu", "--host", serving.address,
+                        "--key", str(serving.client_key), "--known-hosts", str(serving.known_hosts), "--json", "-"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = {x["check"]: x for x in json.loads(r.stdout)}
+    assert rows["architecture"]["ok"] and rows["python"]["ok"] and rows["venv module"]["ok"]
+    assert rows["backend litert"]["ok"] and "ai-edge-litert" in rows["backend litert"]["found"]
+    assert "supervisor" in rows["service manager"]["found"]
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "doctor", "--profile", "raspberry-pi-5", "--host",
+                        serving.address, "--key", str(serving.client_key), "--known-hosts", str(serving.known_hosts)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "missing what raspberry-pi-5 needs: architecture" in r.stderr
+
+
+def test_preflight_refuses_a_bundle_for_another_architecture(serving, tflite_model, tmp_path):
+    from edgekit.deploy.bundle import build_bundle
+
+    pi = build_bundle(tflite_model, "raspberry-pi-5", tmp_path / "pi.tar.gz", version="pi-1")
+    assert pi["arch"] == ["aarch64"]
+    before = serving.current()
+    with pytest.raises(StepFailed) as e:
+        deploy(tmp_path / "pi.tar.gz", serving)
+    assert e.value.step == "preflight"
+    assert "the device is x86_64, profile 'raspberry-pi-5' is for aarch64" in str(e.value)
+    assert serving.current() == before and ready(serving.serve_port)
