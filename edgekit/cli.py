@@ -70,6 +70,10 @@ def cli():
 
 
 def main(argv=None) -> None:
+    # TensorFlow, when a build-side command imports it, logs CPU-feature notices on stderr.
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError as e:

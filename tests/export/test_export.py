@@ -127,3 +127,29 @@ def test_cli_export_bad_input_exit_2(cli, keras_classifier, tmp_path):
     assert "Traceback" not in proc.stderr
     proc = cli("export", str(tmp_path / "nope.keras"), "--out", str(tmp_path))
     assert proc.returncode == 2 and "No such model" in proc.stderr
+
+
+def test_resizing_layer_does_not_put_batchnorm_in_training_mode(tmp_path):
+    """Regression: model.export() traced BN with batch statistics when a Resizing layer preceded a
+    nested model (Keras 3.15); the exported graph then depended on the batch. edgekit exports an
+    endpoint that passes training=False explicitly."""
+    import keras
+
+    from edgekit.compat import settle_batchnorm
+
+    keras.utils.set_random_seed(0)
+    inner_in = keras.Input((16, 16, 1))
+    h = keras.layers.Conv2D(8, 3, padding="same")(inner_in)
+    h = keras.layers.BatchNormalization(momentum=0.9)(h)
+    inner = keras.Model(inner_in, keras.layers.ReLU()(h))
+    inp = keras.Input((8, 8, 1))
+    x = inner(keras.layers.Resizing(16, 16)(inp))
+    out = keras.layers.Dense(4, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    settle_batchnorm(model, rng.random((32, 8, 8, 1), dtype=np.float32) * 3 + 1)  # stats far from batch stats
+    res = export_model(model, ["tflite"], tmp_path, sample_inputs=[rng.random((16, 8, 8, 1), dtype=np.float32)])
+    assert res.verification["tflite"]["max_abs_diff"] <= 1e-5
+    sess = runtime.load(res.artifacts["tflite"])
+    x = rng.random((8, 8, 8, 1), dtype=np.float32)
+    assert np.abs(sess.predict(x)[:1] - sess.predict(x[:1])).max() < 1e-6
