@@ -221,7 +221,8 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
         carried = download_wheels(root / "requirements.txt", wheels, prof, py_version) if with_wheels else []
         model_rel = f"model/{model.name}"
         (root / "run.sh").write_text(_render("run.sh", HOST=prof.service.host, PORT=port or prof.service.port,
-                                             THREADS="" if threads is None else threads, MODEL=model_rel))
+                                             THREADS="" if threads is None else threads, MODEL=model_rel,
+                                             DEVICE=device))
         (root / "supervise.sh").write_text(_render("supervise.sh"))
         (root / "edgekit.service").write_text(_render("edgekit.service", NAME=f"{model.name} on {prof.name}"))
         (root / "smoke_test.py").write_text((Path(__file__).parent / "smoke.py").read_text())

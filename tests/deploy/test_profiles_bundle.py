@@ -176,3 +176,15 @@ def test_cli_errors_are_one_line_exit_2(tflite_model, tmp_path):
     assert r.returncode == 2 and "No such bundle" in r.stderr
     r = run("deploy", "--rollback", "--host", "a", "--hosts", "b.yaml")
     assert r.returncode == 2 and "exactly one of --host" in r.stderr
+
+
+@pytest.mark.slow
+def test_pi_bundle_carries_aarch64_wheels_for_offline_devices(tflite_model, tmp_path):
+    # Needs the package index (or pip's cache): pip download --platform manylinux_*_aarch64.
+    m = build_bundle(tflite_model, "raspberry-pi-5", tmp_path / "pi.tar.gz", version="pi-offline", with_wheels=True)
+    wheels = m["runtime"]["wheels"]
+    assert m["runtime"]["offline"] and m["runtime"]["carried"] and m["runtime"]["python_version"] == "3.11"
+    assert any(w.startswith("ai_edge_litert-") and "aarch64" in w and "cp311" in w for w in wheels)
+    assert any(w.startswith("numpy-") and "aarch64" in w for w in wheels)
+    assert not any("x86_64" in w for w in wheels)
+    assert all(f"wheels/{w}" in m["files"] for w in wheels)  # checksummed like everything else

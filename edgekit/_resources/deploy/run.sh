@@ -8,9 +8,11 @@ root=$(cd "$here/../.." && pwd -P)
 EDGEKIT_HOST=@HOST@
 EDGEKIT_PORT=@PORT@
 EDGEKIT_THREADS=@THREADS@
-# Device-local settings (port, host, threads) written at deploy time override the bundle's defaults.
+EDGEKIT_DEVICE=@DEVICE@
+# Device-local settings (port, host, threads, device) written at deploy time override the bundle's defaults.
 if [ -f "$root/service.env" ]; then . "$root/service.env"; fi
-set -- "$here/venv/bin/python" -m edgekit.cli serve "$here/@MODEL@" --host "$EDGEKIT_HOST" --port "$EDGEKIT_PORT"
+set -- "$here/venv/bin/python" -m edgekit.cli serve "$here/@MODEL@" --host "$EDGEKIT_HOST" --port "$EDGEKIT_PORT" \
+    --device "$EDGEKIT_DEVICE"
 if [ -n "$EDGEKIT_THREADS" ]; then set -- "$@" --threads "$EDGEKIT_THREADS"; fi
 PYTHONUNBUFFERED=1
 export PYTHONUNBUFFERED
