@@ -38,9 +38,6 @@ class DeployOptions:
     keep: int = 3
     manager: str | None = None  # force "supervisor" or "systemd"; default: the profile's, with fallback
 
-    FIELDS = ("root", "python", "serve_port", "serve_host", "pip_args", "health_timeout", "install_timeout",
-              "keep", "manager")
-
 
 class Device:
     """An open connection to one device with its deploy root resolved and the agent uploaded."""

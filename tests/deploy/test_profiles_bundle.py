@@ -188,3 +188,48 @@ def test_pi_bundle_carries_aarch64_wheels_for_offline_devices(tflite_model, tmp_
     assert any(w.startswith("numpy-") and "aarch64" in w for w in wheels)
     assert not any("x86_64" in w for w in wheels)
     assert all(f"wheels/{w}" in m["files"] for w in wheels)  # checksummed like everything else
+
+
+def test_device_agent_is_stdlib_only_and_old_python_safe():
+    # It runs on the device's own python3 before any runtime exists (JetPack, Debian oldstable ...).
+    import ast
+
+    src = (REPO / "edgekit" / "deploy" / "agent.py").read_text()
+    tree = ast.parse(src, feature_version=(3, 8))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            roots.add(node.module.split(".")[0])
+    assert roots <= set(sys.stdlib_module_names), roots - set(sys.stdlib_module_names)
+
+
+def test_targets_and_inventories_are_validated(tmp_path):
+    from edgekit.deploy.fleet import load_inventory
+    from edgekit.deploy.ssh import Target
+
+    t = Target.parse("pi@raspberrypi.local:2222")
+    assert (t.user, t.host, t.port, t.label) == ("pi", "raspberrypi.local", 2222, "pi@raspberrypi.local:2222")
+    assert Target.parse("10.0.0.5", port=22, user="pi").label == "pi@10.0.0.5"
+    with pytest.raises(ConfigError, match="must be a number"):
+        Target.parse("pi@host:ssh")
+    with pytest.raises(ConfigError, match="Two ports"):
+        Target.parse("pi@host:2222", port=22)
+    with pytest.raises(ConfigError, match="Unknown host key check 'yolo'"):
+        Target.parse("pi@host", host_key_check="yolo")
+
+    inv = tmp_path / "inv.yaml"
+    inv.write_text("defaults: {user: pi, serve_port: 9000}\nhosts:\n  - 10.0.0.1\n  - {host: 10.0.0.2, name: b, serve_port: 9001}\n")
+    items, conc = load_inventory(inv, {"key": "/k"})
+    assert conc is None and [t.label for t, _ in items] == ["pi@10.0.0.1", "b"]
+    assert [o.serve_port for _, o in items] == [9000, 9001] and items[0][0].key == "/k"
+    inv.write_text("hosts:\n  - {host: 10.0.0.1, colour: red}\n")
+    with pytest.raises(ConfigError, match="unknown key.*colour.*Allowed: host, name"):
+        load_inventory(inv)
+    inv.write_text("hosts: [pi@10.0.0.1, pi@10.0.0.1]\n")
+    with pytest.raises(ConfigError, match="listed twice"):
+        load_inventory(inv)
+    inv.write_text("servers: []\n")
+    with pytest.raises(ConfigError, match="needs a 'hosts' list"):
+        load_inventory(inv)
