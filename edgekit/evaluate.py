@@ -31,10 +31,13 @@ def evaluate_predictions(probs: np.ndarray, y: np.ndarray, labels: list) -> dict
             "per_class": per_class, "confusion": conf.tolist()}
 
 
-def _data_options_from_meta(meta) -> dict:
+def _data_options_from_meta(meta, data) -> dict:
+    """The options the model was trained with when it is evaluated on the same dataset; on another
+    dataset only the audio front-end carries over (so the features match)."""
     if meta is None:
         return {}
-    opts = dict((meta.provenance or {}).get("data_options") or {})
+    prov = meta.provenance or {}
+    opts = dict(prov.get("data_options") or {}) if str(data) == str(prov.get("data")) else {}
     pre = meta.preprocessing or {}
     if pre.get("type") == "audio" and "frontend" in pre and "frontend" not in opts:
         opts["frontend"] = pre["frontend"]
@@ -75,7 +78,7 @@ def evaluate(model, data=None, split: str = "test", *, batch_size: int = 256, de
         data = (meta.provenance or {}).get("data") if meta else None
         if not data:
             raise DataError(f"No dataset given and {path or 'the model'} records none; pass --data")
-    opts = {**_data_options_from_meta(meta), **(data_options or {})} if not isinstance(data, Dataset) else {}
+    opts = {**_data_options_from_meta(meta, data), **(data_options or {})} if not isinstance(data, Dataset) else {}
     ds = data if isinstance(data, Dataset) else load_dataset(data, **opts)
     x, y = ds.split(split)
     if limit:

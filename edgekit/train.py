@@ -99,7 +99,7 @@ class _Progress:
         return Cb()
 
 
-def _checkpointer(work: Path, monitor: str, patience: int | None, state: dict):
+def _checkpointer(work: Path, monitor: str, patience: int | None, state: dict, clock):
     """Each epoch: ``last.keras`` (with optimizer), ``best.keras`` when the monitor improves, and
     ``state.json`` (history, best, early-stopping counter) — everything needed to resume."""
     import keras
@@ -122,6 +122,7 @@ def _checkpointer(work: Path, monitor: str, patience: int | None, state: dict):
             else:
                 state["wait"] = state.get("wait", 0) + 1
             state["epoch"] = epoch + 1
+            state["train_seconds"] = clock()
             _save(self.model, work / "last.keras")
             from .fsutil import write_json_atomic
 
@@ -153,12 +154,13 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
           batch_size: int = 64, learning_rate: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
           patience: int | None = 10, monitor: str = "val_accuracy", model_options: dict | None = None,
           data_options: dict | None = None, limit: int | None = None, augment: bool = True,
-          strategy: str = "auto", overwrite: bool = False, quiet: bool = False) -> TrainResult:
+          strategy: str = "auto", overwrite: bool = False, quiet: bool = False, callbacks=()) -> TrainResult:
     """Train zoo model ``model_name`` on ``data`` (a name, path or Dataset) for up to ``epochs``.
 
     AdamW with a cosine learning-rate decay over the whole run, best checkpoint by ``monitor``,
     early stopping after ``patience`` epochs without improvement, fixed seeds. The best weights
-    are evaluated on the test split and saved as ``model.keras``.
+    are evaluated on the test split and saved as ``model.keras``. Extra Keras ``callbacks`` run after
+    the epoch checkpoint.
     """
     from .data import Dataset, load_dataset
     from .zoo import build_model, model_stats, models
@@ -206,7 +208,7 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
     xv, yv = ds.split("val")
     steps = math.ceil(len(ytr) / batch_size)
     mopts = _model_options_for(ds, model_options)
-    t0 = time.time()
+    t0, base_seconds = time.time(), float(state.get("train_seconds", 0.0))
     with _strategy(strategy).scope():
         if resumed:
             model = _load_for_resume(work / "last.keras")
@@ -216,13 +218,14 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
             model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     aug = _image_augmenter(ds.input_shape, seed) if augment and ds.task == "image-classification" else None
-    callbacks = [_checkpointer(work, monitor, patience, state), _Progress(steps, quiet)]
+    clock = lambda: base_seconds + time.time() - t0  # noqa: E731
+    callbacks = [_checkpointer(work, monitor, patience, state, clock), _Progress(steps, quiet), *callbacks]
     stopped = state.get("stopped_early", False)
     if resumed < epochs and not stopped:
         model.fit(_pipeline(xtr, ytr, batch_size, shuffle=True, seed=seed, augment=aug),
                   validation_data=_pipeline(xv, yv, batch_size * 4), epochs=epochs, initial_epoch=resumed,
                   callbacks=callbacks, verbose=0)
-    train_seconds = time.time() - t0 + state.get("train_seconds", 0.0)
+    train_seconds = clock()
 
     # The deliverable: best weights in a fresh, uncompiled model (no optimizer state to ship).
     final = build_model(model_name, ds.input_shape, ds.num_classes, **mopts)
@@ -269,7 +272,7 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
 def _load_for_resume(path: Path):
     import keras
 
-    from .zoo import layers  # noqa: F401  (custom layers)
+    from . import zoo  # noqa: F401  (registers the zoo's custom layers)
 
     try:
         return keras.saving.load_model(path)

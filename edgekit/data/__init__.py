@@ -59,8 +59,7 @@ def load_dataset(name_or_path: str | os.PathLike, *, kind: str | None = None, li
         return name_or_path.subset(limit)
     s = str(name_or_path)
     if s in datasets:
-        ds = datasets.get(s)(**options)
-        return ds.subset(limit, options.get("seed", 0))
+        return _call(s, datasets.get(s), options).subset(limit, options.get("seed", 0))
     p = Path(s)
     if not p.exists():
         if os.sep in s or "." in Path(s).name:
@@ -75,7 +74,21 @@ def load_dataset(name_or_path: str | os.PathLike, *, kind: str | None = None, li
         from .folders import load_image_folder as loader
     else:
         raise ConfigError(allowed(kind, FOLDER_KINDS, "dataset kind"))
-    return loader(p, **options).subset(limit, options.get("seed", 0))
+    return _call(str(p), loader, options, p).subset(limit, options.get("seed", 0))
+
+
+def _call(what: str, loader, options: dict, *args) -> Dataset:
+    """Run a loader; an option it doesn't take is a ConfigError that lists the ones it does."""
+    import inspect
+
+    params = inspect.signature(loader).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        accepted = [n for n, p in params.items() if p.kind is p.KEYWORD_ONLY or p.default is not p.empty]
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise ConfigError(f"Dataset {what!r} has no option(s) {', '.join(unknown)}. "
+                              f"Options: {', '.join(accepted) or '(none)'}")
+    return loader(*args, **options)
 
 
 def describe() -> list[dict]:

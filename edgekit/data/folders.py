@@ -58,8 +58,8 @@ def _image_files(d: Path) -> list[Path]:
     return sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
-def load_image_folder(path, size=None, channels=None, seed: int = 0, val: float = 0.1, test: float = 0.2,
-                      **_) -> Dataset:
+def load_image_folder(path, size=None, channels=None, seed: int = 0, val: float = 0.1,
+                      test: float = 0.2) -> Dataset:
     """One subfolder per class of images; or ``train/``, ``val/``, ``test/`` each laid out that way.
 
     ``size`` (H, W) resizes every image; without it all images must share one size. ``channels``
@@ -136,7 +136,7 @@ def silence_clips(noises: list[np.ndarray], n: int, length: int, rng, max_gain: 
 
 def load_speech_commands_folder(path, keywords=None, frontend: dict | None = None, seed: int = 0,
                                 unknown_fraction: float = 1.0, silence_fraction: float = 1.0,
-                                resample: bool = True, limit_per_class: int | None = None, **_) -> Dataset:
+                                resample: bool = True, limit_per_class: int | None = None) -> Dataset:
     """A Speech Commands layout: one folder per word of 1-s WAVs, ``_background_noise_/``,
     ``validation_list.txt`` and ``testing_list.txt`` (paths relative to the root) decide the split.
 
@@ -241,7 +241,7 @@ def _read_csv(p: Path, text_col: str, label_col: str) -> list[dict]:
 
 
 def load_csv_text(path, text_col: str = "text", label_col: str = "label", vocab_size: int = 5000,
-                  max_length: int | None = None, seed: int = 0, val: float = 0.1, test: float = 0.2, **_) -> Dataset:
+                  max_length: int | None = None, seed: int = 0, val: float = 0.1, test: float = 0.2) -> Dataset:
     """CSV text with a header (``text,label``); an optional ``split`` column (train/val/test) is honoured,
     else a stratified split. The vocabulary comes from the training split only."""
     p = Path(path)
@@ -270,6 +270,7 @@ def load_csv_text(path, text_col: str = "text", label_col: str = "label", vocab_
     splits = {s: (x[i], y[i]) for s, i in idx.items() if len(i)}
     check_classes(p.stem, labels, splits["train"][1], p)
     pre = {"type": "text", "tokenizer": "words", "pattern": _TOKEN.pattern, "lowercase": True, "pad_id": 0,
+           "vocab_size": len(vocab) + 2,
            "oov_id": 1, "vocab": vocab, "max_length": max_length}
     return Dataset(p.stem, "text-classification", labels, splits, pre,
                    {"source": str(p), "vocab_size": len(vocab) + 2})

@@ -3,8 +3,10 @@
 Classes: ``_silence_``, ``_unknown_`` and yes, no, up, down, left, right, on, off, stop, go. Each
 "speaker" is an espeak-ng voice variant; every clip draws an accent, speaking rate and pitch.
 Speakers are split train/val/test, so test voices never appear in training. Training clips are
-augmented (time shift, gain, background noise); everything is deterministic by ``seed``. The
-synthesized audio is cached on disk (``$EDGEKIT_CACHE`` or ``~/.cache/edgekit``); features come
+augmented (time shift, gain, background noise); the voice split, word choice, rates, pitches and
+augmentation are deterministic by ``seed``. espeak-ng's own output wobbles by a few samples between
+calls (internal synthesizer state), so the synthesized corpus is cached on disk (``$EDGEKIT_CACHE``
+or ``~/.cache/edgekit``) and reloads bit for bit; features come
 from edgekit.features, so the model input is the front-end's output and its parameters go in
 ``preprocessing``.
 """
@@ -136,7 +138,7 @@ def augment(clean: np.ndarray, y: np.ndarray, rng, *, shift_ms: float = 100.0, g
 
 
 def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int = 3, frontend: dict | None = None,
-                  quiet: bool = True, **_) -> Dataset:
+                  quiet: bool = True) -> Dataset:
     """The 12-class synthesized keyword task (see module docs).
 
     ``reps`` clips per speaker and class; ``augment_copies`` augmented versions of each training clip;

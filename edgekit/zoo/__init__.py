@@ -5,14 +5,15 @@
 
 Builders are ``"module:function"`` targets in the ``models`` registry (entry-point group
 ``edgekit.models``); each takes ``(input_shape, num_classes, **options)`` and returns a Keras
-model whose input is exactly the dataset's example shape. TensorFlow/Keras are imported only
-when a model is built.
+model whose input is exactly the dataset's example shape. Importing this package imports Keras
+(its custom layers must be registered before any zoo ``.keras`` file is loaded).
 """
 
 from __future__ import annotations
 
 from ..errors import ConfigError
 from ..registry import Registry
+from . import layers as _layers  # noqa: F401  (custom layers registered, so any .keras of the zoo loads)
 
 __all__ = ["models", "build_model", "model_stats", "describe", "load_model", "DESCRIPTIONS"]
 
@@ -60,8 +61,6 @@ def model_stats(model) -> dict:
 def load_model(path):
     """``keras.saving.load_model`` with edgekit's custom layers registered."""
     import keras
-
-    from . import layers  # noqa: F401  (registers the custom layers)
 
     return keras.saving.load_model(str(path), compile=False)
 

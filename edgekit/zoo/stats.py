@@ -11,6 +11,9 @@ import numpy as np
 
 
 def _shape(t):
+    """Shape of a tensor, or of the first one (attention layers take query and value)."""
+    if isinstance(t, (list, tuple)):
+        t = t[0]
     return tuple(t.shape)
 
 
@@ -33,8 +36,7 @@ def _layer_macs(layer) -> int:
     if isinstance(layer, layers.Dense):
         return int(np.prod(in_shape[1:]) * layer.units)
     if isinstance(layer, layers.MultiHeadAttention):
-        q_shape = _shape(layer.input[0]) if isinstance(layer.input, (list, tuple)) else in_shape
-        t, d = q_shape[1], q_shape[-1]
+        t, d = in_shape[1], in_shape[-1]
         hk = layer._num_heads * layer._key_dim
         hv = layer._num_heads * (layer._value_dim or layer._key_dim)
         proj = t * d * hk * 2 + t * d * hv + t * hv * d
