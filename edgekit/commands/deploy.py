@@ -49,6 +49,9 @@ def _targets(host, inventory, port, key, known_hosts, host_key_check, opts):
 
 def _run_all(items, fn, concurrency):
     from ..deploy.fleet import run_fleet
+    from ..deploy.ssh import require_asyncssh
+
+    require_asyncssh()  # a missing asyncssh is one clear error, not one failed row per device
 
     return asyncio.run(run_fleet(items, fn, concurrency))
 

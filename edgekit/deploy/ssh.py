@@ -33,7 +33,7 @@ class StepFailed(DeployError):
         super().__init__(f"{host}: step '{step}' failed: {message}")
 
 
-def _asyncssh():
+def require_asyncssh():
     try:
         import asyncssh
     except ImportError:
@@ -63,8 +63,9 @@ class Target:
         spec = str(spec).strip()
         user, _, host = spec.rpartition("@")
         port = kw.pop("port", None)
-        if host.count(":") == 1:  # host:port; several colons is a bare IPv6 address
-            host, _, p = host.partition(":")
+        bracketed = host.startswith("[") and "]:" in host  # [IPv6]:port
+        if host.count(":") == 1 or bracketed:  # host:port; several colons alone is a bare IPv6 address
+            host, _, p = host.rpartition(":")
             if not p.isdigit():
                 raise ConfigError(f"Port in {spec!r} must be a number; received {p!r}")
             if port not in (None, int(p)):
@@ -112,7 +113,10 @@ def _record_host_key(path: Path, t: Target, key) -> None:
 
 async def connect(t: Target):
     """An open asyncssh connection, or StepFailed('connect') saying why not and what to try."""
-    asyncssh = _asyncssh()
+    asyncssh = require_asyncssh()
+    key = Path(t.key).expanduser() if t.key else None
+    if key is not None and not key.is_file():
+        raise StepFailed(t.label, "connect", f"SSH key {key} does not exist")
     kh_path = _known_hosts_file(t)
     record = False
     if t.host_key_check == "off":
@@ -129,9 +133,6 @@ async def connect(t: Target):
     if t.user:
         kw["username"] = t.user
     if t.key:
-        key = Path(t.key).expanduser()
-        if not key.is_file():
-            raise StepFailed(t.label, "connect", f"SSH key {key} does not exist")
         kw["client_keys"] = [str(key)]
         kw["agent_path"] = None  # only the key asked for, so a wrong key is reported as such
     try:
@@ -169,7 +170,7 @@ class Remote:
             r = await asyncio.wait_for(self.conn.run(command, check=False), timeout)
         except asyncio.TimeoutError:
             raise StepFailed(self.t.label, step, f"timed out after {timeout:g}s: {command[:80]}") from None
-        except _asyncssh().Error as e:
+        except require_asyncssh().Error as e:
             raise StepFailed(self.t.label, step, f"connection lost: {e}") from None
         if check and r.exit_status != 0:
             err = (r.stderr or r.stdout or "").strip()[-800:]
@@ -178,7 +179,7 @@ class Remote:
 
     async def put(self, local: str | os.PathLike, remote: str, step: str) -> None:
         """Upload to a temporary name, then rename: a half-sent file never sits under the final name."""
-        asyncssh = _asyncssh()
+        asyncssh = require_asyncssh()
         tmp = f"{remote}.partial"
         try:
             async with self.conn.start_sftp_client() as sftp:

@@ -212,6 +212,8 @@ def test_targets_and_inventories_are_validated(tmp_path):
     t = Target.parse("pi@raspberrypi.local:2222")
     assert (t.user, t.host, t.port, t.label) == ("pi", "raspberrypi.local", 2222, "pi@raspberrypi.local:2222")
     assert Target.parse("10.0.0.5", port=22, user="pi").label == "pi@10.0.0.5"
+    assert (Target.parse("pi@[fd00::5]:2200").host, Target.parse("pi@[fd00::5]:2200").port) == ("fd00::5", 2200)
+    assert (Target.parse("pi@fd00::5").host, Target.parse("pi@fd00::5").port) == ("fd00::5", 22)
     with pytest.raises(ConfigError, match="must be a number"):
         Target.parse("pi@host:ssh")
     with pytest.raises(ConfigError, match="Two ports"):
