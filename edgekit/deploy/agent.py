@@ -151,8 +151,18 @@ def free_disk_mb(path):
 
 
 def has_systemd():
-    # sd_booted(): systemd is PID 1 only if this folder exists; a binary on disk is not enough (chroots).
-    return os.path.isdir("/run/systemd/system") and shutil.which("systemctl") is not None
+    # sd_booted(): systemd is PID 1 only if this folder exists; a binary on disk is not enough. Inside a
+    # chroot of a systemd host the folder may be bound in, but systemctl there ignores every request.
+    return os.path.isdir("/run/systemd/system") and shutil.which("systemctl") is not None and not in_chroot()
+
+
+def in_chroot():
+    """Our / differs from PID 1's / (systemd's own running_in_chroot test); containers count as not."""
+    try:
+        a, b = os.stat("/"), os.stat("/proc/1/root/.")
+    except OSError:  # no /proc or not allowed to look: assume a normal system
+        return False
+    return (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino)
 
 
 def emulation():
