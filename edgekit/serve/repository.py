@@ -177,6 +177,10 @@ class Repository:
         return self._latest[self.names()[0]] if len(self._latest) == 1 else None
 
     def close(self, timeout: float | None = None) -> None:
+        """Drain every batcher, then release the sessions. Safe to call twice (lifespan, then serve())."""
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
         for m in self.models:
             m.batcher.stop(timeout)
         for m in self.models:

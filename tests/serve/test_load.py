@@ -162,7 +162,7 @@ def test_overload_answers_503_at_once_and_timeout_504(serve_models, start_server
     slow = serve_models["slow"]
     srv = start_server(f"slow={slow}", "--max-queue", "2", "--max-batch-size", "1", "--threads", "1")
     try:
-        x = np.random.default_rng(0).random((1, 96, 96, 3), dtype=np.float32)
+        x = np.random.default_rng(0).random((4, 96, 96, 3), dtype=np.float32)  # ~0.1 s of work per request
         md = httpx.get(srv.url + "/v2/models/slow").json()
         body, headers = binary_request({md["inputs"][0]["name"]: x})
         codes, times = [], []
@@ -182,7 +182,7 @@ def test_overload_answers_503_at_once_and_timeout_504(serve_models, start_server
 
         asyncio.run(burst())
         assert set(codes) <= {200, 503}
-        assert codes.count(503) >= 20 and codes.count(200) >= 3, codes
+        assert codes.count(503) >= 10 and codes.count(200) >= 3, codes
         ok_times = sorted(t for c, t in times if c == 200)
         rejected = sorted(t for c, t in times if c == 503)
         assert rejected[len(rejected) // 2] < ok_times[-1], "503s must come back before the queue drains"
