@@ -8,6 +8,7 @@ venv from the wheels the test bundles carry, the same path an offline device tak
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -86,7 +87,8 @@ class Device:
 
     @property
     def address(self) -> str:
-        return f"root@127.0.0.1:{self.port}"
+        # sshd run by a non-root user can only log that same user in.
+        return f"{getpass.getuser()}@127.0.0.1:{self.port}"
 
     def target(self, **kw):
         from edgekit.deploy.ssh import Target

@@ -235,3 +235,12 @@ def test_targets_and_inventories_are_validated(tmp_path):
     inv.write_text("servers: []\n")
     with pytest.raises(ConfigError, match="needs a 'hosts' list"):
         load_inventory(inv)
+
+
+def test_deploy_code_never_imports_tensorflow():
+    # It ships in the device wheel and runs there; the host side must stay quick to start too.
+    code = ("import sys, edgekit.deploy.deploy, edgekit.deploy.fleet, edgekit.deploy.doctor, edgekit.deploy.bundle, "
+            "edgekit.deploy.smoke, edgekit.commands.deploy, edgekit.devices; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr

@@ -5,6 +5,7 @@ the smoke test with LiteRT and starts ``edgekit serve`` under the fallback super
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import subprocess
 import sys
@@ -146,7 +147,7 @@ def test_server_that_never_gets_ready_is_rolled_back(serving, bundles, tmp_path)
 
 
 def test_connection_failures_name_the_step(serving, bundles, ssh_keys):
-    closed = Target.parse(f"root@127.0.0.1:{_closed_port()}", key=str(ssh_keys["key"]),
+    closed = Target.parse(f"{getpass.getuser()}@127.0.0.1:{_closed_port()}", key=str(ssh_keys["key"]),
                           known_hosts=str(ssh_keys["known_hosts"]))
     with pytest.raises(StepFailed) as e:
         asyncio.run(deploy_host(bundles("v1"), closed, DeployOptions()))
@@ -167,7 +168,7 @@ def test_connection_failures_name_the_step(serving, bundles, ssh_keys):
     assert asyncio.run(status_host(serving.target(known_hosts=str(empty))))["current"] == "v1"
     assert serving.current() == "v1" and ready(serving.serve_port)
 
-    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "status", "--host", f"root@127.0.0.1:{_closed_port()}",
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "status", "--host", f"{getpass.getuser()}@127.0.0.1:{_closed_port()}",
                         "--key", str(ssh_keys["key"])], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "step 'connect' failed" in r.stderr
 
@@ -192,7 +193,7 @@ def test_fleet_deploys_in_parallel_and_one_bad_host_does_not_stop_the_others(ser
         "hosts:",
         f"  - {{host: {serving.address}, name: pi-a, serve_port: {serving.serve_port}}}",
         f"  - {{host: {fresh.address}, name: pi-b, serve_port: {fresh.serve_port}}}",
-        f"  - {{host: root@127.0.0.1:{_closed_port()}, name: pi-off}}",
+        f"  - {{host: {getpass.getuser()}@127.0.0.1:{_closed_port()}, name: pi-off}}",
         "",
     ]))
     out = tmp_path / "fleet.json"
