@@ -244,3 +244,14 @@ def test_deploy_code_never_imports_tensorflow():
             "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+def test_accelerator_bundles_allow_reduced_precision(tflite_model, tmp_path):
+    gpu = build_bundle(tflite_model, "x86-cpu", tmp_path / "g.tar.gz", version="g", device="gpu")
+    cpu = build_bundle(tflite_model, "x86-cpu", tmp_path / "c.tar.gz", version="c")
+    assert gpu["device"] == "gpu" and cpu["device"] == "cpu"  # litert is not x86-cpu's preferred backend
+    assert all(t["atol"] >= 2e-2 for t in gpu["smoke"]["tolerance"].values())
+    assert all(t["atol"] == 1e-3 for t in cpu["smoke"]["tolerance"].values())
+    with tarfile.open(tmp_path / "g.tar.gz") as tar:
+        run_sh = tar.extractfile("run.sh").read().decode()
+    assert "EDGEKIT_DEVICE=gpu" in run_sh and '--device "$EDGEKIT_DEVICE"' in run_sh
