@@ -74,10 +74,14 @@ def _echo_progress(quiet):
 @click.option("--serve-port", type=click.IntRange(1, 65535), help="Server port (default: the profile's, 8080).")
 @click.option("--with-wheels", is_flag=True, help="Carry every runtime wheel for the device (no internet there).")
 @click.option("--python-version", help="Device Python for carried wheels, e.g. 3.11 (default: the profile's).")
+@quiet_option
 @json_option
-def bundle(model, profile, out, version, device, threads, serve_port, with_wheels, python_version, json_path):
+def bundle(model, profile, out, version, device, threads, serve_port, with_wheels, python_version, quiet, json_path):
     """Build a deployable bundle: model, manifest with checksums, runtime requirements, service, smoke test."""
     from ..deploy.bundle import build_bundle, describe
+
+    if with_wheels and not quiet:
+        click.echo(f"collecting the runtime wheels for {profile} (pip download) ...", err=True)
 
     manifest = build_bundle(model, profile, out, version=version, device=device, threads=threads, port=serve_port,
                             with_wheels=with_wheels, python_version=python_version)
