@@ -22,7 +22,7 @@ def _layer_macs(layer) -> int:
 
     try:
         in_shape, out_shape = _shape(layer.input), _shape(layer.output)
-    except (AttributeError, ValueError):
+    except (AttributeError, ValueError, IndexError):  # layers without (or with an empty list of) inputs
         return 0
     if isinstance(layer, layers.DepthwiseConv2D):
         kh, kw = layer.kernel_size

@@ -1,0 +1,272 @@
+"""Typed recipes: YAML pipelines of data → model → training → compression steps → exports → gates.
+
+Validation happens before any work: a wrong field gets a message that names the field, what was
+received and what is allowed. ``--set a.b=value`` edits are applied to the raw YAML first, and a
+path that doesn't exist is an error, never a silently added key.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+
+from .errors import ConfigError
+
+try:
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+except ImportError:  # pragma: no cover - pydantic ships with the train extra
+    from .errors import MissingDependencyError
+
+    raise MissingDependencyError("pydantic", "train", what="Recipes")
+
+FORMATS = ("tflite", "onnx", "openvino")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataSpec(_Strict):
+    name: str = Field(description="Dataset name (edgekit data list) or a folder/file path")
+    options: dict[str, Any] = Field(default_factory=dict, description="Loader options, e.g. frontend, voices")
+    limit: int | None = Field(default=None, gt=0, description="Use at most this many examples (quick runs)")
+
+
+class ModelSpec(_Strict):
+    name: str = Field(description="Zoo model name (edgekit zoo list)")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainSpec(_Strict):
+    epochs: int = Field(default=10, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+    learning_rate: float = Field(default=3e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    patience: int | None = Field(default=10, ge=1)
+    augment: bool = True
+    seed: int = 0
+
+
+class PruneStep(_Strict):
+    type: Literal["prune"]
+    mode: Literal["magnitude", "channels"] = "magnitude"
+    sparsity: float = Field(gt=0, lt=1, description="Fraction of weights (magnitude) or channels (channels) removed")
+    epochs: int = Field(default=2, ge=1, description="Fine-tuning epochs")
+    criterion: Literal["l1", "bn"] = "l1"
+
+
+class DistillStep(_Strict):
+    type: Literal["distill"]
+    teacher: ModelSpec
+    teacher_epochs: int = Field(default=10, ge=1)
+    temperature: float = Field(default=4.0, gt=0)
+    alpha: float = Field(default=0.5, ge=0, le=1)
+    epochs: int | None = Field(default=None, ge=1, description="Student epochs (default: train.epochs)")
+
+
+class QuantizeStep(_Strict):
+    type: Literal["quantize"]
+    precision: Literal["int8"] = "int8"
+    calibration_samples: int = Field(default=200, ge=1)
+    int8_io: bool = Field(default=False, description="TFLite: int8 inputs/outputs instead of float")
+
+
+Step = Annotated[Union[PruneStep, DistillStep, QuantizeStep], Field(discriminator="type")]
+
+
+class ExportSpec(_Strict):
+    formats: list[Literal["tflite", "onnx", "openvino"]] = Field(default_factory=lambda: list(FORMATS), min_length=1)
+    float: bool = Field(default=True, description="Also keep float artifacts (the reference for the accuracy drop)")
+
+
+class Gates(_Strict):
+    max_drop: float | None = Field(default=1.0, ge=0, description="Accuracy points lost vs the float Keras model")
+    min_top1: float | None = Field(default=None, ge=0, le=1)
+    max_size_kb: float | None = Field(default=None, gt=0)
+    max_p50_ms: float | None = Field(default=None, gt=0, description="p50 latency on the build machine, 1 thread")
+
+
+class Recipe(_Strict):
+    name: str
+    description: str = ""
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    steps: list[Step] = Field(default_factory=list)
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    target: str | None = Field(default=None, description="Device profile (edgekit devices --profiles)")
+    gates: Gates = Field(default_factory=Gates)
+    bench: dict[str, Any] = Field(default_factory=lambda: {"threads": 1, "runs": 100, "warmup": 10})
+
+    @field_validator("steps")
+    @classmethod
+    def _order(cls, steps):
+        kinds = [s.type for s in steps]
+        if kinds.count("quantize") > 1 or kinds.count("distill") > 1:
+            raise ValueError(f"at most one distill and one quantize step; received {kinds}")
+        if "quantize" in kinds and kinds.index("quantize") != len(kinds) - 1:
+            raise ValueError(f"quantize must be the last step (it happens at export); received order {kinds}")
+        if "distill" in kinds and kinds.index("distill") != 0:
+            raise ValueError(f"distill must be the first step (it produces the model the others compress); "
+                             f"received order {kinds}")
+        return steps
+
+    @model_validator(mode="after")
+    def _names_exist(self):
+        return self
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_fields(e["loc"][:-1])
+            lines.append(f"{loc}: unknown field (allowed: {', '.join(allowed)})")
+        elif e["type"] == "missing":
+            lines.append(f"{loc}: required field missing")
+        elif e["type"] == "union_tag_invalid":
+            lines.append(f"{loc}: unknown step type {e['ctx'].get('tag')!r} (allowed: distill, prune, quantize)")
+        elif e["type"] == "union_tag_not_found":
+            lines.append(f"{loc}: a step needs a 'type' (allowed: distill, prune, quantize)")
+        else:
+            lines.append(f"{loc}: {e['msg']}; received {got!r}")
+    return f"Invalid recipe {source}:\n  " + "\n  ".join(lines)
+
+
+def _allowed_fields(loc) -> list[str]:
+    model: Any = Recipe
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        if part in ("prune", "distill", "quantize"):
+            model = {"prune": PruneStep, "distill": DistillStep, "quantize": QuantizeStep}[part]
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        model = _first_model(ann)
+    return sorted(getattr(model, "model_fields", {}) or {})
+
+
+def _first_model(ann):
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return ann
+    for a in getattr(ann, "__args__", ()) or ():
+        m = _first_model(a)
+        if m is not None:
+            return m
+    return None
+
+
+def apply_sets(raw: dict, sets: list[str]) -> dict:
+    """Apply ``a.b.c=value`` edits (value parsed as YAML). Every path must already exist,
+    except optional fields of a known section (e.g. ``data.limit``, ``gates.max_size_kb``)."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in sets or []:
+        if "=" not in item:
+            raise ConfigError(f"--set needs key=value; received {item!r}")
+        key, _, value = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set needs a key before '='; received {item!r}")
+        node: Any = raw
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            here = ".".join(parts[:i]) or "(top level)"
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"--set path {key!r}: {here} is a list of {len(node)}; "
+                                      f"received index {part!r}")
+                if last:
+                    node[int(part)] = yaml.safe_load(value)
+                else:
+                    node = node[int(part)]
+                continue
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set path {key!r}: {here} is a value, not a section")
+            allowed = set(node) | set(_schema_fields(raw, parts[:i]))
+            if part not in allowed:
+                raise ConfigError(f"--set path {key!r} does not exist: no {part!r} in {here}. "
+                                  f"Available: {', '.join(sorted(allowed)) or '(none)'}")
+            if last:
+                node[part] = yaml.safe_load(value)
+            elif part not in node and parts[i + 1].isdigit():
+                raise ConfigError(f"--set path {key!r}: {'.'.join(parts[:i + 1])} is a list of 0; "
+                                  f"received index {parts[i + 1]!r} (add entries in the recipe file)")
+            else:
+                node = node.setdefault(part, {})
+    return raw
+
+
+def _schema_fields(raw: dict, loc: list[str]) -> list[str]:
+    """Fields the schema allows at ``loc`` (so --set can fill an optional field not in the YAML)."""
+    model: Any = Recipe
+    node: Any = raw
+    for part in loc:
+        if isinstance(node, list):
+            node = node[int(part)] if part.isdigit() and int(part) < len(node) else {}
+            kind = node.get("type") if isinstance(node, dict) else None
+            model = {"prune": PruneStep, "distill": DistillStep, "quantize": QuantizeStep}.get(kind)
+            continue
+        field = getattr(model, "model_fields", {}).get(part) if model is not None else None
+        node = node.get(part, {}) if isinstance(node, dict) else {}
+        model = _first_model(field.annotation) if field is not None else None
+    return list(getattr(model, "model_fields", {}) or {})
+
+
+def load_recipe(source: str | os.PathLike, sets: list[str] | None = None) -> tuple[Recipe, dict]:
+    """Load and validate a recipe (a path, or a shipped recipe's name). Returns (recipe, raw dict)."""
+    from .resources import find_resource, list_resources
+
+    p = Path(source)
+    if not p.exists():
+        found = find_resource("recipes", str(source))
+        if found is None:
+            names = ", ".join(list_resources("recipes")) or "(none shipped)"
+            raise ConfigError(f"No recipe {str(source)!r}: not a file and not a shipped recipe. Shipped: {names}")
+        p = found
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"Recipe {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Recipe {p} must be a mapping at the top level; received {type(raw).__name__}")
+    raw = apply_sets(raw, sets or [])
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, str(p))) from None
+    return recipe, raw
+
+
+def check_names(recipe: Recipe) -> None:
+    """Names that registries know (model, formats, profile, dataset) — checked before any training."""
+    from .data import datasets
+    from .zoo import models
+
+    if recipe.model.name not in models:
+        raise ConfigError("model.name: " + _unknown(recipe.model.name, models.names(), "model"))
+    for s in recipe.steps:
+        if s.type == "distill" and s.teacher.name not in models:
+            raise ConfigError("steps.distill.teacher.name: " + _unknown(s.teacher.name, models.names(), "model"))
+    if recipe.data.name not in datasets and not Path(recipe.data.name).exists():
+        raise ConfigError(f"data.name: no dataset {recipe.data.name!r} (built-in: {', '.join(datasets.names())}; "
+                          "or a path to an existing folder/file)")
+    if recipe.target:
+        from .devices import load_profile
+
+        load_profile(recipe.target)
+
+
+def _unknown(name, names, what):
+    from .errors import allowed
+
+    return allowed(name, names, what)

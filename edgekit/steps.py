@@ -1,0 +1,247 @@
+"""What each recipe step does, in terms of the library: train, distill, prune, export, quantize,
+evaluate, bench. Each call goes through ``Run.step`` so it is cached by content hash."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .artifact import model_size, read_meta
+from .errors import ConfigError
+from .pipeline import Run, file_hash
+
+
+class _Data:
+    """The dataset, loaded only when a step that isn't cached needs it."""
+
+    def __init__(self, recipe):
+        self.spec = recipe.data
+        self._ds = None
+
+    def get(self):
+        if self._ds is None:
+            from .data import load_dataset
+
+            self._ds = load_dataset(self.spec.name, limit=self.spec.limit, **self.spec.options)
+        return self._ds
+
+
+def _rel(run: Run, p: Path) -> str:
+    return str(Path(p).resolve().relative_to(run.out.resolve()))
+
+
+def _abs(run: Run, rel: str) -> Path:
+    return run.out / rel
+
+
+def _train(run: Run, ds: _Data, model, epochs: int, label: str) -> dict:
+    r = run.recipe
+    cfg = {"model": model.model_dump(), "data": r.data.model_dump(), "train": r.train.model_dump(), "epochs": epochs}
+
+    def fn(folder: Path) -> dict:
+        from .train import train
+
+        res = train(model.name, ds.get(), epochs=epochs, out_dir=folder / "run", batch_size=r.train.batch_size,
+                    learning_rate=r.train.learning_rate, weight_decay=r.train.weight_decay, seed=r.train.seed,
+                    patience=r.train.patience, model_options=model.options, augment=r.train.augment,
+                    overwrite=True, quiet=run.quiet)
+        return {"model": _rel(run, res.model_path), "top1": res.metrics["top1"], "label": label,
+                "curves": _rel(run, res.out_dir / "curves.png"), "confusion": _rel(run, res.out_dir / "confusion.png"),
+                "params": res.metrics.get("params"), "train_seconds": res.metrics.get("train_seconds")}
+
+    return run.step(f"train-{label}", cfg, {}, fn).outputs
+
+
+def execute(run: Run) -> dict:
+    r = run.recipe
+    ds = _Data(r)
+    report: dict = {"recipe": r.name, "description": r.description, "data": r.data.name, "model": r.model.name,
+                    "target": r.target, "gates": r.gates.model_dump(), "training": {}, "compression": {}}
+    distill = next((s for s in r.steps if s.type == "distill"), None)
+    if distill:
+        from .compress.api import distill_step
+
+        teacher = _train(run, ds, distill.teacher, distill.teacher_epochs, "teacher")
+        epochs = distill.epochs or r.train.epochs
+        alone = _train(run, ds, r.model, epochs, "student")
+        cfg = distill.model_dump()
+        rec = run.step("distill", {**cfg, "train": r.train.model_dump(), "epochs": epochs},
+                       {"teacher": file_hash(_abs(run, teacher["model"]))},
+                       lambda folder: distill_step(run, ds, teacher, alone, distill, epochs, folder))
+        current = rec.outputs
+        report["training"] = {"teacher": teacher, "student_alone": alone, "student_distilled": current}
+    else:
+        current = _train(run, ds, r.model, r.train.epochs, "float")
+        report["training"] = {"float": current}
+    for s in r.steps:
+        if s.type == "prune":
+            from .compress.api import prune_step
+
+            inp = current
+            rec = run.step(f"prune-{s.mode}", {**s.model_dump(), "train": r.train.model_dump()},
+                           {"model": file_hash(_abs(run, inp["model"]))},
+                           lambda folder, s=s, inp=inp: prune_step(run, ds, inp, s, folder))
+            current = rec.outputs
+            report["compression"][f"prune-{s.mode}"] = current
+    report["final_keras"] = current
+    quant = next((s for s in r.steps if s.type == "quantize"), None)
+    src_hash = file_hash(_abs(run, current["model"]))
+    artifacts: list[dict] = []
+    if r.export.float or quant is None:
+        rec = run.step("export-float", {"formats": r.export.formats}, {"model": src_hash},
+                       lambda folder: _export_float(run, current, folder))
+        artifacts += rec.outputs["artifacts"]
+    if quant is not None:
+        from .compress.api import quantize_step
+
+        rec = run.step("quantize-int8", {**quant.model_dump(), "formats": r.export.formats,
+                                         "max_drop": r.gates.max_drop}, {"model": src_hash},
+                       lambda folder: quantize_step(run, ds, current, quant, r.export.formats, r.gates.max_drop,
+                                                    folder))
+        artifacts += rec.outputs["artifacts"]
+        report["compression"]["quantize"] = {k: v for k, v in rec.outputs.items() if k != "artifacts"}
+    keys = {a["path"]: file_hash(_abs(run, a["path"])) for a in artifacts}
+    ev = run.step("evaluate", {"split": "test"}, {"model": src_hash, **keys},
+                  lambda folder: _evaluate(run, ds, current, artifacts, folder))
+    reference = ev.outputs["reference_top1"]
+    bench_cfg = {"threads": r.bench.get("threads", 1), "runs": r.bench.get("runs", 100),
+                 "warmup": r.bench.get("warmup", 10)}
+    bn = run.step("bench", bench_cfg, keys, lambda folder: _bench(run, artifacts, bench_cfg))
+    rows = []
+    for a in artifacts:
+        e = ev.outputs["results"][a["path"]]
+        b = bn.outputs["results"][a["path"]]
+        row = {**a, "top1": e["top1"], "drop": (reference - e["top1"]) * 100, "p50_ms": b["p50_ms"],
+               "p99_ms": b["p99_ms"], "confusion": e.get("confusion_png")}
+        row["gates"] = _gates(r.gates, row)
+        row["gates_passed"] = all(g["passed"] for g in row["gates"].values())
+        rows.append(row)
+    _speedups(rows)
+    report["reference_top1"] = reference
+    report["artifacts"] = rows
+    report["best"] = _pick(rows, r.target)
+    _publish(run, rows)
+    return report
+
+
+def _export_float(run: Run, current: dict, folder: Path) -> dict:
+    from .export import export_model
+
+    res = export_model(_abs(run, current["model"]), run.recipe.export.formats, folder, name="model")
+    arts = []
+    for fmt, path in res.artifacts.items():
+        arts.append({"format": fmt, "precision": "float32", "path": _rel(run, path), "size_bytes": model_size(path),
+                     "gzip_bytes": gzip_size(path), "params": current.get("params"),
+                     "sparsity": read_meta(path).sparsity, "verification": res.verification.get(fmt)})
+    return {"artifacts": arts}
+
+
+def gzip_size(path: Path) -> int:
+    import gzip
+
+    from .artifact import model_files
+
+    return sum(len(gzip.compress(f.read_bytes(), 9)) for f in model_files(path))
+
+
+def _evaluate(run: Run, ds: _Data, current: dict, artifacts: list[dict], folder: Path) -> dict:
+    from .evaluate import evaluate, plot_confusion
+
+    data = ds.get()
+    ref = evaluate(_abs(run, current["model"]), data, "test")
+    results = {}
+    for a in artifacts:
+        res = evaluate(_abs(run, a["path"]), data, "test")
+        png = folder / f"confusion-{a['format']}-{a['precision']}.png"
+        plot_confusion(res["confusion"], res["labels"], png,
+                       title=f"{a['format']} {a['precision']}: top-1 {res['top1']:.3f}")
+        results[a["path"]] = {"top1": res["top1"], "per_class": res["per_class"], "confusion": res["confusion"],
+                              "confusion_png": _rel(run, png)}
+    return {"reference_top1": ref["top1"], "reference_per_class": ref["per_class"], "results": results,
+            "labels": ref["labels"]}
+
+
+def _bench(run: Run, artifacts: list[dict], cfg: dict) -> dict:
+    from .runtime.bench import BenchConfig, run_isolated
+
+    results = {}
+    for a in artifacts:
+        res = run_isolated(BenchConfig(str(_abs(run, a["path"])), threads=cfg["threads"], runs=cfg["runs"],
+                                       warmup=cfg["warmup"]))
+        results[a["path"]] = {"p50_ms": res.p50_ms, "p99_ms": res.p99_ms, "load_ms": res.load_ms,
+                              "peak_rss_mb": res.peak_rss_mb, "backend": res.backend}
+    return {"results": results}
+
+
+def _gates(g, row) -> dict:
+    out = {}
+    if g.max_drop is not None:
+        out["max_drop"] = {"limit": g.max_drop, "value": row["drop"], "passed": row["drop"] <= g.max_drop + 1e-9}
+    if g.min_top1 is not None:
+        out["min_top1"] = {"limit": g.min_top1, "value": row["top1"], "passed": row["top1"] >= g.min_top1}
+    if g.max_size_kb is not None:
+        kb = row["size_bytes"] / 1024
+        out["max_size_kb"] = {"limit": g.max_size_kb, "value": kb, "passed": kb <= g.max_size_kb}
+    if g.max_p50_ms is not None:
+        out["max_p50_ms"] = {"limit": g.max_p50_ms, "value": row["p50_ms"], "passed": row["p50_ms"] <= g.max_p50_ms}
+    return out
+
+
+def _speedups(rows: list[dict]) -> None:
+    floats = {r["format"]: r for r in rows if r["precision"] == "float32"}
+    for r in rows:
+        f = floats.get(r["format"])
+        r["speedup"] = (f["p50_ms"] / r["p50_ms"]) if f and r["p50_ms"] else None
+        r["size_ratio"] = (r["size_bytes"] / f["size_bytes"]) if f else None
+
+
+def _pick(rows: list[dict], target: str | None) -> dict | None:
+    """Fastest artifact that passed every gate, among the formats the target device's backends run.
+
+    Latency is measured here, on the build machine: the profile narrows the formats, the
+    measurement picks, and the report says when that differs from the profile's preference.
+    """
+    ok = [r for r in rows if r["gates_passed"]]
+    note = None
+    if target:
+        from .devices import load_profile
+
+        prof = load_profile(target)
+        fmts = {FORMAT_OF_BACKEND[b] for b in prof.backends if b in FORMAT_OF_BACKEND}
+        ok = [r for r in ok if r["format"] in fmts]
+        pref = (prof.preferred.get("format"), prof.preferred.get("precision"))
+    if not ok:
+        return None
+    best = min(ok, key=lambda r: r["p50_ms"])
+    if target and (best["format"], best["precision"]) != pref:
+        note = (f"{target} prefers {pref[0]} {pref[1]}; on this build machine {best['format']} {best['precision']} "
+                "was fastest. Measure on the device before choosing (edgekit bench there).")
+    return {"format": best["format"], "precision": best["precision"], "path": best["path"], "p50_ms": best["p50_ms"],
+            "top1": best["top1"], "note": note}
+
+
+FORMAT_OF_BACKEND = {"litert": "tflite", "onnxruntime": "onnx", "openvino": "openvino"}
+
+
+def _publish(run: Run, rows: list[dict]) -> None:
+    """Copy passing artifacts (and sidecars) to <run>/artifacts/ under names that say what they are."""
+    from .artifact import model_files, sidecar_path
+
+    dest = run.out / "artifacts"
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for r in rows:
+        if not r["gates_passed"]:
+            continue
+        src = _abs(run, r["path"])
+        stem = f"{run.recipe.name}-{r['precision']}"
+        for f in model_files(src) + [sidecar_path(src)]:
+            name = f.name.replace("model", stem, 1)
+            shutil.copy2(f, dest / name)
+        r["published"] = _rel(run, dest / src.name.replace("model", stem, 1))
+
+
+def check_step_names(recipe) -> None:
+    if not recipe.export.formats:
+        raise ConfigError("export.formats: at least one format is needed")

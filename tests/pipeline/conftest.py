@@ -1,0 +1,33 @@
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TINY = """
+name: tiny
+description: smallest real pipeline for the tests
+data: {name: digits, limit: 600}
+model: {name: mobilenet_v3_small, options: {alpha: 0.35, bn_momentum: 0.9, dropout: 0.0}}
+train: {epochs: 2, batch_size: 32, learning_rate: 0.005, augment: false}
+export: {formats: [tflite, onnx]}
+target: raspberry-pi-5
+gates: {max_drop: 1.0, max_size_kb: 5000}
+bench: {threads: 1, runs: 15, warmup: 2}
+"""
+
+
+def write_recipe(tmp: Path, text: str, name: str = "r.yaml") -> Path:
+    p = tmp / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """One real run of a tiny recipe (train → export → evaluate → bench → report), shared by tests."""
+    from edgekit.pipeline import run_recipe
+
+    d = tmp_path_factory.mktemp("pipeline")
+    recipe = write_recipe(d, TINY)
+    report = run_recipe(recipe, out=d / "run", quiet=True)
+    return {"dir": d, "recipe": recipe, "out": d / "run", "report": report}

