@@ -54,6 +54,7 @@ def inprocess(model: Path, threads: int, seconds: float, x: np.ndarray) -> dict:
     for _ in range(20):
         s.run(x)
     n, lat = 0, []
+    c0 = time.process_time()
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < seconds:
         a = time.perf_counter()
@@ -61,7 +62,8 @@ def inprocess(model: Path, threads: int, seconds: float, x: np.ndarray) -> dict:
         lat.append(time.perf_counter() - a)
         n += 1
     el = time.perf_counter() - t0
-    return {"throughput": n / el, "p50_ms": 1e3 * statistics.median(lat), "n": n}
+    return {"throughput": n / el, "p50_ms": 1e3 * statistics.median(lat), "n": n,
+            "cpu_ms": 1e3 * (time.process_time() - c0) / n}
 
 
 # -- server process -------------------------------------------------------------------------------
@@ -79,9 +81,15 @@ def start_server(model: Path, threads: int, extra: list[str]) -> tuple[subproces
     return proc, m.group(1), ready
 
 
-def rss_kb(pid: int) -> int:
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (to compare work per request, whatever the machine's load)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kb(pid: int, field: str = "VmRSS") -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
 
@@ -164,20 +172,32 @@ def main(argv=None):
     expect = s.run(x)[t_out.name].astype(np.float32).reshape(-1)
     s.close()
 
+    starts = []
+    for _ in range(2):  # extra cold starts, for a fair median
+        p, _, t = start_server(model, a.threads, a.server_args.split())
+        p.terminate()
+        p.wait(30)
+        starts.append(t)
     proc, url, ready_s = start_server(model, a.threads, a.server_args.split())
+    starts.append(ready_s)
     host, port = url.removeprefix("http://").rsplit(":", 1)
     port = int(port)
     req = encode_request(t_in.name, x, t_out.name, host, port, model.stem)
-    results = {"model": str(model), "threads": a.threads, "startup_to_ready_s": ready_s}
+    results = {"model": str(model), "threads": a.threads, "startup_to_ready_s": sorted(starts)}
     try:
-        print(f"server start-up to ready: {ready_s:.2f} s (goal <= 1.5 s)")
+        print(f"server start-up to ready (process start to 'ready' line): median {statistics.median(starts):.2f} s, "
+              f"min {min(starts):.2f} s of {len(starts)} (goal <= 1.5 s)")
         asyncio.run(load_test(host, port, req, expect, 8, 200))  # warm-up
         # Other work shares this machine: alternate in-process and server rounds so both see the same
         # conditions, and compare the best round of each (the least disturbed).
         bases, c8 = [], []
         for _ in range(a.rounds):
             bases.append(inprocess(model, a.threads, a.seconds, x))
-            c8.append(asyncio.run(load_test(host, port, req, expect, 8, a.requests)))
+            s0, k0 = cpu_s(proc.pid), time.process_time()
+            r = asyncio.run(load_test(host, port, req, expect, 8, a.requests))
+            r["server_cpu_ms"] = 1e3 * (cpu_s(proc.pid) - s0) / r["requests"]
+            r["client_cpu_ms"] = 1e3 * (time.process_time() - k0) / r["requests"]
+            c8.append(r)
         base = max(bases, key=lambda r: r["throughput"])
         best8 = max(c8, key=lambda r: r["throughput"])
         print(f"in-process Session ({a.threads} thread(s), batch 1), best of {a.rounds}: "
@@ -187,20 +207,27 @@ def main(argv=None):
               f"(rounds: {_list(c8)})")
         ratio = best8["throughput"] / base["throughput"]
         print(f"throughput at concurrency 8 vs in-process: {100 * ratio:.0f}% (goal >= 80%)")
+        in_cpu = statistics.median(b["cpu_ms"] for b in bases)
+        srv_cpu = statistics.median(r["server_cpu_ms"] for r in c8)
+        cli_cpu = statistics.median(r["client_cpu_ms"] for r in c8)
+        print(f"CPU per inference: in-process {in_cpu:.2f} ms; server {srv_cpu:.2f} ms per request "
+              f"(+ load generator {cli_cpu:.2f} ms) -> server CPU efficiency {100 * in_cpu / srv_cpu:.0f}%")
         points = {}
         for c in (1, 8, 32):
             r = asyncio.run(load_test(host, port, req, expect, c, a.requests))
             points[c] = r
             print(f"concurrency {c:>2}: {r['throughput']:.1f} req/s, p50 {r['p50_ms']:.2f} ms, "
                   f"p99 {r['p99_ms']:.2f} ms, errors {r['errors']}, mismatches {r['mismatches']}")
-        rss0 = rss_kb(proc.pid)
+        rss0, hwm0 = rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")
         r = asyncio.run(load_test(host, port, req, expect, 8, a.rss_requests))
-        rss1 = rss_kb(proc.pid)
+        rss1, hwm1 = rss_kb(proc.pid), rss_kb(proc.pid, "VmHWM")
         growth = (rss1 - rss0) / rss0
+        # The peak too: the kernel may reclaim pages of a busy machine, which would hide a leak in RSS alone.
         print(f"RSS over {a.rss_requests} requests: {rss0 / 1024:.1f} -> {rss1 / 1024:.1f} MiB "
-              f"({100 * growth:+.1f}%, goal <= 10%); errors {r['errors']}, mismatches {r['mismatches']}")
-        results.update(inprocess=bases, c8=c8, ratio_c8=ratio, points={str(k): v for k, v in points.items()},
-                       rss_kb=[rss0, rss1], rss_growth=growth, rss_run=r)
+              f"({100 * growth:+.1f}%, goal <= 10%); peak {hwm0 / 1024:.1f} -> {hwm1 / 1024:.1f} MiB "
+              f"({100 * (hwm1 - hwm0) / hwm0:+.1f}%); errors {r['errors']}, mismatches {r['mismatches']}")
+        results.update(inprocess=bases, c8=c8, ratio_c8=ratio, cpu_efficiency=in_cpu / srv_cpu, points={str(k): v for k, v in points.items()},
+                       rss_kb=[rss0, rss1], peak_rss_kb=[hwm0, hwm1], rss_growth=growth, rss_run=r)
     finally:
         proc.terminate()
         proc.wait(30)

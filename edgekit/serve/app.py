@@ -79,6 +79,8 @@ class App:
             status = getattr(e, "status", 400)
             self.metrics.errors.inc((labels[0], labels[1], getattr(e, "reason", "bad_request")))
             resp = Response(status, {"error": str(e)})
+            if status == 503:  # overload or draining: tell well-behaved clients when to come back
+                resp.headers = {**resp.headers, "retry-after": "1"}
         except Exception as e:  # noqa: BLE001 - a bug must cost one request, not the server
             log.exception("Internal error on %s %s", scope.get("method"), scope.get("path"))
             self.metrics.errors.inc((labels[0], labels[1], "internal"))

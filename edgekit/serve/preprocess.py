@@ -71,7 +71,7 @@ def _image(body: bytes, pre: dict, t) -> np.ndarray:
     return a
 
 
-def read_wav_bytes(body: bytes) -> tuple[np.ndarray, int]:
+def _read_wav(body: bytes, decode_pcm) -> tuple[np.ndarray, int]:
     """Mono float32 samples and the sample rate of a PCM WAV (8/16/32-bit)."""
     import wave
 
@@ -79,28 +79,18 @@ def read_wav_bytes(body: bytes) -> tuple[np.ndarray, int]:
         with wave.open(io.BytesIO(body), "rb") as w:
             ch, width, sr, n = w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()
             raw = w.readframes(n)
-    except (wave.Error, EOFError) as e:
+        return decode_pcm(raw, width, ch), sr
+    except (wave.Error, EOFError, ValueError) as e:
         raise RequestError(f"Can't read the WAV file: {e} (send 8, 16 or 32-bit PCM)") from None
-    if width == 2:
-        x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
-    elif width == 1:
-        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif width == 4:
-        x = np.frombuffer(raw, "<i4").astype(np.float32) / 2147483648.0
-    else:
-        raise RequestError(f"Unsupported WAV sample width {8 * width} bits (use 8, 16 or 32-bit PCM)")
-    if ch > 1:
-        x = x[: len(x) // ch * ch].reshape(-1, ch).mean(axis=1)
-    return x, sr
 
 
 def _audio(body: bytes, pre: dict) -> np.ndarray:
     try:
-        from ..features import Frontend
+        from ..features import Frontend, decode_pcm
     except ImportError:
         raise Unavailable("The audio front-end (edgekit.features) is not available in this install, "
                           "so WAV clips can't be classified here; send feature tensors to /infer") from None
-    x, sr = read_wav_bytes(body)
+    x, sr = _read_wav(body, decode_pcm)
     want = int(pre.get("sample_rate", 16000))
     if sr != want:
         raise RequestError(f"The WAV is {sr} Hz; this model expects {want} Hz mono (resample it first)")

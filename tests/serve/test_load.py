@@ -173,7 +173,7 @@ def test_overload_answers_503_at_once_and_timeout_504(serve_models, start_server
             times.append((r.status_code, time.perf_counter() - t))
             codes.append(r.status_code)
             if r.status_code == 503:
-                assert "Queue full" in r.json()["error"]
+                assert "Queue full" in r.json()["error"] and r.headers["retry-after"] == "1"
 
         async def burst():
             async with httpx.AsyncClient(base_url=srv.url, timeout=60,
