@@ -1,0 +1,152 @@
+"""Labelled keyword streams for testing the keyword spotter: keywords among speech-like distractors,
+silence and noise, spoken by espeak-ng voices, with the ground truth of where each word is.
+
+    audio, events = keyword_stream(60, 20, seed=1)     # voices: the keywords set's held-out test voices
+    write_stream("stream.wav", audio, events)           # stream.wav + stream.json (edgekit demo mic --labels-file)
+
+Data generation, not device code: needs espeakng-loader (``edgekit[train]``) and scipy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+SAMPLE_RATE = 16000
+# Short phrases and words a user might say near the device, none of them a keyword or a near-homophone
+# of one (no "know"/"now" for "no", "of"/"cup" for "off"/"up", "write" for "right", "good" for "go"...).
+DISTRACTORS = ["the weather is nice today", "please call me later", "seven eight nine", "happy birthday",
+               "what time is it", "marvin the cat", "thank you very much", "where is the house", "bird and dog",
+               "three four five", "hello there", "nice to meet you", "the car is red", "open the window", "sheila",
+               "visual", "forward", "learn", "follow", "tree", "bed", "wow", "zero", "backward"]
+
+
+def _trim(x: np.ndarray, rel: float = 0.02) -> np.ndarray:
+    """Drop espeak's leading and trailing silence, so the truth marks the word itself."""
+    loud = np.flatnonzero(np.abs(x) > rel * (np.abs(x).max() + 1e-9))
+    return x[loud[0]:loud[-1] + 1] if loud.size else x
+
+
+def keyword_stream(duration_s: float = 60.0, n_keywords: int = 20, *, seed: int = 0, voices: list[str] | None = None,
+                   n_distractors: int | None = None, noise_bursts: int = 3, snr_db: tuple = (15.0, 30.0),
+                   sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, list[dict]]:
+    """A ``duration_s`` stream with ``n_keywords`` keywords; returns (float32 audio, events).
+
+    Events are ``{"label", "start", "end", "text", "voice"}`` in seconds: keywords carry their label,
+    distractor speech ``_unknown_`` and noise bursts ``_noise_``. Keywords are at least 0.5 s away
+    from any other speech and 1 s from another keyword. Voices default to the ``keywords`` dataset's held-out test speakers.
+    """
+    from ..data.espeak import synthesize
+    from ..data.folders import SPEECH_KEYWORDS
+    from ..data.keywords import ACCENTS, background_noise, split_voices
+
+    if n_keywords < 1 or duration_s <= 0:
+        raise ConfigError(f"Need n_keywords >= 1 and duration_s > 0; received {n_keywords}, {duration_s}")
+    rng = np.random.default_rng(seed)
+    voices = voices or split_voices(0)["test"]
+    n_distractors = int(round(0.7 * n_keywords)) if n_distractors is None else n_distractors
+
+    def speak(text):
+        variant = voices[rng.integers(len(voices))]
+        voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{variant}"
+        a = _trim(synthesize(text, voice, rate=int(rng.uniform(140, 190)), pitch=int(rng.uniform(30, 70)),
+                             sample_rate=sample_rate))
+        gain = 0.5 * 10 ** (rng.uniform(-6, 3) / 20)  # the training clips' peak 0.5, give or take
+        return (a / (np.abs(a).max() + 1e-9) * gain).astype(np.float32), voice
+
+    words = [SPEECH_KEYWORDS[i % len(SPEECH_KEYWORDS)] for i in range(n_keywords)]
+    items = [("kw", w) for w in words] + [("speech", DISTRACTORS[i % len(DISTRACTORS)])
+                                          for i in rng.permutation(max(n_distractors, 0))]
+    items = [items[i] for i in rng.permutation(len(items))]
+    clips = [(kind, text, *speak(text)) for kind, text in items]
+    n = int(round(duration_s * sample_rate))
+    speech_len = sum(c[2].shape[0] for c in clips)
+    # 0.5 s of quiet around any utterance, 1 s between two keywords in a row (people pause between commands).
+    min_gaps = np.full(len(clips) + 1, int(0.5 * sample_rate))
+    for i in range(1, len(clips)):
+        if clips[i][0] == "kw" and clips[i - 1][0] == "kw":
+            min_gaps[i] = sample_rate
+    spare = n - speech_len - int(min_gaps.sum())
+    if spare < 0:
+        raise ConfigError(f"{len(clips)} utterances ({speech_len / sample_rate:.1f} s) don't fit in {duration_s} s "
+                          "with pauses between them; lengthen the stream or use fewer words")
+    gaps = min_gaps + np.floor(rng.dirichlet(np.ones(len(clips) + 1)) * spare).astype(int)
+    audio = np.zeros(n, np.float32)
+    events, pos = [], 0
+    for (kind, text, clip, voice), gap in zip(clips, gaps):
+        pos += int(gap)
+        audio[pos:pos + clip.shape[0]] += clip
+        events.append({"label": text if kind == "kw" else "_unknown_", "start": round(pos / sample_rate, 3),
+                       "end": round((pos + clip.shape[0]) / sample_rate, 3), "text": text, "voice": voice})
+        pos += clip.shape[0]
+    # Background: noise of changing colour (white, pink, brown, hum) in 5-s stretches, at a level
+    # that puts the speech 15-30 dB above it, crossfaded so the changes themselves are not events.
+    speech_rms = float(np.sqrt(np.mean(np.concatenate([c[2] for c in clips]) ** 2)))
+    seg = 5 * sample_rate
+    fade = np.minimum(1.0, np.minimum(np.arange(seg), np.arange(seg)[::-1]) / (0.2 * sample_rate)).astype(np.float32)
+    bg = np.zeros(n + seg, np.float32)
+    for start in range(0, n, seg // 2):
+        level = speech_rms / 10 ** (rng.uniform(*snr_db) / 20)
+        bg[start:start + seg] += background_noise(1, seg, rng)[0] * level * fade
+    audio += bg[:n]
+    # Loud noise bursts in the longest silent gaps: a door, a fan, a passing car.
+    bounds = [(0.0, events[0]["start"])] + [(a["end"], b["start"]) for a, b in zip(events, events[1:])] + [
+        (events[-1]["end"], duration_s)]
+    for lo, hi in sorted(bounds, key=lambda g: g[0] - g[1])[:noise_bursts]:
+        length = min(1.0, hi - lo - 0.4)
+        if length < 0.3:
+            continue
+        s = int((lo + (hi - lo - length) / 2) * sample_rate)
+        m = int(length * sample_rate)
+        env = np.sin(np.linspace(0, np.pi, m)).astype(np.float32)
+        audio[s:s + m] += background_noise(1, m, rng)[0] * speech_rms * 10 ** (rng.uniform(-6, 0) / 20) * env
+        events.append({"label": "_noise_", "start": round(s / sample_rate, 3), "end": round((s + m) / sample_rate, 3),
+                       "text": "", "voice": ""})
+    events.sort(key=lambda e: e["start"])
+    return np.clip(audio, -1, 1), events
+
+
+def write_stream(wav_path: str | Path, audio: np.ndarray, events: list[dict], sample_rate: int = SAMPLE_RATE,
+                 labels_path: str | Path | None = None) -> tuple[Path, Path]:
+    """Write the WAV and its truth (``{"sample_rate", "events"}``) next to it as ``.json``."""
+    from ..data.audio import write_wav
+
+    wav_path = Path(wav_path)
+    labels_path = Path(labels_path) if labels_path else wav_path.with_suffix(".json")
+    write_wav(wav_path, audio, sample_rate)
+    labels_path.write_text(json.dumps({"sample_rate": sample_rate, "duration": round(len(audio) / sample_rate, 3),
+                                       "events": events}, indent=1) + "\n")
+    return wav_path, labels_path
+
+
+def streaming_keywords(reps: int, augment_copies: int, shift_ms: float, seed: int = 0):
+    """The ``keywords`` dataset (same voices, val and test splits) with a training split shifted up to ``shift_ms``.
+
+    For streaming: a sliding 1-s window sees a word off-centre most of the time (the dataset's own
+    shift is +-100 ms). A model that recognises it there gives posteriors that stay up for several
+    hops, which smoothing can average, instead of one short peak that smoothing dilutes.
+    """
+    from ..data import load_dataset
+    from ..data.keywords import LABELS, SILENCE, _synthesize_corpus, augment
+    from ..features import Frontend
+
+    ds = load_dataset("keywords", reps=reps, augment_copies=1, seed=seed)
+    voices = ds.info["voices"]
+    ordered = voices["train"] + voices["val"] + voices["test"]
+    audio16, y_all, vid = _synthesize_corpus(ordered, reps, seed, True)  # cached by load_dataset above
+    keep = np.asarray([ordered[v] in set(voices["train"]) for v in vid])
+    clean, y = audio16[keep].astype(np.float32) / 32767.0, y_all[keep]
+    n_sil = int(round(len(y) / (len(LABELS) - 1)))
+    clean = np.concatenate([clean, np.zeros((n_sil, clean.shape[1]), np.float32)])
+    y = np.concatenate([y, np.full(n_sil, LABELS.index(SILENCE))])
+    rng = np.random.default_rng([seed, 2000])
+    audio = np.concatenate([augment(clean, y, rng, shift_ms=shift_ms) for _ in range(augment_copies)])
+    y = np.tile(y, augment_copies)
+    order = rng.permutation(len(y))
+    ds.splits["train"] = (Frontend.from_preprocessing(ds.preprocessing).batch(audio[order]), y[order])
+    ds.info.update(augment_copies=augment_copies, train_shift_ms=shift_ms)
+    return ds
