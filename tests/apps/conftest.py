@@ -1,0 +1,70 @@
+"""Fixtures for the demo apps: a small trained keyword spotter, a labelled keyword stream, a video."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+# A few minutes of CPU at most: a small corpus, a short training, TFLite only.
+KWS_DATA = {"reps": 2, "augment_copies": 2, "shift_ms": 200}
+KWS_EPOCHS = 12
+VIDEO_FRAMES, VIDEO_SIZE = 48, (320, 240)
+
+
+@pytest.fixture(scope="session")
+def kws_model(tmp_path_factory) -> Path:
+    """ds_cnn_s trained briefly on the espeak keywords (training voices only, shifted for streaming), as TFLite."""
+    pytest.importorskip("espeakng_loader")
+    from edgekit.apps.synth import streaming_keywords
+    from edgekit.export import export_model
+    from edgekit.train import train
+
+    d = tmp_path_factory.mktemp("kws")
+    ds = streaming_keywords(**KWS_DATA)
+    res = train("ds_cnn_s", ds, epochs=KWS_EPOCHS, out_dir=d / "run", patience=None, learning_rate=5e-3,
+                model_options={"bn_momentum": 0.9}, quiet=True)
+    out = export_model(res.model_path, ("tflite",), d / "export")
+    return Path(out.artifacts["tflite"])
+
+
+@pytest.fixture(scope="session")
+def kws_stream(tmp_path_factory) -> dict:
+    """A 40-s WAV with 12 keywords among distractor speech, silence and noise (held-out voices), and its truth."""
+    pytest.importorskip("espeakng_loader")
+    from edgekit.apps.synth import keyword_stream, write_stream
+
+    audio, events = keyword_stream(40.0, 12, seed=3)
+    wav, truth = write_stream(tmp_path_factory.mktemp("stream") / "stream.wav", audio, events)
+    return {"wav": wav, "labels": truth, "audio": audio, "events": events,
+            "keywords": [e for e in events if not e["label"].startswith("_")]}
+
+
+def _synthetic_frames(n: int = VIDEO_FRAMES, size=VIDEO_SIZE):
+    """Moving coloured shapes on a changing background: frames a classifier gives varied answers for."""
+    w, h = size
+    rng = np.random.default_rng(0)
+    import cv2
+
+    for i in range(n):
+        f = np.empty((h, w, 3), np.uint8)
+        f[:] = ((i * 5) % 256, 90 + (i * 3) % 100, 200 - (i * 2) % 150)
+        cv2.circle(f, ((20 + 6 * i) % w, h // 2), 30 + i % 20, tuple(int(c) for c in rng.integers(0, 256, 3)), -1)
+        cv2.rectangle(f, (w - 60, 10 + i % 50), (w - 10, 60 + i % 50), (255, 255, 255), -1)
+        yield f
+
+
+@pytest.fixture(scope="session")
+def video_file(tmp_path_factory) -> Path:
+    import cv2
+
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30.0, VIDEO_SIZE)
+    assert w.isOpened()
+    for f in _synthetic_frames():
+        w.write(f)
+    w.release()
+    return path
+
