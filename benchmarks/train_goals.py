@@ -23,7 +23,7 @@ GOALS = {
     # name: (model, data, epochs, train options, target top-1, max training seconds)
     "kws_ds_cnn": ("ds_cnn_s", "keywords", 20, {}, 0.90, 600.0),
     "kws_kwt": ("kwt", "keywords", 30, {"data_options": {"frontend": {"kind": "logmel"}}}, 0.90, None),
-    "mnist_mobilenet": ("mobilenet_v2", "mnist-5k", 15, {"model_options": {"alpha": 0.35, "bn_momentum": 0.9}},
+    "mnist_mobilenet": ("mobilenet_v2", "mnist-5k", 40, {"model_options": {"alpha": 0.35, "bn_momentum": 0.9}},
                         0.97, None),
     "digits_mobilenet": ("mobilenet_v2", "digits", 60, {"model_options": {"alpha": 0.35, "bn_momentum": 0.9},
                                                         "batch_size": 32}, 0.97, None),

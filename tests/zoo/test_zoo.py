@@ -116,3 +116,18 @@ def test_describe_lists_every_model():
     rows = describe()
     assert [r["name"] for r in rows] == models.names()
     assert all(r["params"] > 0 and r["macs"] > 0 for r in rows)
+
+
+def test_zoo_list_cli():
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "zoo", "list", "--models", "ds_cnn_s,kwt", "--input", "49,10",
+                        "--json", "-"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert rows["ds_cnn_s"]["macs"] == model_stats(build_model("ds_cnn_s", (49, 10), 12))["macs"]
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "zoo", "list", "--models", "resnet50"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "Unknown model 'resnet50'" in r.stderr
