@@ -3,6 +3,15 @@
 Device side: NumPy, the runtime backends, uvicorn, and pillow for image classify; never
 TensorFlow or Keras. Submodules load lazily so ``import edgekit.serve`` stays cheap.
 
+Routes (``{m}`` = ``/v2/models/NAME`` or ``/v2/models/NAME/versions/N``; no version = the highest):
+
+    GET  /v2/health/live · /v2/health/ready (503 while draining) · /v2 (server metadata) · /metrics
+    GET  {m} (model metadata) · {m}/ready · {m}/config (Triton-style)
+    POST {m}/infer      JSON or binary tensors (Inference-Header-Content-Length), parameters, output selection,
+                        classification extension ("classification": k)
+    POST {m}/classify   a JPEG/PNG or WAV body → labels and scores (?top_k=5); /classify when one model is served
+    POST /v2/repository/index
+
     from edgekit.serve import ServeConfig, ServerThread, serve
     serve(["model.tflite"], ServeConfig(port=8000))          # blocks; SIGTERM drains
     with ServerThread(["model.tflite"]) as s: print(s.url)   # port 0 → a free port

@@ -128,7 +128,7 @@ def test_dynamic_batching_combines_concurrent_requests(serve_models, start_serve
 
     path = serve_models["tiny"]["1"]
     s = load(path, threads=1)
-    srv = start_server(f"m={path}", "--max-batch-size", "8", "--max-queue-delay-ms", "50", "--threads", "1")
+    srv = start_server(f"m={path}", "--max-batch-size", "8", "--max-queue-delay-ms", "200", "--threads", "1")
     try:
         rng = np.random.default_rng(7)
         xs = [rng.random((1, 32, 32, 3), dtype=np.float32) for _ in range(16)]
