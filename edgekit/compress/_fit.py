@@ -1,0 +1,48 @@
+"""Fine-tuning glue shared by pruning, distillation and QAT: one compile/fit recipe, one progress line per epoch."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+
+def epoch_logger(say: Callable[[str], None], what: str):
+    import keras
+
+    class Cb(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            parts = [f"{k} {float(v):.4f}" for k, v in sorted(logs.items()) if k in
+                     ("loss", "accuracy", "val_loss", "val_accuracy")]
+            say(f"{what}: epoch {epoch + 1}/{self.params.get('epochs')}  " + "  ".join(parts))
+
+    return Cb()
+
+
+def compile_for_finetune(model, *, learning_rate: float, epochs: int, steps: int, weight_decay: float = 1e-4,
+                         loss="sparse_categorical_crossentropy"):
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps), alpha=0.01)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay), loss=loss,
+                  metrics=["accuracy"])
+    return model
+
+
+def finetune(model, ds, *, epochs: int, learning_rate: float, batch_size: int, seed: int,
+             callbacks=(), say: Callable[[str], None] = lambda s: None, what: str = "fine-tune",
+             compiled: bool = False) -> dict:
+    """Fit ``model`` on ``ds``'s train split (validation on val) and return the Keras history."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    x, y = ds.split("train")
+    val = ds.split("val") if "val" in ds.splits and len(ds.splits["val"][1]) else None
+    steps = math.ceil(len(y) / batch_size)
+    if not compiled:
+        compile_for_finetune(model, learning_rate=learning_rate, epochs=epochs, steps=steps)
+    hist = model.fit(x, np.asarray(y), batch_size=batch_size, epochs=epochs, shuffle=True, validation_data=val,
+                     callbacks=[*callbacks, epoch_logger(say, what)], verbose=0)
+    return {k: [float(v) for v in vs] for k, vs in hist.history.items()}

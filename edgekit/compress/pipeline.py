@@ -1,0 +1,461 @@
+"""``compress(model, data, ...)``: distill → prune → export float → int8 per format → gate → report.
+
+Each step is its own function with a typed config (``distill``, ``prune``, ``quantize`` and
+``export_and_gate`` here), so a recipe can run them one by one; ``compress`` chains them and
+checks every input before any work starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..artifact import ArtifactMeta, model_size, provenance, read_meta, write_meta
+from ..errors import ConfigError, DataError, GateError, ModelError, allowed
+from .distill import DistillConfig
+from .gate import GateConfig, discard, judge, promote, top1_of
+from .measure import gzip_size, weight_sparsity
+from .prune import PruneConfig
+from .quantize import QuantizeConfig
+
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
+
+
+@dataclass
+class ExportConfig:
+    formats: tuple = ("tflite", "onnx", "openvino")
+    gate: GateConfig = field(default_factory=GateConfig)
+    bench_runs: int = 100  # p50 latency here, 1 thread, per artifact; 0 skips latency
+    profile: str | None = None  # pick the fastest passing artifact for this device
+    name: str | None = None  # file stem; default: the model's
+
+    def validate(self) -> "ExportConfig":
+        from ..export import exporters
+
+        self.formats = tuple(exporters.parse_list(list(self.formats) if not isinstance(self.formats, str)
+                                                  else self.formats))
+        self.gate.validate()
+        if self.bench_runs < 0:
+            raise ConfigError(f"bench_runs must be >= 0; received {self.bench_runs}")
+        return self
+
+
+@dataclass
+class CompressResult:
+    out_dir: Path
+    rows: list
+    steps: dict
+    chosen: dict | None = None
+    failures: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"out_dir": str(self.out_dir), "rows": self.rows, "steps": self.steps, "chosen": self.chosen,
+                "failures": self.failures, "notes": self.notes}
+
+
+# --- inputs ------------------------------------------------------------------------------------------
+def _load_model(model):
+    """A keras.Model, or a .keras path with its sidecar metadata."""
+    if isinstance(model, (str, os.PathLike)):
+        from ..compat import load_keras_model
+
+        p = Path(model)
+        if p.suffix.lower() not in (".keras", ".h5"):
+            raise ModelError(f"compress takes a Keras model (.keras); received {p.name}. Export comes after "
+                             "compression, from the Keras model")
+        return load_keras_model(p), read_meta(p), p
+    return model, None, None
+
+
+def _data_options(meta) -> dict:
+    if meta is None:
+        return {}
+    opts = dict((meta.provenance or {}).get("data_options") or {})
+    pre = meta.preprocessing or {}
+    if pre.get("type") == "audio" and "frontend" in pre and "frontend" not in opts:
+        opts["frontend"] = pre["frontend"]
+    return opts
+
+
+def _load_data(data, meta):
+    from ..data import Dataset, load_dataset
+
+    if isinstance(data, Dataset):
+        return data
+    return load_dataset(data, **_data_options(meta))
+
+
+def _check_model_data(model, meta, ds) -> None:
+    want = tuple(model.inputs[0].shape[1:])
+    if want != tuple(ds.input_shape):
+        raise DataError(f"Model input shape {want} doesn't match dataset {ds.name!r} examples {ds.input_shape}")
+    n = int(model.outputs[0].shape[-1])
+    if n != ds.num_classes:
+        raise DataError(f"Model has {n} outputs but dataset {ds.name!r} has {ds.num_classes} classes")
+    if meta is not None and meta.labels and list(meta.labels) != list(ds.labels):
+        raise DataError(f"Model labels ({', '.join(map(str, meta.labels[:6]))}...) differ from dataset "
+                        f"{ds.name!r} labels ({', '.join(map(str, ds.labels[:6]))}...)")
+
+
+def base_meta(meta: ArtifactMeta | None, ds, source) -> ArtifactMeta:
+    m = meta.copy() if meta is not None else ArtifactMeta()
+    m.task = ds.task
+    m.labels = list(ds.labels)
+    m.preprocessing = m.preprocessing or dict(ds.preprocessing)
+    m.provenance = dict(m.provenance or {}, data=ds.name)
+    if source is not None:
+        m.provenance.setdefault("source", str(source))
+    return m
+
+
+# --- one artifact, measured ----------------------------------------------------------------------------
+def measure(path: Path, ds, split: str, bench_runs: int) -> dict:
+    from .quantize import weight_dtypes
+
+    row = {"top1": top1_of(path, ds, split), "size": model_size(path), "gzip": gzip_size(path),
+           "sparsity": weight_sparsity(path), "weights": weight_dtypes(path)}
+    row["p50_ms"] = p50_ms(path, bench_runs) if bench_runs else None
+    return row
+
+
+def p50_ms(path: Path, runs: int) -> float:
+    from ..runtime.bench import BenchConfig, run_in_process
+
+    return float(run_in_process(BenchConfig(model=str(path), threads=1, runs=runs, warmup=10)).p50_ms)
+
+
+# --- steps ---------------------------------------------------------------------------------------------
+def export_float(model, formats, out_dir: Path, name: str, meta: ArtifactMeta, say) -> dict:
+    """Float artifacts of ``model``, verified against it (1e-4, as edgekit export does)."""
+    from ..export import export_model
+
+    res = export_model(model, list(formats), out_dir, name=name, meta=meta, progress=say)
+    return dict(res.artifacts)
+
+
+def quantize_format(fmt: str, model, float_artifact: Path | None, stage: Path, name: str, meta: ArtifactMeta,
+                    cfg: QuantizeConfig, calib: np.ndarray, say, source=None) -> Path:
+    """One int8 artifact of ``model`` in ``fmt`` under ``stage`` (not gated yet)."""
+    from ..export import export_model
+    from .quantize import _has_attention, int8_meta, openvino_transform, quantize_onnx, tflite_configure
+
+    transformer = _has_attention(model)
+    stage.mkdir(parents=True, exist_ok=True)
+    if fmt == "tflite":
+        details = {"scheme": "TFLite full-integer PTQ", "per_channel": cfg.per_channel,
+                   "io": "int8" if cfg.int8_io else "float32", "kept_float": list(cfg.keep_float)}
+        if cfg.float_sensitive and not cfg.keep_float:
+            details["kept_float"] = "first and last weighted layers"
+        m = int8_meta(meta, cfg, details, len(calib))
+        res = export_model(model, ["tflite"], stage, name=name, meta=m, verify=False, progress=say,
+                           options={"tflite": {"configure": tflite_configure(cfg, calib)}})
+        return res.artifacts["tflite"]
+    if fmt == "openvino":
+        record: dict = {}
+        tr = openvino_transform(cfg, calib, transformer=transformer, record=record)
+        m = int8_meta(meta, cfg, {"scheme": "NNCF PTQ"}, len(calib))
+        res = export_model(model, ["openvino"], stage, name=name, meta=m, verify=False, progress=say,
+                           options={"openvino": {"transform": tr}})
+        path = res.artifacts["openvino"]
+        final_meta = read_meta(path)
+        final_meta.quantization.update(record)
+        write_meta(path, final_meta)
+        from ..export.openvino import OpenVINOExporter
+
+        OpenVINOExporter().embed_metadata(path, final_meta)
+        return path
+    if fmt == "onnx":
+        if float_artifact is None:  # e.g. QAT weights: their float ONNX first
+            float_artifact = export_float(source if source is not None else model, ["onnx"], stage / "float",
+                                          name, meta, say)["onnx"]
+        out = stage / f"{name}.onnx"
+        say("quantizing onnx (QDQ) ...")
+        details = quantize_onnx(float_artifact, out, cfg, calib, transformer=transformer)
+        m = int8_meta(read_meta(float_artifact) or meta, cfg, details, len(calib))
+        m.verification = {}
+        from ..export.onnx import ONNXExporter
+
+        ONNXExporter().embed_metadata(out, m)
+        write_meta(out, m)
+        return out
+    raise ConfigError(allowed(fmt, list(SUFFIX), "format"))
+
+
+def _move_tree_files(src: dict, out_dir: Path, suffix_name: Callable[[str], str]) -> dict:
+    out = {}
+    for fmt, p in src.items():
+        out[fmt] = promote(Path(p), out_dir / (suffix_name(fmt) + SUFFIX[fmt]))
+    return out
+
+
+# --- the whole thing -----------------------------------------------------------------------------------
+def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill: DistillConfig | None = None,
+             teacher=None, quantize: QuantizeConfig | None = None, export: ExportConfig | None = None,
+             calibration: np.ndarray | None = None, progress: Callable[[str], None] | None = None) -> CompressResult:
+    """Compress a Keras model (``.keras`` path or keras.Model; with ``distill``, also a zoo model name)
+    on ``data`` and write gated artifacts, ``report.json`` and ``report.md`` to ``out_dir``.
+
+    Raises GateError (after writing the report) when an artifact misses ``max_drop`` and no
+    remedy rescues it; that artifact is not written.
+    """
+    from .report import build_rows, pick_for_profile, write_reports
+
+    say = progress or (lambda s: None)
+    export = (export or ExportConfig()).validate()
+    for c in (prune, distill, quantize):
+        if c is not None:
+            c.validate()
+    if distill is not None and teacher is None:
+        raise ConfigError("Distillation needs a teacher model (--distill-from)")
+    if teacher is not None and distill is None:
+        distill = DistillConfig().validate()
+    profile = None
+    if export.profile:
+        from ..devices import load_profile
+
+        profile = load_profile(export.profile)
+        if quantize is not None and quantize.target_arch is None and profile.arch:
+            quantize.target_arch = profile.arch[0]
+    out_dir = Path(out_dir)
+
+    # Inputs, all checked before any training or conversion.
+    student_is_name = isinstance(model, str) and not Path(model).suffix and distill is not None
+    if student_is_name:
+        from ..zoo import models as zoo_models
+
+        zoo_models.get(model)
+        t_model, t_meta, t_path = _load_model(teacher)
+        ds = _load_data(data, t_meta)
+        from ..zoo import build_model
+
+        src_model = build_model(model, ds.input_shape, ds.num_classes, bn_momentum=0.9) \
+            if model.startswith(("ds_cnn", "mobilenet")) else build_model(model, ds.input_shape, ds.num_classes)
+        src_meta, src_path = None, None
+    else:
+        src_model, src_meta, src_path = _load_model(model)
+        ds = _load_data(data, src_meta)
+    _check_model_data(src_model, src_meta, ds)
+    if distill is not None:
+        from .distill import check_teacher
+
+        if not student_is_name:
+            t_model, t_meta, t_path = _load_model(teacher)
+        check_teacher(t_model, t_meta, src_model, ds)
+    calib_full = None
+    if quantize is not None:
+        from .quantize import calibration_set, check_calibration
+
+        if calibration is not None:
+            check_calibration(calibration, ds.input_shape)
+        calib_full = calibration_set(ds, 10 ** 9, quantize.seed, calibration)
+    split = export.gate.split if export.gate.split in ds.splits else "val"
+    name = export.name or (src_path.stem if src_path is not None else str(getattr(src_model, "name", "model")))
+    meta0 = base_meta(src_meta, ds, src_path or model)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stage_root = Path(tempfile.mkdtemp(prefix=".compress-", dir=out_dir))
+    steps: dict[str, Any] = {}
+    failures: list = []
+    entries: list = []  # (kind, fmt, path, params, extra)
+    t_start = time.time()
+    try:
+        current, changed = src_model, False
+        if distill is not None:
+            from .distill import distill as run_distill
+
+            say(f"distilling {name} from {getattr(t_model, 'name', 'teacher')} ...")
+            current, info = run_distill(current, t_model, ds, distill, say)
+            steps["distill"] = info
+            changed = True
+        if prune is not None:
+            from .prune import prune as run_prune
+
+            say(f"pruning ({prune.mode}, {prune.sparsity:.0%}) ...")
+            current, info = run_prune(current, ds, prune, say)
+            steps["prune"] = {k: v for k, v in info.items() if k != "kept"}
+            changed = True
+        # The float reference: the model as given (for distillation, the teacher is the bar).
+        ref_model = t_model if student_is_name else src_model
+        ref_top1 = top1_of(ref_model, ds, split)
+        steps["reference"] = {"top1": ref_top1, "split": split, "model": str(src_path or t_path or name)}
+        say(f"float reference top-1 on {split}: {ref_top1:.4f}")
+
+        # Reference float artifacts (for size, latency and speed-up comparisons).
+        ref_dir = out_dir / "reference"
+        ref_name = name if not student_is_name else f"{name}_teacher"
+        ref_src = (t_path or t_model) if student_is_name else (src_path or src_model)
+        say("exporting the float reference ...")
+        ref_stage = export_float(ref_src, export.formats, stage_root / "ref", ref_name, base_meta(
+            t_meta if student_is_name else src_meta, ds, ref_src if isinstance(ref_src, Path) else None), say)
+        ref_arts = _move_tree_files(ref_stage, ref_dir, lambda f: ref_name)
+        ref_params = int(ref_model.count_params())
+        for fmt, p in ref_arts.items():
+            entries.append(("reference", fmt, p, ref_params, {"precision": "float32"}))
+
+        params = int(current.count_params())
+        float_src = {}
+        comp_meta = meta0.copy()
+        float_ok = True
+        if changed:
+            # The compressed Keras model is gated first: if it already misses, no export or int8 can
+            # rescue it, and it is not saved.
+            j = judge(top1_of(current, ds, split), ref_top1, export.gate.max_drop)
+            steps["compressed_keras"] = j
+            say(f"compressed float model: top-1 {j['top1']:.4f}, drop {j['drop']:.2f} points -> "
+                + ("pass" if j["passed"] else "miss"))
+            float_ok = j["passed"]
+            if not float_ok:
+                failures.append({"artifact": f"{name}_compressed.keras", "format": "keras",
+                                 "attempts": [{"remedy": "none", **j}]})
+        if changed and float_ok:
+            comp_meta.provenance = provenance(src_path or name, data=ds.name, step="compress",
+                                              compress={k: _jsonable(v) for k, v in steps.items()
+                                                        if k in ("prune", "distill")})
+            comp_meta.metrics = {"top1": steps["compressed_keras"]["top1"], "split": split}
+            _save_keras(current, out_dir / f"{name}_compressed.keras", comp_meta.copy(format="keras"))
+            say(f"exporting the compressed float model ({params:,} parameters) ...")
+            staged = export_float(current, export.formats, stage_root / "float", name, comp_meta, say)
+            for fmt, p in staged.items():
+                j = judge(top1_of(p, ds, split), ref_top1, export.gate.max_drop)
+                if j["passed"]:
+                    float_src[fmt] = promote(p, out_dir / f"{name}_float{SUFFIX[fmt]}")
+                    entries.append(("compressed", fmt, float_src[fmt], params, {"precision": "float32"}))
+                else:
+                    failures.append({"artifact": f"{name}_float{SUFFIX[fmt]}", "format": fmt,
+                                     "attempts": [{"remedy": "none", **j}]})
+                    discard(p)
+        elif not changed:
+            float_src = {f: p for f, p in ref_arts.items()}
+
+        # int8 per format, each gated, with remedies on a miss.
+        qat_cache: dict = {}
+        if quantize is not None and float_ok:
+            steps["quantize"] = {}
+            for fmt in export.formats:
+                res = _quantize_gated(fmt, current, float_src.get(fmt), stage_root / f"int8-{fmt}", name + "_int8",
+                                      comp_meta, quantize, calib_full, ds, split, ref_top1, export.gate, say,
+                                      qat_cache)
+                steps["quantize"][fmt] = res["attempts"]
+                if res["path"] is None:
+                    failures.append({"artifact": f"{name}_int8{SUFFIX[fmt]}", "format": fmt,
+                                     "attempts": res["attempts"]})
+                    continue
+                final = promote(res["path"], out_dir / f"{name}_int8{SUFFIX[fmt]}")
+                entries.append(("compressed", fmt, final, params,
+                                {"precision": "int8", "remedy": res["attempts"][-1]["remedy"]}))
+
+        say("measuring artifacts (accuracy, size, gzip, sparsity, latency) ...")
+        rows = build_rows(entries, ds, split, ref_top1, export.bench_runs, out_dir, say)
+        notes = _notes(rows, quantize)
+        chosen = pick_for_profile(rows, profile) if profile is not None else None
+        steps["seconds"] = round(time.time() - t_start, 1)
+        result = CompressResult(out_dir, rows, _jsonable(steps), chosen, failures, notes)
+        write_reports(result)
+    finally:
+        shutil.rmtree(stage_root, ignore_errors=True)
+    if failures:
+        lines = []
+        for f in failures:
+            last = f["attempts"][-1]
+            tried = ", ".join(a["remedy"] for a in f["attempts"])
+            lines.append(f"{f['artifact']}: top-1 {last.get('top1', float('nan')):.4f}, drop {last.get('drop', 0):.2f} "
+                         f"points (max {export.gate.max_drop:g}); tried {tried}")
+        err = GateError("Artifact(s) missed the accuracy gate and were not written: " + "; ".join(lines)
+                        + f". Report: {out_dir / 'report.md'}")
+        err.result = result  # the CLI still prints the table of what passed
+        raise err
+    return result
+
+
+def _quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_full, ds, split, ref_top1,
+                    gate: GateConfig, say, qat_cache: dict) -> dict:
+    """Quantize, evaluate, and on a miss try the remedies in order (cumulatively)."""
+    from .quantize import calibration_set, with_remedy
+
+    attempts = []
+    current = cfg
+    plan = [("none", cfg)]
+    for remedy in gate.remedies:
+        plan.append((remedy, None))
+    i = 0
+    for remedy, c in plan:
+        if c is None and remedy != "qat":
+            c = with_remedy(current, remedy, len(calib_full))
+            if c is None:
+                continue
+        c = c or current
+        calib = calibration_set(None, c.calibration_samples, c.seed, calib_full)
+        d = stage / f"try{i}"
+        i += 1
+        say(f"{fmt} int8" + (f" (remedy: {remedy})" if remedy != "none" else "") + " ...")
+        try:
+            if remedy == "qat":
+                # Trained once, shared by every format that needs it.
+                if qat_cache.get("model") is None:
+                    from .qat import qat_model
+
+                    qat_cache["model"] = qat_model(model, ds, say=say)
+                qm = qat_cache["model"]
+                path = quantize_format(fmt, qm, None if fmt == "onnx" else float_artifact, d, name, meta, c,
+                                       calib, say, source=qm)
+            else:
+                path = quantize_format(fmt, model, float_artifact, d, name, meta, c, calib, say)
+        except ModelError as e:
+            attempts.append({"remedy": remedy, "error": str(e)[:300], "passed": False})
+            current = c
+            continue
+        j = judge(top1_of(path, ds, split), ref_top1, gate.max_drop)
+        attempts.append({"remedy": remedy, "calibration_samples": c.calibration_samples,
+                         "per_channel": c.per_channel, "float_sensitive": c.float_sensitive, **j})
+        say(f"{fmt} int8: top-1 {j['top1']:.4f}, drop {j['drop']:.2f} points -> "
+            + ("pass" if j["passed"] else "miss"))
+        if j["passed"]:
+            return {"path": path, "attempts": attempts}
+        discard(path)
+        current = c
+    return {"path": None, "attempts": attempts}
+
+
+def _notes(rows, quantize) -> list:
+    from .quantize import has_int8_dot
+
+    notes = []
+    for r in rows:
+        if r.get("precision") == "int8" and r.get("speedup") is not None and r["speedup"] < 1.0:
+            notes.append(f"{r['artifact']}: int8 is slower than float here ({r['p50_ms']:.3g} ms vs float "
+                         f"{r['p50_ms'] * r['speedup']:.3g} ms, 1 thread); this CPU "
+                         + ("has" if has_int8_dot() else "lacks") + " int8 dot-product instructions (VNNI). "
+                         "Its win here is size; measure on the device.")
+    return notes
+
+
+def _save_keras(model, path: Path, meta: ArtifactMeta) -> None:
+    # Keras insists on the .keras suffix, so the temporary name keeps it.
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_meta(path, meta)
+
+
+def _jsonable(o):
+    if isinstance(o, dict):
+        return {str(k): _jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_jsonable(v) for v in o]
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return o

@@ -1,0 +1,108 @@
+"""The compression report: every artifact with format, precision, sparsity, parameters, size, gzip
+size, top-1, drop, p50 latency here and speed-up against the float reference of the same format.
+Printed, and written as ``report.json`` and ``report.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..fsutil import write_json_atomic, write_text_atomic
+from ..report import format_table, markdown_table
+
+COLUMNS = ["artifact", "format", "precision", "sparsity", "params", "size_kb", "gzip_kb", "size_x", "gzip_x",
+           "top1", "drop", "p50_ms", "speedup", "gate", "remedy"]
+HEADERS = {"size_kb": "size KB", "gzip_kb": "gzip KB", "size_x": "size x", "gzip_x": "gzip x",
+           "drop": "drop pts", "p50_ms": "p50 ms", "speedup": "speed-up"}
+
+
+def build_rows(entries, ds, split, ref_top1, bench_runs, out_dir: Path, say=lambda s: None) -> list[dict]:
+    from .pipeline import measure
+
+    rows, refs = [], {}
+    for kind, fmt, path, params, extra in entries:
+        say(f"measuring {Path(path).name} ...")
+        m = measure(Path(path), ds, split, bench_runs)
+        row = {"artifact": str(Path(path).relative_to(out_dir)), "format": fmt,
+               "precision": extra.get("precision", "float32"), "sparsity": round(m["sparsity"], 4),
+               "params": params, "size_kb": m["size"] / 1024, "gzip_kb": m["gzip"] / 1024,
+               "top1": m["top1"], "drop": 100.0 * (ref_top1 - m["top1"]), "p50_ms": m["p50_ms"],
+               "gate": "reference" if kind == "reference" else "pass", "remedy": extra.get("remedy"),
+               "weights": m["weights"], "size_bytes": m["size"], "gzip_bytes": m["gzip"]}
+        if kind == "reference":
+            refs[fmt] = row
+        rows.append(row)
+    for r in rows:
+        ref = refs.get(r["format"])
+        if ref is None:
+            continue
+        r["size_x"] = r["size_bytes"] / ref["size_bytes"]
+        r["gzip_x"] = r["gzip_bytes"] / ref["gzip_bytes"]
+        if r["p50_ms"] and ref["p50_ms"]:
+            r["speedup"] = ref["p50_ms"] / r["p50_ms"]
+    return rows
+
+
+def pick_for_profile(rows, profile) -> dict | None:
+    """The fastest artifact that passed the gate in a format the device runs (measured here)."""
+    from ..devices import FORMAT_OF_BACKEND
+
+    formats = {FORMAT_OF_BACKEND[b] for b in profile.backends if b in FORMAT_OF_BACKEND}
+    ok = [r for r in rows if r["gate"] in ("pass", "reference") and r["format"] in formats]
+    if not ok:
+        return None
+    timed = [r for r in ok if r.get("p50_ms")]
+    pref = profile.preferred or {}
+
+    def key(r):
+        # Without latency, fall back to the device's preferred format/precision, then size.
+        return (r["p50_ms"] if r.get("p50_ms") else float("inf"),
+                r["format"] != pref.get("format"), r["precision"] != pref.get("precision"), r["size_bytes"])
+
+    best = min(timed or ok, key=key)
+    return {"profile": profile.name, "artifact": best["artifact"], "format": best["format"],
+            "precision": best["precision"], "p50_ms": best.get("p50_ms"), "top1": best["top1"],
+            "why": "fastest artifact passing the gate among the device's formats "
+                   f"({', '.join(sorted(formats))}); latency measured on this host, not on the device"}
+
+
+def render(result) -> str:
+    lines = [format_table(result.rows, COLUMNS, HEADERS)]
+    lines += [f"note: {n}" for n in result.notes]
+    for f in result.failures:
+        lines.append(f"FAILED gate: {f['artifact']} (tried: {', '.join(a['remedy'] for a in f['attempts'])})")
+    if result.chosen:
+        c = result.chosen
+        lines.append(f"for {c['profile']}: {c['artifact']} ({c['format']} {c['precision']}, p50 "
+                     f"{c['p50_ms'] if c['p50_ms'] is None else round(c['p50_ms'], 3)} ms here)")
+    return "\n".join(lines)
+
+
+def markdown(result) -> str:
+    out = ["# edgekit compress report", "", markdown_table(result.rows, COLUMNS, HEADERS), ""]
+    ref = result.steps.get("reference", {})
+    if ref:
+        out.append(f"Float reference: `{ref.get('model')}`, top-1 {ref.get('top1', 0):.4f} on the "
+                   f"{ref.get('split')} split. Drop is in top-1 points against it; size/gzip x and speed-up are "
+                   "against the float reference artifact of the same format; p50 is 1 thread on this host.")
+        out.append("")
+    d = result.steps.get("distill")
+    if d:
+        out.append(f"Distillation (T={d['temperature']}, alpha={d['alpha']}, {d['epochs']} epochs, seed "
+                   f"{d['seed']}): distilled student {d['distilled_top1']:.4f}, student alone "
+                   f"{d.get('alone_top1', float('nan')):.4f}, teacher {d['teacher_top1']:.4f}.")
+        out.append("")
+    for n in result.notes:
+        out.append(f"- {n}")
+    for f in result.failures:
+        out.append(f"- **Gate failed** for `{f['artifact']}`: " + "; ".join(
+            f"{a['remedy']}: " + (f"drop {a['drop']:.2f}" if "drop" in a else a.get("error") or a.get("skipped", ""))
+            for a in f["attempts"]))
+    if result.chosen:
+        c = result.chosen
+        out.append(f"- For device `{c['profile']}`: **{c['artifact']}** ({c['why']}).")
+    return "\n".join(out) + "\n"
+
+
+def write_reports(result) -> None:
+    write_json_atomic(result.out_dir / "report.json", result.to_dict())
+    write_text_atomic(result.out_dir / "report.md", markdown(result))

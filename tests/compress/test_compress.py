@@ -1,0 +1,211 @@
+"""edgekit compress: int8 in every format, pruning (magnitude, channels), distillation, the gate, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekit.errors import ConfigError, DataError
+
+
+def _rows(result):
+    return {r["artifact"]: r for r in result.rows}
+
+
+def test_int8_in_every_format_has_integer_weights_and_holds_accuracy(int8_all):
+    rows = _rows(int8_all)
+    for fmt, ext in (("tflite", "tflite"), ("onnx", "onnx"), ("openvino", "xml")):
+        q, f = rows[f"model_int8.{ext}"], rows[f"reference/model.{ext}"]
+        assert q["precision"] == "int8" and q["gate"] == "pass", q
+        # Weights really are integers in the file, not float with fake-quant.
+        assert q["weights"].get("int8", 0) >= 5 and "float32" not in q["weights"], (fmt, q["weights"])
+        assert f["weights"].get("float32", 0) >= 5 and "int8" not in f["weights"], (fmt, f["weights"])
+        assert abs(q["top1"] - f["top1"]) <= 0.03, (fmt, q["top1"], f["top1"])
+        assert q["drop"] <= 1.0
+        assert q["gzip_bytes"] < f["gzip_bytes"]
+        assert (int8_all.out_dir / q["artifact"]).exists()
+    # TFLite int8 stores one byte per weight: the file shrinks even on a tiny model.
+    assert rows["model_int8.tflite"]["size_x"] < 0.8
+
+
+def test_reports_and_metadata(int8_all):
+    from edgekit.artifact import read_meta
+
+    rep = json.loads((int8_all.out_dir / "report.json").read_text())
+    assert {r["artifact"] for r in rep["rows"]} == {r["artifact"] for r in int8_all.rows}
+    md = (int8_all.out_dir / "report.md").read_text()
+    assert "| artifact |" in md and "model_int8.onnx" in md
+    onnx_meta = read_meta(int8_all.out_dir / "model_int8.onnx")
+    assert onnx_meta.quantization["precision"] == "int8"
+    assert onnx_meta.quantization["activation_type"] in ("int8", "uint8")
+    assert read_meta(int8_all.out_dir / "model_int8.xml").quantization["scheme"] == "NNCF PTQ"
+    for r in int8_all.rows:
+        if r["precision"] == "int8" and r["speedup"] is not None and r["speedup"] < 1:
+            assert any(r["artifact"] in n and "slower" in n for n in int8_all.notes)
+    assert not list(int8_all.out_dir.glob(".compress-*")), "staging folders must be gone"
+
+
+def test_onnx_activation_choice_follows_the_cpu():
+    from edgekit.compress.quantize import QuantizeConfig, ort_activation_settings
+
+    arm = ort_activation_settings(QuantizeConfig(target_arch="aarch64"))
+    assert arm["activation_type"] == "int8" and arm["reduce_range"] is False
+    forced = ort_activation_settings(QuantizeConfig(activation_type="uint8", reduce_range=True))
+    assert forced["activation_type"] == "uint8" and forced["reduce_range"] is True
+
+
+def test_channel_pruning_builds_a_thinner_model_with_copied_weights(digits_cnn):
+    from edgekit.compat import load_keras_model
+    from edgekit.compress.prune import channel_plan, clone_with_weights, prunable_convs, rebuild
+
+    model = clone_with_weights(load_keras_model(digits_cnn))
+    convs = prunable_convs(model)
+    assert len(convs) == 5  # every conv of a DS-CNN: no residual couplings
+    plan = channel_plan(model, 0.5, "l1")
+    thin, _ = rebuild(model, plan)
+    assert thin.count_params() < 0.45 * model.count_params()
+    first = convs[0]
+    kept = plan[first]
+    assert len(kept) == 16 and thin.get_layer(first).filters == 16
+    # Kept filters are the highest-L1 ones, copied unchanged.
+    k_old = model.get_layer(first).kernel.numpy()
+    l1 = np.abs(k_old).reshape(-1, k_old.shape[-1]).sum(0)
+    assert set(kept) == set(np.argsort(-l1)[:16])
+    np.testing.assert_array_equal(thin.get_layer(first).kernel.numpy(), k_old[..., kept])
+    # The next pointwise conv lost the same input channels and its own pruned outputs.
+    second = convs[1]
+    k2 = model.get_layer(second).kernel.numpy()[:, :, kept, :][..., plan[second]]
+    np.testing.assert_array_equal(thin.get_layer(second).kernel.numpy(), k2)
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    assert thin(x).shape == (4, 10)
+
+
+def test_mobilenet_v2_prunes_expansions_not_residuals():
+    from edgekit.compress.prune import prunable_convs
+    from edgekit.zoo import build_model
+
+    names = prunable_convs(build_model("mobilenet_v2", (32, 32, 3), 10))
+    assert "block_1_expand" in names and "block_2_expand" in names
+    # block_1's output is added to block_2's (a residual): both projections stay whole.
+    assert "block_1_project" not in names and "block_2_project" not in names
+    assert "block_16_project" in names  # the last block has no residual
+
+
+@pytest.mark.parametrize("formats", [
+    ("tflite",),
+    pytest.param(("onnx", "openvino"), marks=pytest.mark.slow),
+])
+def test_magnitude_pruning_sparsity_survives_export_and_shrinks_gzip(formats, digits_cnn, tmp_path):
+    from edgekit.compress import ExportConfig, GateConfig, PruneConfig, compress
+
+    res = compress(digits_cnn, "digits", tmp_path, prune=PruneConfig(0.8, "magnitude", epochs=1),
+                   export=ExportConfig(formats=formats, bench_runs=0, gate=GateConfig(max_drop=100.0)))
+    rows = _rows(res)
+    for ext in [{"openvino": "xml"}.get(f, f) for f in formats]:
+        sparse, dense = rows[f"model_float.{ext}"], rows[f"reference/model.{ext}"]
+        assert sparse["sparsity"] >= 0.7, (ext, sparse["sparsity"])
+        assert dense["sparsity"] < 0.2
+        assert sparse["gzip_x"] < 0.6, (ext, sparse["gzip_x"])
+    assert res.steps["prune"]["sparsity"] == pytest.approx(0.8, abs=0.01)
+    assert (tmp_path / "model_compressed.keras").exists()
+
+
+def test_gate_refuses_an_artifact_and_leaves_no_file(digits_cnn, tmp_path, cli):
+    out = tmp_path / "out"
+    # A negative allowance means the int8 model must beat the float one by 50 points: impossible.
+    p = cli("compress", str(digits_cnn), "--data", "digits", "--quantize", "int8", "--formats", "tflite",
+            "--max-drop", "-50", "--bench-runs", "0", "--calibration-samples", "50", "--out", str(out), "-q")
+    assert p.returncode == 2, p.stderr
+    last = p.stderr.strip().splitlines()[-1]  # TensorFlow logs above it are not ours
+    assert last.startswith("Error: ") and "missed the accuracy gate" in last
+    assert not (out / "model_int8.tflite").exists()
+    assert (out / "reference" / "model.tflite").exists()
+    rep = json.loads((out / "report.json").read_text())
+    tried = [a["remedy"] for a in rep["failures"][0]["attempts"]]
+    assert tried[:2] == ["none", "more-calibration"] and "float-sensitive" in tried
+    assert not list(out.glob(".compress-*")) and not list(out.glob("*.partial"))
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--prune", "1.5"], "between 0 and 1"),
+    (["--prune", "0"], "between 0 and 1"),
+    (["--quantize", "int8", "--formats", "tflite,coreml"], "Unknown format 'coreml'"),
+    (["--quantize", "int4"], "Unknown --quantize precision 'int4'"),
+    (["--quantize", "int8", "--profile", "toaster"], "toaster"),
+])
+def test_bad_input_fails_fast_with_exit_2(args, needle, digits_cnn, tmp_path, cli):
+    out = tmp_path / "o"
+    p = cli("compress", str(digits_cnn), "--data", "digits", "--out", str(out), *args)
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert needle in p.stderr and p.stderr.startswith("Error:")
+    assert not out.exists()
+
+
+def test_calibration_of_the_wrong_shape_is_refused(digits_cnn, tmp_path):
+    from edgekit.compress import QuantizeConfig, compress
+
+    with pytest.raises(DataError, match=r"shape \(4, 4, 1\).*\(8, 8, 1\)"):
+        compress(digits_cnn, "digits", tmp_path / "o", quantize=QuantizeConfig(),
+                 calibration=np.zeros((10, 4, 4, 1), np.float32))
+    assert not (tmp_path / "o").exists()
+
+
+def test_teacher_with_other_labels_is_refused(digits_cnn, tmp_path):
+    from edgekit.artifact import read_meta, write_meta
+    from edgekit.compress import DistillConfig, compress
+
+    teacher = tmp_path / "teacher.keras"
+    teacher.write_bytes(digits_cnn.read_bytes())
+    meta = read_meta(digits_cnn)
+    meta.labels = [f"class{i}" for i in range(10)]
+    write_meta(teacher, meta)
+    with pytest.raises(DataError, match="Teacher labels"):
+        compress(digits_cnn, "digits", tmp_path / "o", distill=DistillConfig(epochs=1), teacher=teacher)
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_distillation_reports_the_student_alone_too(digits_cnn):
+    from edgekit.compress.distill import DistillConfig, distill
+    from edgekit.compat import load_keras_model
+    from edgekit.data import load_dataset
+    from edgekit.zoo import build_model
+
+    ds = load_dataset("digits")
+    student = build_model("ds_cnn_s", ds.input_shape, 10, filters=16, bn_momentum=0.9)
+    s, info = distill(student, load_keras_model(digits_cnn), ds, DistillConfig(epochs=4, temperature=3.0))
+    assert s.count_params() == student.count_params()
+    for k in ("teacher_top1", "alone_top1", "distilled_top1", "gain_points"):
+        assert k in info
+    # Both runs learned (10 classes: chance is 0.1); which one wins is reported, not assumed.
+    assert info["distilled_top1"] > 0.3 and info["alone_top1"] > 0.3
+    assert info["gain_points"] == pytest.approx(100 * (info["distilled_top1"] - info["alone_top1"]))
+
+
+def test_prune_config_validation():
+    from edgekit.compress import PruneConfig
+
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        PruneConfig(sparsity=1.0).validate()
+    with pytest.raises(ConfigError, match="Unknown pruning mode 'random'"):
+        PruneConfig(mode="random").validate()
+
+
+def test_profile_picks_the_fastest_passing_artifact_the_device_can_run():
+    from edgekit.compress.report import pick_for_profile
+    from edgekit.devices import load_profile
+
+    rows = [
+        {"artifact": "model_int8.xml", "format": "openvino", "precision": "int8", "gate": "pass", "p50_ms": 0.1,
+         "top1": 0.9, "size_bytes": 10},
+        {"artifact": "model_int8.tflite", "format": "tflite", "precision": "int8", "gate": "pass", "p50_ms": 0.4,
+         "top1": 0.9, "size_bytes": 10},
+        {"artifact": "reference/model.tflite", "format": "tflite", "precision": "float32", "gate": "reference",
+         "p50_ms": 0.3, "top1": 0.91, "size_bytes": 40},
+        {"artifact": "model_int8.onnx", "format": "onnx", "precision": "int8", "gate": "FAIL", "p50_ms": 0.01,
+         "top1": 0.5, "size_bytes": 10},
+    ]
+    pi = load_profile("raspberry-pi-4")  # litert and onnxruntime, no OpenVINO
+    chosen = pick_for_profile(rows, pi)
+    assert chosen["artifact"] == "reference/model.tflite", chosen
+    assert "measured on this host" in chosen["why"]
