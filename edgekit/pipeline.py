@@ -166,10 +166,11 @@ def run_recipe(source, sets=None, out=None, *, dry_run: bool = False, quiet: boo
     paths = write_reports(report, out_dir)
     report["report_paths"] = {k: str(v) for k, v in paths.items()}
     write_json_atomic(out_dir / "report.json", report)
-    failed = [a for a in report["artifacts"] if not a.get("gates_passed")]
-    if failed and report.get("strict_gates", True):
-        names = ", ".join(f"{a['format']}/{a['precision']}" for a in failed)
-        raise GateError(f"Gates failed for {names}; see {paths['md']}")
+    failed = [f"{a['format']}/{a['precision']}" for a in report["artifacts"] if not a.get("gates_passed")]
+    failed += [f"{f['format']}/int8 (not written: missed max_drop after remedies "
+               f"{', '.join(x['remedy'] for x in f['attempts'])})" for f in report.get("failures", [])]
+    if failed:
+        raise GateError(f"Gates failed for {'; '.join(failed)}. Report: {paths['html']}")
     return report
 
 

@@ -59,28 +59,27 @@ def execute(run: Run) -> dict:
                     "target": r.target, "gates": r.gates.model_dump(), "training": {}, "compression": {}}
     distill = next((s for s in r.steps if s.type == "distill"), None)
     if distill:
-        from .compress.api import distill_step
-
         teacher = _train(run, ds, distill.teacher, distill.teacher_epochs, "teacher")
         epochs = distill.epochs or r.train.epochs
-        alone = _train(run, ds, r.model, epochs, "student")
         cfg = distill.model_dump()
-        rec = run.step("distill", {**cfg, "train": r.train.model_dump(), "epochs": epochs},
+        rec = run.step("distill", {**cfg, "model": r.model.model_dump(), "train": r.train.model_dump(),
+                                   "epochs": epochs},
                        {"teacher": file_hash(_abs(run, teacher["model"]))},
-                       lambda folder: distill_step(run, ds, teacher, alone, distill, epochs, folder))
+                       lambda folder: _distill(run, ds, teacher, distill, epochs, folder))
         current = rec.outputs
-        report["training"] = {"teacher": teacher, "student_alone": alone, "student_distilled": current}
+        report["training"] = {"teacher": teacher, "student_distilled": current}
+        report["distillation"] = {"teacher_top1": teacher["top1"], "student_alone_top1": current["alone_top1"],
+                                  "student_distilled_top1": current["top1"], "temperature": distill.temperature,
+                                  "alpha": distill.alpha, "epochs": epochs}
     else:
         current = _train(run, ds, r.model, r.train.epochs, "float")
         report["training"] = {"float": current}
     for s in r.steps:
         if s.type == "prune":
-            from .compress.api import prune_step
-
             inp = current
             rec = run.step(f"prune-{s.mode}", {**s.model_dump(), "train": r.train.model_dump()},
                            {"model": file_hash(_abs(run, inp["model"]))},
-                           lambda folder, s=s, inp=inp: prune_step(run, ds, inp, s, folder))
+                           lambda folder, s=s, inp=inp: _prune(run, ds, inp, s, folder))
             current = rec.outputs
             report["compression"][f"prune-{s.mode}"] = current
     report["final_keras"] = current
@@ -92,13 +91,12 @@ def execute(run: Run) -> dict:
                        lambda folder: _export_float(run, current, folder))
         artifacts += rec.outputs["artifacts"]
     if quant is not None:
-        from .compress.api import quantize_step
-
+        floats = {a["format"]: a["path"] for a in artifacts}
         rec = run.step("quantize-int8", {**quant.model_dump(), "formats": r.export.formats,
                                          "max_drop": r.gates.max_drop}, {"model": src_hash},
-                       lambda folder: quantize_step(run, ds, current, quant, r.export.formats, r.gates.max_drop,
-                                                    folder))
+                       lambda folder: _quantize(run, ds, current, quant, floats, folder))
         artifacts += rec.outputs["artifacts"]
+        report["failures"] = rec.outputs.get("failures", [])
         report["compression"]["quantize"] = {k: v for k, v in rec.outputs.items() if k != "artifacts"}
     keys = {a["path"]: file_hash(_abs(run, a["path"])) for a in artifacts}
     ev = run.step("evaluate", {"split": "test"}, {"model": src_hash, **keys},
@@ -122,6 +120,114 @@ def execute(run: Run) -> dict:
     report["best"] = _pick(rows, r.target)
     _publish(run, rows)
     return report
+
+
+def _save_model(run: Run, model, meta, folder: Path, ds, label: str, extra: dict) -> dict:
+    from .artifact import write_meta
+    from .compress.gate import top1_of
+
+    path = folder / "model.keras"
+    tmp = folder / "model.partial.keras"  # Keras insists on the .keras suffix
+    model.save(tmp)
+    tmp.replace(path)
+    split = "test" if "test" in ds.splits else "val"
+    top1 = top1_of(model, ds, split)
+    meta = meta.copy(format="keras")
+    meta.metrics = {"top1": top1, "split": split}
+    write_meta(path, meta)
+    return {"model": _rel(run, path), "top1": top1, "label": label, "params": int(model.count_params()), **extra}
+
+
+def _distill(run: Run, ds: _Data, teacher: dict, spec, epochs: int, folder: Path) -> dict:
+    from .compat import load_keras_model
+    from .compress.distill import DistillConfig, distill
+    from .zoo import build_model
+
+    r = run.recipe
+    data = ds.get()
+    t_model = load_keras_model(_abs(run, teacher["model"]))
+    student = build_model(r.model.name, data.input_shape, data.num_classes, **r.model.options)
+    cfg = DistillConfig(temperature=spec.temperature, alpha=spec.alpha, epochs=epochs,
+                        learning_rate=r.train.learning_rate, batch_size=r.train.batch_size, seed=r.train.seed,
+                        baseline=True)
+    model, info = distill(student, t_model, data, cfg, run.say)
+    meta = read_meta(_abs(run, teacher["model"]))
+    meta.provenance = {**(meta.provenance or {}), "step": "distill", "teacher": teacher["model"]}
+    alone = info.get("alone") or {}
+    return _save_model(run, model, meta, folder, data, "distilled",
+                       {"alone_top1": alone.get("top1") if isinstance(alone, dict) else alone,
+                        "distill_info": _jsonable(info)})
+
+
+def _prune(run: Run, ds: _Data, inp: dict, spec, folder: Path) -> dict:
+    from .compat import load_keras_model
+    from .compress.prune import PruneConfig, prune
+
+    r = run.recipe
+    data = ds.get()
+    model = load_keras_model(_abs(run, inp["model"]))
+    cfg = PruneConfig(sparsity=spec.sparsity, mode=spec.mode, epochs=spec.epochs, criterion=spec.criterion,
+                      batch_size=r.train.batch_size, seed=r.train.seed)
+    pruned, info = prune(model, data, cfg, run.say)
+    meta = read_meta(_abs(run, inp["model"]))
+    meta.provenance = {**(meta.provenance or {}), "step": f"prune-{spec.mode}"}
+    if spec.mode == "magnitude":
+        from .compress.prune import kernel_sparsity
+
+        meta.sparsity = float(kernel_sparsity(pruned))
+    info = {k: v for k, v in info.items() if k != "kept"}
+    return _save_model(run, pruned, meta, folder, data, f"pruned-{spec.mode}",
+                       {"sparsity": meta.sparsity, "params_before": int(model.count_params()),
+                        "prune_info": _jsonable(info)})
+
+
+def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, folder: Path) -> dict:
+    """int8 per format, each gated against the float Keras model, remedies tried in order on a miss."""
+    from .compat import load_keras_model
+    from .compress.gate import GateConfig, promote, top1_of
+    from .compress.pipeline import _quantize_gated
+    from .compress.quantize import QuantizeConfig, calibration_set
+
+    r = run.recipe
+    data = ds.get()
+    model = load_keras_model(_abs(run, current["model"]))
+    meta = read_meta(_abs(run, current["model"]))
+    target_arch = None
+    if r.target:
+        from .devices import load_profile
+
+        prof = load_profile(r.target)
+        target_arch = prof.arch[0] if prof.arch else None
+    cfg = QuantizeConfig(precision=spec.precision, calibration_samples=spec.calibration_samples,
+                         int8_io=spec.int8_io, target_arch=target_arch).validate()
+    gate = GateConfig(max_drop=r.gates.max_drop if r.gates.max_drop is not None else 100.0).validate()
+    split = gate.split if gate.split in data.splits else "val"
+    ref = top1_of(model, data, split)
+    calib_full = calibration_set(data, 10 ** 9, cfg.seed, None)
+    arts, failures, attempts, qat_cache = [], [], {}, {}
+    for fmt in r.export.formats:
+        float_path = _abs(run, floats[fmt]) if fmt in floats else None
+        res = _quantize_gated(fmt, model, float_path, folder / f".stage-{fmt}", "model_int8", meta, cfg, calib_full,
+                              data, split, ref, gate, run.say, qat_cache)
+        attempts[fmt] = _jsonable(res["attempts"])
+        if res["path"] is None:
+            failures.append({"format": fmt, "attempts": attempts[fmt]})
+            continue
+        suffix = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}[fmt]
+        final = promote(res["path"], folder / f"model_int8{suffix}")
+        arts.append({"format": fmt, "precision": "int8", "path": _rel(run, final), "size_bytes": model_size(final),
+                     "gzip_bytes": gzip_size(final), "params": current.get("params"),
+                     "sparsity": read_meta(final).sparsity if read_meta(final) else None,
+                     "remedy": res["attempts"][-1]["remedy"]})
+    for d in folder.glob(".stage-*"):
+        shutil.rmtree(d, ignore_errors=True)
+    return {"artifacts": arts, "failures": failures, "attempts": attempts, "reference_top1": ref}
+
+
+def _jsonable(o):
+    import json
+
+    return json.loads(json.dumps(o, default=lambda x: x.item() if hasattr(x, "item") else str(x)))
 
 
 def _export_float(run: Run, current: dict, folder: Path) -> dict:

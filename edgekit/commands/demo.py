@@ -31,7 +31,10 @@ def demo(ctx, out, quiet):
         if e.name not in ("edgekit.pipeline",):
             raise
         raise UnsupportedError("the built-in pipeline demo is not available yet") from None
-    run_demo(out=out, quiet=quiet)
+    from .run import print_run_summary
+
+    say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    print_run_summary(run_demo(out=out, quiet=quiet, say=say), None)
 
 
 def _model_options(f):

@@ -3,16 +3,21 @@ from pathlib import Path
 
 import pytest
 
-TINY = """
+# Flat (one line per section) so validation tests can swap sections; nothing here is trained.
+BASE = """
 name: tiny
 description: smallest real pipeline for the tests
 data: {name: digits, limit: 600}
-model: {name: mobilenet_v3_small, options: {alpha: 0.35, bn_momentum: 0.9, dropout: 0.0}}
-train: {epochs: 2, batch_size: 32, learning_rate: 0.005, augment: false}
-export: {formats: [tflite, onnx]}
+model: {name: ds_cnn_s, options: {bn_momentum: 0.9}}
+train: {epochs: 4, batch_size: 32, learning_rate: 0.005, augment: false}
+export: {formats: [tflite, onnx, openvino]}
 target: raspberry-pi-5
-gates: {max_drop: 1.0, max_size_kb: 5000}
+gates: {max_drop: 2.0, max_size_kb: 5000}
 bench: {threads: 1, runs: 15, warmup: 2}
+"""
+TINY = BASE + """steps:
+  - {type: prune, mode: magnitude, sparsity: 0.5, epochs: 1}
+  - {type: quantize, precision: int8, calibration_samples: 100}
 """
 
 

@@ -12,22 +12,34 @@ from edgekit.pipeline import run_recipe
 
 def test_run_produces_gated_artifacts_and_reports(tiny_run):
     rep, out = tiny_run["report"], tiny_run["out"]
-    assert [s["kind"] for s in rep["steps"]] == ["train-float", "export-float", "evaluate", "bench"]
-    assert {(a["format"], a["precision"]) for a in rep["artifacts"]} == {("tflite", "float32"), ("onnx", "float32")}
+    assert [s["kind"] for s in rep["steps"]] == ["train-float", "prune-magnitude", "export-float", "quantize-int8",
+                                                 "evaluate", "bench"]
+    assert {(a["format"], a["precision"]) for a in rep["artifacts"]} == {
+        (f, p) for f in ("tflite", "onnx", "openvino") for p in ("float32", "int8")}
+    assert rep["reference_top1"] > 0.6, "the tiny model must learn, or the gates say nothing"
+    pruned = rep["compression"]["prune-magnitude"]
+    assert 0.45 <= pruned["sparsity"] <= 0.55
     for a in rep["artifacts"]:
-        # float exports are verified against Keras, so they score exactly what Keras scores
-        assert a["top1"] == pytest.approx(rep["reference_top1"], abs=1e-9)
-        assert a["drop"] == pytest.approx(0.0, abs=1e-6)
         assert a["gates"]["max_drop"]["passed"] and a["gates"]["max_size_kb"]["passed"]
         assert a["gates_passed"] and 0 < a["p50_ms"] <= a["p99_ms"]
+        assert a["drop"] <= 2.0
         assert (out / a["published"]).exists() and (out / (a["published"] + ".json")).exists()
-    assert rep["best"]["format"] in ("tflite", "onnx") and rep["best"]["p50_ms"] == min(
-        a["p50_ms"] for a in rep["artifacts"])
+        if a["precision"] == "float32":
+            # verified against Keras at export, so they score what the pruned Keras model scores
+            assert a["top1"] == pytest.approx(rep["reference_top1"], abs=1e-9)
+            assert 0.45 <= a["sparsity"] <= 0.55 and a["gzip_bytes"] < 0.8 * a["size_bytes"]
+        else:
+            # At 24k parameters graph overhead dominates raw file size (OpenVINO's XML most); gzip size
+            # tracks the weights. The <=0.30x goal on zoo-sized models is in benchmarks/compress_goals.py.
+            fl = next(f for f in rep["artifacts"] if f["format"] == a["format"] and f["precision"] == "float32")
+            assert a["gzip_bytes"] < 0.6 * fl["gzip_bytes"], a["format"]
+            assert a["size_ratio"] < 1.0
+    assert rep["best"]["p50_ms"] == min(a["p50_ms"] for a in rep["artifacts"])
     for f in ("report.md", "report.html", "report.json", "recipe.yaml", "plots/accuracy_vs_latency.png",
               "plots/accuracy_vs_size.png"):
         assert (out / f).exists(), f
     md = (out / "report.md").read_text()
-    assert "| tflite | float32 |" in md and "Pareto" not in md.split("## Plots")[0] or True
+    assert "| tflite | int8 |" in md and "| openvino | float32 |" in md
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
     assert json.loads((out / "report.json").read_text())["recipe"] == "tiny"
@@ -46,7 +58,8 @@ def test_changing_one_step_reruns_only_what_depends_on_it(tiny_run, tmp_path):
     shutil.copytree(tiny_run["out"], out)
     rep = run_recipe(tiny_run["recipe"], sets=["bench.runs=12"], out=out, quiet=True)
     status = {s["kind"]: s["status"] for s in rep["steps"]}
-    assert status == {"train-float": "cached", "export-float": "cached", "evaluate": "cached", "bench": "ran"}
+    assert status == {"train-float": "cached", "prune-magnitude": "cached", "export-float": "cached",
+                      "quantize-int8": "cached", "evaluate": "cached", "bench": "ran"}
 
 
 def test_report_renders_in_headless_chromium(tiny_run, tmp_path):

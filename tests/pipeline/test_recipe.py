@@ -5,7 +5,7 @@ import pytest
 from edgekit.errors import ConfigError
 from edgekit.recipe import load_recipe
 
-from .conftest import TINY, write_recipe
+from .conftest import BASE, write_recipe
 
 
 def test_shipped_recipes_validate_and_plan(cli):
@@ -28,7 +28,7 @@ def test_shipped_recipes_validate_and_plan(cli):
     ("steps: [{type: quantize}, {type: prune, sparsity: 0.5}]", "quantize must be the last step"),
 ])
 def test_invalid_fields_are_named(tmp_path, edit, message):
-    base = "\n".join(line for line in TINY.splitlines()
+    base = "\n".join(line for line in BASE.splitlines()
                      if not line.startswith(edit.split(":")[0] + ":"))
     p = write_recipe(tmp_path, base + "\n" + edit + "\n")
     with pytest.raises(ConfigError) as e:
@@ -37,7 +37,7 @@ def test_invalid_fields_are_named(tmp_path, edit, message):
 
 
 def test_set_overrides_and_rejects_paths_that_do_not_exist(tmp_path):
-    p = write_recipe(tmp_path, TINY)
+    p = write_recipe(tmp_path, BASE)
     r, raw = load_recipe(p, ["train.epochs=5", "gates.max_p50_ms=3.5", "data.options={seed: 2}"])
     assert r.train.epochs == 5 and r.gates.max_p50_ms == 3.5 and r.data.options == {"seed": 2}
     with pytest.raises(ConfigError, match=r"--set path 'train.epoch' does not exist: no 'epoch' in train. "
@@ -51,10 +51,10 @@ def test_set_overrides_and_rejects_paths_that_do_not_exist(tmp_path):
 
 def test_cli_bad_recipes_exit_2_before_training(cli, tmp_path):
     cases = {
-        "missing dataset": (TINY.replace("name: digits", "name: no-such-data"), "data.name: no dataset 'no-such-data'"),
-        "unknown model": (TINY.replace("mobilenet_v3_small", "resnet9000"), "Unknown model 'resnet9000'"),
-        "negative size": (TINY.replace("max_size_kb: 5000", "max_size_kb: -1"), "gates.max_size_kb"),
-        "unknown profile": (TINY.replace("raspberry-pi-5", "toaster"), "toaster"),
+        "missing dataset": (BASE.replace("name: digits", "name: no-such-data"), "data.name: no dataset 'no-such-data'"),
+        "unknown model": (BASE.replace("ds_cnn_s", "resnet9000"), "Unknown model 'resnet9000'"),
+        "negative size": (BASE.replace("max_size_kb: 5000", "max_size_kb: -1"), "gates.max_size_kb"),
+        "unknown profile": (BASE.replace("raspberry-pi-5", "toaster"), "toaster"),
     }
     for label, (text, msg) in cases.items():
         p = write_recipe(tmp_path, text, f"{label.replace(' ', '_')}.yaml")
@@ -66,5 +66,5 @@ def test_cli_bad_recipes_exit_2_before_training(cli, tmp_path):
         assert not out.exists(), f"{label}: a run folder was created before validation passed"
     proc = cli("run", "no-such-recipe")
     assert proc.returncode == 2 and "Shipped: image-mobilenet, kws-ds-cnn, kws-transformer" in proc.stderr
-    proc = cli("run", str(write_recipe(tmp_path, TINY)), "--set", "train.nope=1")
+    proc = cli("run", str(write_recipe(tmp_path, BASE)), "--set", "train.nope=1")
     assert proc.returncode == 2 and "does not exist" in proc.stderr
