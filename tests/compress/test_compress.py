@@ -209,3 +209,20 @@ def test_profile_picks_the_fastest_passing_artifact_the_device_can_run():
     chosen = pick_for_profile(rows, pi)
     assert chosen["artifact"] == "reference/model.tflite", chosen
     assert "measured on this host" in chosen["why"]
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_magnitude_scopes_hit_the_target_exactly(scope):
+    from edgekit.compress.prune import _prunable_kernels, kernel_sparsity, magnitude_callback
+    from edgekit.zoo import build_model
+
+    model = build_model("ds_cnn_s", (49, 10), 12)
+    kernels = _prunable_kernels(model, 64)
+    cb = magnitude_callback(kernels, 0.8, end_step=10, scope=scope)
+    cb.on_train_end()
+    assert kernel_sparsity(model) == pytest.approx(0.8, abs=1e-3)
+    per_layer = [float(np.mean(np.asarray(v.numpy()) == 0)) for v in kernels]
+    if scope == "layer":
+        assert all(abs(s - 0.8) < 0.01 for s in per_layer)
+    else:  # ranked together, layers end up pruned unequally
+        assert max(per_layer) - min(per_layer) > 0.05
