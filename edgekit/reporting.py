@@ -98,7 +98,8 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
 
     md = [f"# {report['recipe']}", "", report.get("description") or "", "",
           f"Data: `{report['data']}` · model: `{report['model']}` · target: `{report.get('target') or '-'}` · "
-          f"Keras float top-1: **{report['reference_top1']:.4f}** · gates: **{'all passed' if all_pass else 'FAILED'}**",
+          f"reference (float, before compression) top-1: **{report['reference_top1']:.4f}** · "
+          f"gates: **{'all passed' if all_pass else 'FAILED'}**",
           "", "## Artifacts", "", markdown_table(rows, COLUMNS, HEADERS), ""]
     if best:
         md += [f"Fastest artifact that passes the gates: **{best['format']} {best['precision']}** "
@@ -157,7 +158,8 @@ img {{ max-width: 48%; margin: 4px; border: 1px solid #eee; }}
 </style></head><body>
 <h1>{h(report['recipe'])}</h1><p>{h(report.get('description') or '')}</p>
 <p class="banner">Data <code>{h(report['data'])}</code> · model <code>{h(report['model'])}</code> ·
-target <code>{h(report.get('target') or '-')}</code> · Keras float top-1 <b>{report['reference_top1']:.4f}</b> ·
+target <code>{h(report.get('target') or '-')}</code> · reference (float, before compression) top-1
+<b>{report['reference_top1']:.4f}</b> ·
 gates <b id="gates-status">{'all passed' if all_pass else 'FAILED'}</b></p>
 <h2>Artifacts</h2>{''.join(table_html)}
 {f"<p>Fastest passing artifact: <b>{h(best['format'])} {h(best['precision'])}</b> (p50 {best['p50_ms']:.3f} ms)</p>" if best else ''}

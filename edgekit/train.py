@@ -76,8 +76,11 @@ class _Progress:
 
         class Cb(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
+                import sys
+
                 self.bar = None
-                if not quiet:
+                # A live bar only on a terminal: in a log file every update would be a line.
+                if not quiet and sys.stderr.isatty():
                     from tqdm import tqdm
 
                     self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.params.get('epochs')}",
@@ -91,10 +94,12 @@ class _Progress:
             def on_epoch_end(self, epoch, logs=None):
                 if self.bar:
                     self.bar.close()
+                if not quiet:
                     from tqdm import tqdm
 
-                    tqdm.write(f"epoch {epoch + 1}: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted((logs or {}).items())
-                                                              if k != "learning_rate"))
+                    tqdm.write(f"epoch {epoch + 1}/{self.params.get('epochs')}: " + "  ".join(
+                        f"{k} {v:.4f}" for k, v in sorted((logs or {}).items()) if k != "learning_rate"),
+                        file=__import__("sys").stderr)
 
         return Cb()
 

@@ -91,7 +91,11 @@ def _progress(total, desc, quiet):
     try:
         from tqdm import tqdm
 
-        return tqdm(total=total, desc=desc, disable=quiet, leave=False)
+        import sys
+
+        # In a log (not a terminal) update every 10 s, not every 0.1 s.
+        return tqdm(total=total, desc=desc, disable=quiet, leave=False,
+                    mininterval=0.1 if sys.stderr.isatty() else 10.0)
     except ImportError:  # pragma: no cover
         class _Null:
             def update(self, n): ...
