@@ -41,9 +41,9 @@ class PruneConfig:
     schedule_end: float = 0.7  # magnitude: the target is reached at this fraction of fine-tuning, then held
     power: int = 3  # polynomial schedule exponent
     min_weights: int = 64  # magnitude: smaller kernels (a classifier bias-sized layer) stay dense
-    # magnitude: "global" ranks all kernels together (small sensitive layers such as depthwise 3x3
-    # keep more weights: uniform 80% left MobileNetV2 20 points down); "layer" prunes each equally.
-    scope: str = "global"
+    # magnitude: "layer" prunes every kernel to the same sparsity; "global" ranks all kernels together.
+    # Measured at 80%: global lost more (ds_cnn_s 4.9 vs 2.8 points, MobileNetV2 33 vs 21), so layer.
+    scope: str = "layer"
     seed: int = 0
 
     def validate(self) -> "PruneConfig":
@@ -93,7 +93,7 @@ def polynomial_sparsity(step: int, end_step: int, final: float, initial: float =
 
 
 def magnitude_callback(kernels, final: float, end_step: int, power: int = 3, frequency: int = 1,
-                       scope: str = "global"):
+                       scope: str = "layer"):
     """A Keras callback that keeps ``kernels`` pruned to the scheduled sparsity after every train step."""
     import keras
 
