@@ -10,6 +10,9 @@ Usage:
   python benchmarks/compress_goals.py --work /tmp/compress-goals [--image-model M.keras] [--kws-model M.keras]
          [--epochs 15] [--prune-epochs 6] [--bench-runs 200] [--json FILE]
 Without a model path the script trains one (edgekit.train) into --work first.
+
+Pruning needs enough fine-tuning to recover: 5 epochs at lr 1e-3 left ds_cnn_s 4.7 points down after
+50% channel pruning and 13 points down at 80% sparsity; 30 epochs at 3e-3 brought it to 1.2 and 0.0.
 """
 
 from __future__ import annotations
