@@ -16,7 +16,7 @@ gates: {max_drop: 2.0, max_size_kb: 5000}
 bench: {threads: 1, runs: 15, warmup: 2}
 """
 TINY = BASE + """steps:
-  - {type: prune, mode: magnitude, sparsity: 0.5, epochs: 1}
+  - {type: prune, mode: magnitude, sparsity: 0.5, epochs: 3}
   - {type: quantize, precision: int8, calibration_samples: 100}
 """
 

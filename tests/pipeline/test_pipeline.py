@@ -88,3 +88,14 @@ def test_dry_run_trains_nothing(cli, tiny_run, tmp_path):
     out = tmp_path / "dry"
     proc = cli("run", str(tiny_run["recipe"]), "--dry-run", "--out", str(out))
     assert proc.returncode == 0 and "train" in proc.stdout and not out.exists()
+
+
+def test_compression_that_loses_too_much_stops_before_export(cli, tiny_run, tmp_path):
+    out = tmp_path / "harsh"
+    shutil.copytree(tiny_run["out"], out)
+    shutil.rmtree(out / "artifacts")
+    proc = cli("run", str(tiny_run["recipe"]), "--out", str(out), "-q",
+               "--set", "steps.0.sparsity=0.99", "--set", "steps.0.epochs=1")
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "points lost, gate max_drop is 2" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "artifacts").exists(), "nothing may be published when the gate is missed"
