@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import MissingDependencyError, ModelError
+from .errors import MissingDependencyError, ModelError, first_line
 
 
 def keras():
@@ -28,7 +28,7 @@ def load_keras_model(path: str | Path, compile: bool = False):
     try:
         return k.models.load_model(str(p), compile=compile)
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise ModelError(f"{p} could not be loaded as a Keras model ({msg[:300]})") from None
 
 

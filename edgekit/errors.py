@@ -48,6 +48,12 @@ class DeployError(EdgekitError):
     """A deployment step failed on the device."""
 
 
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (or its type name): third-party errors are long."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def allowed(received, options, what: str = "value") -> str:
     """Format the standard message: what was received and what is allowed."""
     opts = ", ".join(str(o) for o in options) if options else "(none)"

@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, MissingDependencyError, ModelError, allowed
+from ..errors import ConfigError, DataError, MissingDependencyError, ModelError, allowed, first_line
 
 PRECISIONS = ("int8",)
 ACTIVATION_TYPES = ("auto", "int8", "uint8")
@@ -226,7 +226,7 @@ def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: 
     except (ModelError, DataError):
         raise
     except Exception as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise ModelError(f"ONNX Runtime could not quantize {float_path}: {msg[:300]}") from None
     finally:
         pre.unlink(missing_ok=True)

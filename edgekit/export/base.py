@@ -188,17 +188,19 @@ class Exporter:
         return False
 
 
-def verify_against(reference: np.ndarray, artifact_path: Path, inputs: list[np.ndarray], *, atol: float,
+def verify_against(reference: np.ndarray, artifact, inputs: list[np.ndarray], *, atol: float,
                    min_top1: float = 1.0, device: str = "cpu") -> dict:
-    """Run the artifact through edgekit.runtime on ``inputs`` and compare with ``reference``."""
+    """Run the artifact (a path, or a Session already loaded) through edgekit.runtime on ``inputs``
+    and compare with ``reference``."""
     from .. import runtime
 
-    sess = runtime.load(artifact_path, device=device)
+    sess = artifact if isinstance(artifact, runtime.Session) else runtime.load(artifact, device=device)
     try:
         feed = {t.name: x for t, x in zip(sess.inputs, inputs)} if len(inputs) > 1 else inputs[0]
         got = sess.predict(feed)
     finally:
-        sess.close()
+        if sess is not artifact:
+            sess.close()
     got = np.asarray(got, dtype=np.float32).reshape(reference.shape)
     ref = reference.astype(np.float32)
     diff = np.abs(got - ref)
@@ -283,22 +285,24 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
                 details = exp.convert(src, tmp, **(options or {}).get(fmt, {}))
                 elapsed = time.perf_counter() - t0
                 meta_f = _artifact_meta(base_meta, fmt, src, details)
-                exp.embed_metadata(tmp, meta_f)
                 write_meta(tmp, meta_f)  # sidecar now, so the runtime sees labels during verification
                 ver = {}
+                from .. import runtime
+
+                # One load serves verification and the I/O spec the metadata records.
+                with runtime.load(tmp) as sess:
+                    if verify:
+                        say(f"verifying {fmt} against the source model ...")
+                        ver = verify_against(reference, sess, inputs, atol=atol, min_top1=min_top1)
+                    meta_f.inputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name} for t in sess.inputs]
+                    meta_f.outputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name}
+                                      for t in sess.outputs]
                 if verify:
-                    say(f"verifying {fmt} against the source model ...")
-                    ver = verify_against(reference, tmp, inputs, atol=atol, min_top1=min_top1)
                     meta_f.verification = ver
                     if not ver["passed"]:
                         failures.append((fmt, ver))
                         continue
-                from .. import runtime
-
-                with runtime.load(tmp) as sess:
-                    meta_f.inputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name} for t in sess.inputs]
-                    meta_f.outputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name}
-                                      for t in sess.outputs]
+                # Embedded once, after verification: a file that fails is never kept anyway.
                 exp.embed_metadata(tmp, meta_f)
                 write_meta(tmp, meta_f)
                 _move_into_place(tmp, final, exp.companions)

@@ -43,9 +43,8 @@ class ONNXExporter(Exporter):
         del m.metadata_props[:]
         m.metadata_props.extend(keep)
         m.metadata_props.add(key=META_KEY, value=json.dumps(meta.to_dict(), default=str))
-        if meta.labels:
-            m.metadata_props.add(key="labels", value=",".join(map(str, meta.labels))) if not any(
-                p.key == "labels" for p in keep) else None
+        if meta.labels and not any(p.key == "labels" for p in keep):
+            m.metadata_props.add(key="labels", value=",".join(map(str, meta.labels)))
         m.producer_name = "edgekit"
         onnx.save(m, str(out))
         return True

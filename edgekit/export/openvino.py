@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..artifact import META_KEY, ArtifactMeta
-from ..errors import MissingDependencyError, ModelError
+from ..errors import MissingDependencyError, ModelError, first_line
 from .base import Exporter, SourceModel
 
 
@@ -25,7 +25,7 @@ class OpenVINOExporter(Exporter):
         try:
             model = ov.convert_model(str(src.saved_model_dir()))
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise ModelError(f"openvino.convert_model failed: {msg[:300]}") from None
         if transform is not None:
             model = transform(model)

@@ -30,6 +30,12 @@ class TensorInfo:
     def quantized(self) -> bool:
         return self.scale is not None and self.scale != 0 and self.dtype.kind in "iu"
 
+    def with_quant(self, q: dict | None) -> "TensorInfo":
+        """This tensor with per-tensor scale/zero point (from artifact metadata) if it is an integer one."""
+        if not q or self.dtype.kind not in "iu":
+            return self
+        return TensorInfo(self.name, self.shape, self.dtype, float(q["scale"]), int(q["zero_point"]))
+
     def describe(self) -> str:
         dims = ", ".join("?" if d is None else str(d) for d in self.shape)
         q = f" (scale={self.scale:.4g}, zero_point={self.zero_point})" if self.quantized else ""
@@ -258,6 +264,12 @@ class Backend:
             return d
         raise ConfigError(f"Unknown device {device!r} for backend {cls.name}. Allowed: "
                           + ", ".join(cls.device_names()))
+
+
+def io_quantization(meta) -> dict:
+    """Per-tensor int8 I/O params recorded in metadata: formats whose files don't carry them
+    (ONNX, OpenVINO) take float tensors unless a compression pass stored {"io": {name: ...}}."""
+    return ((meta.quantization or {}).get("io") if meta is not None else None) or {}
 
 
 def check_threads(threads) -> int | None:

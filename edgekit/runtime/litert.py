@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError, ModelError, UnsupportedError
+from ..errors import ConfigError, MissingDependencyError, ModelError, UnsupportedError, first_line
 from .base import Backend, Session, TensorInfo
 
 # Delegate libraries to look for per generic device, in order of preference.
@@ -84,10 +84,10 @@ class LiteRTSession(Session):
         self._in_idx = {d["name"]: d["index"] for d in in_d}
         self._out_idx = [d["index"] for d in out_d]
         self._cur_shape = {d["name"]: tuple(int(s) for s in d["shape"]) for d in in_d}
+        # _tensor_info reads shape_signature, so dynamic dims are None and the base class
+        # leaves batch chunking off for them.
         super().__init__(path, device, [_tensor_info(d) for d in in_d], [_tensor_info(d) for d in out_d],
                          meta=meta, threads=threads, detail=detail)
-        # Dynamic dims report 1 in 'shape'; keep the fixed-batch chunking off for them.
-        self._fixed_batch = [t.shape[0] if t.shape and t.shape[0] is not None else None for t in self.inputs]
 
     def _run(self, feed):
         interp = self._interp
@@ -183,7 +183,7 @@ class LiteRTBackend(Backend):
             interp = mod.Interpreter(**kw)
             interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise ModelError(f"{path} is not a valid TFLite model ({msg})") from None
         resolved = "cpu" if not delegates else (dev if dev in ("gpu", "npu") else f"delegate:{lib}")
         return LiteRTSession(path, interp, resolved, threads, meta, detail)

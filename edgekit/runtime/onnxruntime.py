@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError, ModelError, UnsupportedError
-from .base import Backend, Session, TensorInfo
+from ..errors import ConfigError, MissingDependencyError, ModelError, UnsupportedError, first_line
+from .base import Backend, Session, TensorInfo, io_quantization
 
 _ORT_TYPES = {
     "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -71,8 +71,8 @@ class ORTSession(Session):
         ins = [_tensor_info(a) for a in sess.get_inputs()]
         outs = [_tensor_info(a) for a in sess.get_outputs()]
         # QDQ models keep float I/O; a model with integer I/O carries its scale/zero point in metadata.
-        ins = [_with_q(t, qparams.get(t.name)) for t in ins]
-        outs = [_with_q(t, qparams.get(t.name)) for t in outs]
+        ins = [t.with_quant(qparams.get(t.name)) for t in ins]
+        outs = [t.with_quant(qparams.get(t.name)) for t in outs]
         self._out_names = [t.name for t in outs]
         super().__init__(path, device, ins, outs, meta=meta, threads=threads, detail=detail)
 
@@ -83,11 +83,6 @@ class ORTSession(Session):
     def raw_session(self):
         return self._sess
 
-
-def _with_q(t: TensorInfo, q):
-    if not q or t.dtype.kind not in "iu":
-        return t
-    return TensorInfo(t.name, t.shape, t.dtype, float(q["scale"]), int(q["zero_point"]))
 
 
 class ORTBackend(Backend):
@@ -165,11 +160,11 @@ class ORTBackend(Backend):
         try:
             sess = ort.InferenceSession(str(path), sess_options=so, providers=providers)
         except Exception as e:  # ORT raises its own exception types for parse failures
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             if "NO_SUCHFILE" in msg or "INVALID_PROTOBUF" in msg or "INVALID_GRAPH" in msg or "Protobuf" in msg:
                 raise ModelError(f"{path} is not a valid ONNX model ({msg[:200]})") from None
             raise ModelError(f"ONNX Runtime could not load {path}: {msg[:300]}") from None
-        qparams = (meta.quantization.get("io") if meta is not None and meta.quantization else None) or {}
+        qparams = io_quantization(meta)
         detail = {"providers": sess.get_providers()}
         return ORTSession(path, sess, resolved if resolved in ("cpu", "gpu", "npu") else resolved, threads, meta,
                           detail, qparams)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, MissingDependencyError, ModelError, UnsupportedError
-from .base import Backend, Session, TensorInfo
+from ..errors import ConfigError, MissingDependencyError, ModelError, UnsupportedError, first_line
+from .base import Backend, Session, TensorInfo, io_quantization
 
 GENERIC = {"cpu": "CPU", "gpu": "GPU", "npu": "NPU", "auto": "AUTO"}
 
@@ -48,8 +48,8 @@ class OpenVINOSession(Session):
         self._request = compiled.create_infer_request()
         ins = [_tensor_info(p) for p in compiled.inputs]
         outs = [_tensor_info(p) for p in compiled.outputs]
-        ins = [_with_q(t, qparams.get(t.name)) for t in ins]
-        outs = [_with_q(t, qparams.get(t.name)) for t in outs]
+        ins = [t.with_quant(qparams.get(t.name)) for t in ins]
+        outs = [t.with_quant(qparams.get(t.name)) for t in outs]
         self._in_ports = {t.name: i for i, t in enumerate(ins)}
         # compiled.outputs builds new pybind objects on every access (~10 us each); resolve once.
         self._out_ports = list(compiled.outputs)
@@ -66,11 +66,6 @@ class OpenVINOSession(Session):
     def compiled_model(self):
         return self._compiled
 
-
-def _with_q(t, q):
-    if not q or t.dtype.kind not in "iu":
-        return t
-    return TensorInfo(t.name, t.shape, t.dtype, float(q["scale"]), int(q["zero_point"]))
 
 
 class OpenVINOBackend(Backend):
@@ -134,7 +129,7 @@ class OpenVINOBackend(Backend):
         try:
             model = c.read_model(str(path))
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise ModelError(f"{path} is not a valid OpenVINO IR model ({msg[:200]})") from None
         config = {"PERFORMANCE_HINT": hint}
         if cache_dir:
@@ -146,9 +141,9 @@ class OpenVINOBackend(Backend):
         try:
             compiled = c.compile_model(model, ov_dev, config)
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise UnsupportedError(f"OpenVINO could not compile {path} for {ov_dev}: {msg[:300]}") from None
-        qparams = (meta.quantization.get("io") if meta is not None and meta.quantization else None) or {}
+        qparams = io_quantization(meta)
         try:
             exec_devs = list(compiled.get_property("EXECUTION_DEVICES"))
         except Exception:
