@@ -13,10 +13,10 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 
-from .errors import ConfigError
+from .errors import ConfigError, allowed
 
 try:
-    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 except ImportError:  # pragma: no cover - pydantic ships with the train extra
     from .errors import MissingDependencyError
 
@@ -113,10 +113,6 @@ class Recipe(_Strict):
             raise ValueError(f"distill must be the first step (it produces the model the others compress); "
                              f"received order {kinds}")
         return steps
-
-    @model_validator(mode="after")
-    def _names_exist(self):
-        return self
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -253,10 +249,10 @@ def check_names(recipe: Recipe) -> None:
     from .zoo import models
 
     if recipe.model.name not in models:
-        raise ConfigError("model.name: " + _unknown(recipe.model.name, models.names(), "model"))
+        raise ConfigError("model.name: " + allowed(recipe.model.name, models.names(), "model"))
     for s in recipe.steps:
         if s.type == "distill" and s.teacher.name not in models:
-            raise ConfigError("steps.distill.teacher.name: " + _unknown(s.teacher.name, models.names(), "model"))
+            raise ConfigError("steps.distill.teacher.name: " + allowed(s.teacher.name, models.names(), "model"))
     if recipe.data.name not in datasets and not Path(recipe.data.name).exists():
         raise ConfigError(f"data.name: no dataset {recipe.data.name!r} (built-in: {', '.join(datasets.names())}; "
                           "or a path to an existing folder/file)")
@@ -264,9 +260,3 @@ def check_names(recipe: Recipe) -> None:
         from .devices import load_profile
 
         load_profile(recipe.target)
-
-
-def _unknown(name, names, what):
-    from .errors import allowed
-
-    return allowed(name, names, what)

@@ -7,7 +7,8 @@ import shutil
 from pathlib import Path
 
 from .artifact import model_size, read_meta
-from .errors import ConfigError, GateError
+from .compress.measure import gzip_size
+from .errors import GateError
 from .pipeline import Run, file_hash
 
 
@@ -256,14 +257,6 @@ def _export_float(run: Run, current: dict, folder: Path) -> dict:
     return {"artifacts": arts}
 
 
-def gzip_size(path: Path) -> int:
-    import gzip
-
-    from .artifact import model_files
-
-    return sum(len(gzip.compress(f.read_bytes(), 9)) for f in model_files(path))
-
-
 def _evaluate(run: Run, ds: _Data, current: dict, artifacts: list[dict], folder: Path) -> dict:
     from .evaluate import evaluate, plot_confusion
 
@@ -360,8 +353,3 @@ def _publish(run: Run, rows: list[dict]) -> None:
             name = f.name.replace("model", stem, 1)
             shutil.copy2(f, dest / name)
         r["published"] = _rel(run, dest / src.name.replace("model", stem, 1))
-
-
-def check_step_names(recipe) -> None:
-    if not recipe.export.formats:
-        raise ConfigError("export.formats: at least one format is needed")
