@@ -56,6 +56,9 @@ class PruneStep(_Strict):
     sparsity: float = Field(gt=0, lt=1, description="Fraction of weights (magnitude) or channels (channels) removed")
     epochs: int = Field(default=2, ge=1, description="Fine-tuning epochs")
     criterion: Literal["l1", "bn"] = "l1"
+    recover: Literal["labels", "distill"] = Field(
+        default="labels", description="Fine-tune on the labels, or distill from the unpruned model")
+    stages: int = Field(default=1, ge=1, description="Channels: remove the filters in this many rounds")
 
 
 class DistillStep(_Strict):

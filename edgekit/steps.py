@@ -156,6 +156,7 @@ def _save_model(run: Run, model, meta, folder: Path, ds, label: str, extra: dict
 def _distill(run: Run, ds: _Data, teacher: dict, spec, epochs: int, folder: Path) -> dict:
     from .compat import load_keras_model
     from .compress.distill import DistillConfig, distill
+    from .compress.pipeline import jsonable
     from .zoo import build_model
 
     r = run.recipe
@@ -171,17 +172,19 @@ def _distill(run: Run, ds: _Data, teacher: dict, spec, epochs: int, folder: Path
     alone = info.get("alone") or {}
     return _save_model(run, model, meta, folder, data, "distilled",
                        {"alone_top1": alone.get("top1") if isinstance(alone, dict) else alone,
-                        "distill_info": _jsonable(info)})
+                        "distill_info": jsonable(info)})
 
 
 def _prune(run: Run, ds: _Data, inp: dict, spec, folder: Path) -> dict:
     from .compat import load_keras_model
+    from .compress.pipeline import jsonable
     from .compress.prune import PruneConfig, prune
 
     r = run.recipe
     data = ds.get()
     model = load_keras_model(_abs(run, inp["model"]))
     cfg = PruneConfig(sparsity=spec.sparsity, mode=spec.mode, epochs=spec.epochs, criterion=spec.criterion,
+                      recover=spec.recover, stages=spec.stages,
                       batch_size=r.train.batch_size, seed=r.train.seed)
     pruned, info = prune(model, data, cfg, run.say)
     meta = read_meta(_abs(run, inp["model"]))
@@ -193,14 +196,14 @@ def _prune(run: Run, ds: _Data, inp: dict, spec, folder: Path) -> dict:
     info = {k: v for k, v in info.items() if k != "kept"}
     return _save_model(run, pruned, meta, folder, data, f"pruned-{spec.mode}",
                        {"sparsity": meta.sparsity, "params_before": int(model.count_params()),
-                        "prune_info": _jsonable(info)})
+                        "prune_info": jsonable(info)})
 
 
 def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_top1: float, folder: Path) -> dict:
     """int8 per format, each gated against the float Keras model, remedies tried in order on a miss."""
     from .compat import load_keras_model
     from .compress.gate import GateConfig, promote
-    from .compress.pipeline import _quantize_gated
+    from .compress.pipeline import jsonable, quantize_gated
     from .compress.quantize import QuantizeConfig, calibration_set
 
     r = run.recipe
@@ -222,9 +225,9 @@ def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_
     arts, failures, attempts, qat_cache = [], [], {}, {}
     for fmt in r.export.formats:
         float_path = _abs(run, floats[fmt]) if fmt in floats else None
-        res = _quantize_gated(fmt, model, float_path, folder / f".stage-{fmt}", "model_int8", meta, cfg, calib_full,
+        res = quantize_gated(fmt, model, float_path, folder / f".stage-{fmt}", "model_int8", meta, cfg, calib_full,
                               data, split, ref, gate, run.say, qat_cache)
-        attempts[fmt] = _jsonable(res["attempts"])
+        attempts[fmt] = jsonable(res["attempts"])
         if res["path"] is None:
             failures.append({"format": fmt, "attempts": attempts[fmt]})
             continue
@@ -237,12 +240,6 @@ def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_
     for d in folder.glob(".stage-*"):
         shutil.rmtree(d, ignore_errors=True)
     return {"artifacts": arts, "failures": failures, "attempts": attempts, "reference_top1": ref}
-
-
-def _jsonable(o):
-    import json
-
-    return json.loads(json.dumps(o, default=lambda x: x.item() if hasattr(x, "item") else str(x)))
 
 
 def _export_float(run: Run, current: dict, folder: Path) -> dict:

@@ -19,6 +19,10 @@ QUANTIZE = ("int8",)
 @click.option("--prune", "sparsity", type=float, default=None,
               help="Fraction in (0, 1): of weights zeroed (magnitude) or of filters removed (channels).")
 @click.option("--prune-mode", type=click.Choice(["magnitude", "channels"]), default="magnitude", show_default=True)
+@click.option("--prune-recover", type=click.Choice(["labels", "distill"]), default="labels", show_default=True,
+              help="Fine-tune after pruning on the labels, or distill from the unpruned model.")
+@click.option("--prune-stages", type=int, default=1, show_default=True,
+              help="Channels: remove the filters in this many rounds, fine-tuning after each.")
 @click.option("--criterion", type=click.Choice(["l1", "bn"]), default="l1", show_default=True,
               help="Channel ranking: kernel L1 norm or BatchNorm |gamma|.")
 @click.option("--distill-from", "teacher", default=None,
@@ -41,9 +45,9 @@ QUANTIZE = ("int8",)
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 @quiet_option
-def compress(model, data, out_dir, sparsity, prune_mode, criterion, teacher, temperature, alpha, quantize, int8_io,
-             calibration_path, calibration_samples, formats, max_drop, profile, epochs, lr, bench_runs, name, seed,
-             json_path, quiet):
+def compress(model, data, out_dir, sparsity, prune_mode, prune_recover, prune_stages, criterion, teacher,
+             temperature, alpha, quantize, int8_io, calibration_path, calibration_samples, formats, max_drop, profile,
+             epochs, lr, bench_runs, name, seed, json_path, quiet):
     """Prune, distill and quantize MODEL (.keras), export it, and gate every artifact on accuracy.
 
     Every artifact is evaluated on held-out data against the float model; one that loses more
@@ -98,7 +102,8 @@ def compress(model, data, out_dir, sparsity, prune_mode, criterion, teacher, tem
 
     prune_cfg = distill_cfg = quant_cfg = None
     if sparsity is not None:
-        prune_cfg = PruneConfig(sparsity=sparsity, mode=prune_mode, criterion=criterion, seed=seed)
+        prune_cfg = PruneConfig(sparsity=sparsity, mode=prune_mode, criterion=criterion, recover=prune_recover,
+                                stages=prune_stages, seed=seed)
         if epochs is not None:
             prune_cfg.epochs = epochs
         if lr is not None:

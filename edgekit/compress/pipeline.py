@@ -316,7 +316,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
                                  "attempts": [{"remedy": "none", **j}]})
         if changed and float_ok:
             comp_meta.provenance = provenance(src_path or name, data=ds.name, step="compress",
-                                              compress={k: _jsonable(v) for k, v in steps.items()
+                                              compress={k: jsonable(v) for k, v in steps.items()
                                                         if k in ("prune", "distill")})
             comp_meta.metrics = {"top1": steps["compressed_keras"]["top1"], "split": split}
             _save_keras(current, out_dir / f"{name}_compressed.keras", comp_meta.copy(format="keras"))
@@ -339,7 +339,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
         if quantize is not None and float_ok:
             steps["quantize"] = {}
             for fmt in export.formats:
-                res = _quantize_gated(fmt, current, float_src.get(fmt), stage_root / f"int8-{fmt}", name + "_int8",
+                res = quantize_gated(fmt, current, float_src.get(fmt), stage_root / f"int8-{fmt}", name + "_int8",
                                       comp_meta, quantize, calib_full, ds, split, ref_top1, export.gate, say,
                                       qat_cache)
                 steps["quantize"][fmt] = res["attempts"]
@@ -356,7 +356,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
         notes = _notes(rows, quantize)
         chosen = pick_for_profile(rows, profile) if profile is not None else None
         steps["seconds"] = round(time.time() - t_start, 1)
-        result = CompressResult(out_dir, rows, _jsonable(steps), chosen, failures, notes)
+        result = CompressResult(out_dir, rows, jsonable(steps), chosen, failures, notes)
         write_reports(result)
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
@@ -374,7 +374,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     return result
 
 
-def _quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_full, ds, split, ref_top1,
+def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_full, ds, split, ref_top1,
                     gate: GateConfig, say, qat_cache: dict) -> dict:
     """Quantize, evaluate, and on a miss try the remedies in order (cumulatively)."""
     from .quantize import calibration_set, with_remedy
@@ -447,15 +447,15 @@ def _save_keras(model, path: Path, meta: ArtifactMeta) -> None:
     write_meta(path, meta)
 
 
-def _jsonable(o):
+def jsonable(o):
     if isinstance(o, dict):
-        return {str(k): _jsonable(v) for k, v in o.items()}
+        return {str(k): jsonable(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_jsonable(v) for v in o]
+        return [jsonable(v) for v in o]
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return o
+    if o is None or isinstance(o, (str, bool, int, float)):
+        return o
+    return str(o)  # Path and anything else JSON cannot hold

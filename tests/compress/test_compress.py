@@ -226,3 +226,53 @@ def test_magnitude_scopes_hit_the_target_exactly(scope):
         assert all(abs(s - 0.8) < 0.01 for s in per_layer)
     else:  # ranked together, layers end up pruned unequally
         assert max(per_layer) - min(per_layer) > 0.05
+
+
+def test_channel_pruning_can_recover_by_distilling_from_the_unpruned_model(digits_cnn):
+    from edgekit.compat import load_keras_model
+    from edgekit.compress import PruneConfig, prune
+    from edgekit.data import load_dataset
+
+    ds = load_dataset("digits")
+    dense = load_keras_model(digits_cnn)
+    before = [w.copy() for w in dense.get_weights()]
+    x, y = ds.split("test")
+    runs = {}
+    for recover in ("labels", "distill"):
+        cfg = PruneConfig(0.5, "channels", epochs=3, learning_rate=3e-3, recover=recover, seed=0)
+        thin, info = prune(dense, ds, cfg)
+        assert info["recover"] == recover and info["params_after"] < 0.45 * info["params_before"]
+        top1 = float(np.mean(np.argmax(thin.predict(x, verbose=0), 1) == y))
+        assert top1 > 0.7, (recover, top1)  # 10 classes: chance is 0.1
+        runs[recover] = thin.get_weights()
+    # A different objective, the same start and seed: different weights; the teacher is left as it was.
+    assert any(not np.allclose(a, b) for a, b in zip(runs["labels"], runs["distill"]))
+    for a, b in zip(dense.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    assert dense.trainable
+    with pytest.raises(ConfigError, match="pruning recovery"):
+        PruneConfig(recover="teacher").validate()
+
+
+def test_channel_pruning_in_rounds_reaches_the_same_widths_and_tracks_original_filters(digits_cnn):
+    from edgekit.compat import load_keras_model
+    from edgekit.compress import PruneConfig, prune
+    from edgekit.compress.prune import clone_with_weights, prunable_convs
+    from edgekit.data import load_dataset
+
+    ds = load_dataset("digits")
+    dense = clone_with_weights(load_keras_model(digits_cnn))
+    one, info1 = prune(dense, ds, PruneConfig(0.5, "channels", epochs=0))
+    three, info3 = prune(dense, ds, PruneConfig(0.5, "channels", epochs=0, stages=3))
+    assert info3["stages"] == 3 and info3["layers"] == info1["layers"]
+    assert three.count_params() == one.count_params()
+    first = prunable_convs(dense)[0]
+    kept = info3["kept"][first]
+    assert len(set(kept)) == len(kept) == 16 and max(kept) < 32
+    # No fine-tuning between rounds: the first conv's L1 ranking cannot change, so the rounds keep the
+    # same filters as one cut, and the kept weights are the originals at the recorded indices.
+    assert kept == info1["kept"][first]
+    np.testing.assert_array_equal(three.get_layer(first).kernel.numpy(),
+                                  dense.get_layer(first).kernel.numpy()[..., kept])
+    with pytest.raises(ConfigError, match="stages"):
+        PruneConfig(stages=0).validate()
