@@ -132,6 +132,7 @@ def test_gate_refuses_an_artifact_and_leaves_no_file(digits_cnn, tmp_path, cli):
     (["--quantize", "int8", "--formats", "tflite,coreml"], "Unknown format 'coreml'"),
     (["--quantize", "int4"], "Unknown --quantize precision 'int4'"),
     (["--quantize", "int8", "--profile", "toaster"], "toaster"),
+    (["--prune", "0.5", "--prune-mode", "channels", "--prune-stages", "0"], "stages must be an integer >= 1"),
 ])
 def test_bad_input_fails_fast_with_exit_2(args, needle, digits_cnn, tmp_path, cli):
     out = tmp_path / "o"
