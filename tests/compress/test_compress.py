@@ -108,6 +108,12 @@ def test_magnitude_pruning_sparsity_survives_export_and_shrinks_gzip(formats, di
         assert sparse["gzip_x"] < 0.6, (ext, sparse["gzip_x"])
     assert res.steps["prune"]["sparsity"] == pytest.approx(0.8, abs=0.01)
     assert (tmp_path / "model_compressed.keras").exists()
+    # The artifact records what was done; the per-epoch history is in the report only.
+    from edgekit.artifact import read_meta
+
+    done = read_meta(tmp_path / "model_float.tflite").provenance["compress"]["prune"]
+    assert done["target"] == 0.8 and done["epochs"] == 1 and "history" not in done
+    assert res.steps["prune"]["history"]["loss"]
 
 
 def test_gate_refuses_an_artifact_and_leaves_no_file(digits_cnn, tmp_path, cli):
