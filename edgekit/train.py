@@ -46,7 +46,7 @@ def _strategy(name: str):
     return tf.distribute.get_strategy()
 
 
-def _image_augmenter(shape, seed):
+def image_augmenter(shape, seed):
     """Small shifts and rotations, applied in the tf.data pipeline (images only)."""
     import keras
 
@@ -56,7 +56,7 @@ def _image_augmenter(shape, seed):
                              keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1)])
 
 
-def _pipeline(x, y, batch_size, *, shuffle=False, seed=0, augment=None):
+def input_pipeline(x, y, batch_size, *, shuffle=False, seed=0, augment=None):
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -222,13 +222,13 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
             schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps, alpha=0.01)
             model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
                           loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    aug = _image_augmenter(ds.input_shape, seed) if augment and ds.task == "image-classification" else None
+    aug = image_augmenter(ds.input_shape, seed) if augment and ds.task == "image-classification" else None
     clock = lambda: base_seconds + time.time() - t0  # noqa: E731
     callbacks = [_checkpointer(work, monitor, patience, state, clock), _Progress(steps, quiet), *callbacks]
     stopped = state.get("stopped_early", False)
     if resumed < epochs and not stopped:
-        model.fit(_pipeline(xtr, ytr, batch_size, shuffle=True, seed=seed, augment=aug),
-                  validation_data=_pipeline(xv, yv, batch_size * 4), epochs=epochs, initial_epoch=resumed,
+        model.fit(input_pipeline(xtr, ytr, batch_size, shuffle=True, seed=seed, augment=aug),
+                  validation_data=input_pipeline(xv, yv, batch_size * 4), epochs=epochs, initial_epoch=resumed,
                   callbacks=callbacks, verbose=0)
     train_seconds = clock()
 

@@ -33,9 +33,11 @@ def compile_for_finetune(model, *, learning_rate: float, epochs: int, steps: int
 
 def finetune(model, ds, *, epochs: int, learning_rate: float, batch_size: int, seed: int,
              callbacks=(), say: Callable[[str], None] = lambda s: None, what: str = "fine-tune",
-             compiled: bool = False) -> dict:
+             compiled: bool = False, augment: bool = True) -> dict:
     """Fit ``model`` on ``ds``'s train split (validation on val) and return the Keras history."""
     import keras
+
+    from ..train import image_augmenter, input_pipeline
 
     keras.utils.set_random_seed(seed)
     x, y = ds.split("train")
@@ -43,6 +45,10 @@ def finetune(model, ds, *, epochs: int, learning_rate: float, batch_size: int, s
     steps = math.ceil(len(y) / batch_size)
     if not compiled:
         compile_for_finetune(model, learning_rate=learning_rate, epochs=epochs, steps=steps)
-    hist = model.fit(x, np.asarray(y), batch_size=batch_size, epochs=epochs, shuffle=True, validation_data=val,
-                     callbacks=[*callbacks, epoch_logger(say, what)], verbose=0)
+    # The same augmentation as edgekit.train (images: shifts and rotations): without it a pruned
+    # MobileNetV2 fitting mnist-5k's 5,000 images reached 100% train accuracy and lost test accuracy.
+    aug = image_augmenter(ds.input_shape, seed) if augment and ds.task == "image-classification" else None
+    hist = model.fit(input_pipeline(x, np.asarray(y), batch_size, shuffle=True, seed=seed, augment=aug),
+                     epochs=epochs, callbacks=[*callbacks, epoch_logger(say, what)], verbose=0,
+                     validation_data=input_pipeline(val[0], np.asarray(val[1]), batch_size * 4) if val else None)
     return {k: [float(v) for v in vs] for k, vs in hist.history.items()}
