@@ -32,11 +32,12 @@ class ONNXExporter(Exporter):
         if proc.returncode != 0 or not out.exists():
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-5:])
             raise ModelError(f"tf2onnx could not convert the model (opset {opset}):\n{tail}")
-        from .onnx_fold import fold_conv_affine
+        from .onnx_fold import fold_conv_affine, replace_erfc
 
         m = onnx.load(str(out))
+        erfc = replace_erfc(m)
         folded = fold_conv_affine(m)
-        if folded:
+        if folded or erfc:
             onnx.save(m, str(out))
         onnx.checker.check_model(str(out))
         return {"tool": f"tf2onnx {tf2onnx.__version__}, onnx {onnx.__version__}", "opset": opset,

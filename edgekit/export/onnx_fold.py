@@ -1,4 +1,6 @@
-"""Fold per-channel affine ops that follow a Conv into the Conv's weights and bias.
+"""Graph fixes after tf2onnx: fold per-channel affine ops into Convs; rewrite ops ONNX does not have.
+
+Folding per-channel affine ops that follow a Conv into the Conv's weights and bias:
 
 tf2onnx folds BatchNorm into regular convolutions but leaves it as ``Mul`` + ``Add`` after depthwise ones
 (Keras 3 exports depthwise BN as separate ops). Those constants are dense, cost file size (they hurt the gzip
@@ -117,3 +119,31 @@ def _drop_unused_initializers(model) -> None:
     keep = [i for i in g.initializer if i.name in used]
     del g.initializer[:]
     g.initializer.extend(keep)
+
+
+def replace_erfc(model) -> int:
+    """Rewrite ``Erfc(x)`` as ``1 - Erf(x)``; return how many.
+
+    Keras 3's exact GELU is ``0.5 * x * erfc(-x / sqrt(2))``; tf2onnx passes TensorFlow's ``Erfc`` through
+    unconverted, and no ONNX opset has it, so every transformer of the zoo failed ``onnx.checker``.
+    """
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    nodes, n, used = [], 0, {i.name for i in g.initializer}
+    one = None
+    for node in g.node:
+        if node.op_type != "Erfc" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        if one is None:
+            one = _fresh("erfc_one", used)
+            g.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
+        erf = _fresh(f"{node.output[0]}/erf", used)
+        nodes.append(helper.make_node("Erf", [node.input[0]], [erf], name=f"{node.name}/Erf"))
+        nodes.append(helper.make_node("Sub", [one, erf], [node.output[0]], name=f"{node.name}/OneMinus"))
+        n += 1
+    if n:
+        del g.node[:]
+        g.node.extend(nodes)
+    return n

@@ -153,3 +153,23 @@ def test_resizing_layer_does_not_put_batchnorm_in_training_mode(tmp_path):
     sess = runtime.load(res.artifacts["tflite"])
     x = rng.random((8, 8, 8, 1), dtype=np.float32)
     assert np.abs(sess.predict(x)[:1] - sess.predict(x[:1])).max() < 1e-6
+
+
+def test_transformer_with_exact_gelu_exports_to_every_format(tmp_path):
+    """Regression: tf2onnx passed TensorFlow's Erfc (Keras' exact GELU) through, and ONNX has no Erfc op,
+    so every zoo transformer failed onnx.checker. The exporter rewrites it as 1 - Erf(x)."""
+    import keras
+    import onnx
+
+    from edgekit.zoo import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("kwt", (12, 8), 3, dim=16, depth=1, heads=2, mlp_dim=32)
+    x = np.random.default_rng(0).standard_normal((8, 12, 8)).astype(np.float32)
+    res = export_model(model, ["tflite", "onnx", "openvino"], tmp_path, sample_inputs=[x])
+    ops = {n.op_type for n in onnx.load(str(res.artifacts["onnx"])).graph.node}
+    assert "Erf" in ops and "Erfc" not in ops
+    ref = np.asarray(model(x, training=False))
+    for fmt, path in res.artifacts.items():
+        assert res.verification[fmt]["max_abs_diff"] <= 1e-4, fmt
+        assert np.abs(runtime.load(path).predict(x) - ref).max() <= 1e-4, fmt
