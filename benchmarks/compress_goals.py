@@ -8,11 +8,16 @@ Goals:
 
 Usage:
   python benchmarks/compress_goals.py --work /tmp/compress-goals [--image-model M.keras] [--kws-model M.keras]
-         [--epochs 15] [--prune-epochs 6] [--bench-runs 200] [--json FILE]
+         [--only int8,channels,magnitude] [--models kws,image] [--prune-epochs 60] [--prune-lr 3e-3]
+         [--stages 3] [--criterion l1|bn] [--prune-recover labels|distill] [--bench-runs 300] [--json FILE]
 Without a model path the script trains one (edgekit.train) into --work first.
 
-Pruning needs enough fine-tuning to recover: 5 epochs at lr 1e-3 left ds_cnn_s 4.7 points down after
-50% channel pruning and 13 points down at 80% sparsity; 30 epochs at 3e-3 brought it to 1.2 and 0.0.
+Pruning needs enough fine-tuning to recover (measured on this machine, test split):
+  ds_cnn_s, 50% channels, L1, lr 3e-3: 5 epochs 4.7 points down, 15: 1.9, 30: 1.15, 60: 1.03;
+    60 epochs in 3 rounds (--stages 3): 0.77; 60 epochs ranked by BatchNorm gamma: -0.51.
+  MobileNetV2 a0.35 (mnist-5k, top-1 0.972), 50% channels, 60 epochs in 3 rounds: -0.7.
+  MobileNetV2 80% sparsity: 20 epochs 2.9 points down, 60: 1.0, 60 distilled from the dense model: 0.2.
+The int8 size goal is structural for small models (see benchmarks/int8_size.py).
 """
 
 from __future__ import annotations
@@ -77,6 +82,11 @@ def run(model: Path, data: str, out: Path, **kw):
     return res
 
 
+def within(drop: float, limit: float) -> bool:
+    """The gate's rule (edgekit.compress.gate.judge): 10 of 1,000 test images is 1.0 point, not 1.0000000001."""
+    return drop <= limit + 1e-9
+
+
 def row(rows, artifact):
     return next((r for r in rows if r["artifact"] == artifact), None)
 
@@ -89,6 +99,10 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=15, help="Training epochs when a model must be trained")
     ap.add_argument("--prune-epochs", type=int, default=6)
     ap.add_argument("--prune-lr", type=float, default=1e-3, help="Fine-tuning learning rate after pruning")
+    ap.add_argument("--prune-recover", default="labels", choices=["labels", "distill"],
+                    help="Fine-tune on the labels or distill from the unpruned model")
+    ap.add_argument("--stages", type=int, default=1, help="Channel pruning rounds")
+    ap.add_argument("--criterion", default="l1", choices=["l1", "bn"], help="Channel ranking")
     ap.add_argument("--tag", default="", help="Suffix of the run folders (keeps earlier runs)")
     ap.add_argument("--bench-runs", type=int, default=200)
     ap.add_argument("--only", default="int8,channels,magnitude", help="Which goal runs (comma-separated)")
@@ -121,11 +135,13 @@ def main(argv=None) -> int:
                               "met": bool(q and q["size_x"] <= 0.30)})
                 goals.append({"goal": "int8 drop <= 1.0 pt", "model": label, "format": fmt,
                               "measured": q["drop"] if q else None, "limit": 1.0,
-                              "met": bool(q and q["drop"] <= 1.0),
+                              "met": bool(q and within(q["drop"], 1.0)),
                               "remedy": q.get("remedy") if q else "failed gate"})
         if "channels" in only:
             res = run(model, data, a.work / f"{tag}-channels50{a.tag}",
-                      prune=PruneConfig(0.5, "channels", epochs=a.prune_epochs, learning_rate=a.prune_lr),
+                      prune=PruneConfig(0.5, "channels", epochs=a.prune_epochs, learning_rate=a.prune_lr,
+                                         recover=a.prune_recover, criterion=a.criterion,
+                                         stages=a.stages),
                       export=ExportConfig(formats=("tflite",), bench_runs=a.bench_runs, gate=loose))
             reports[f"{tag}-channels50"] = res.to_dict()
             p, ref = row(res.rows, "model_float.tflite"), row(res.rows, "reference/model.tflite")
@@ -133,10 +149,11 @@ def main(argv=None) -> int:
             goals.append({"goal": "50% channels: LiteRT p50 <= 0.6x", "model": label, "format": "tflite",
                           "measured": ratio, "limit": 0.6, "met": bool(ratio is not None and ratio <= 0.6)})
             goals.append({"goal": "50% channels: drop <= 1.0 pt", "model": label, "format": "tflite",
-                          "measured": p["drop"] if p else None, "limit": 1.0, "met": bool(p and p["drop"] <= 1.0)})
+                          "measured": p["drop"] if p else None, "limit": 1.0, "met": bool(p and within(p["drop"], 1.0))})
         if "magnitude" in only:
             res = run(model, data, a.work / f"{tag}-sparse80{a.tag}", prune=PruneConfig(0.8, "magnitude",
-                      epochs=a.prune_epochs, learning_rate=a.prune_lr), export=ExportConfig(bench_runs=0, gate=loose))
+                      epochs=a.prune_epochs, learning_rate=a.prune_lr, recover=a.prune_recover),
+                      export=ExportConfig(bench_runs=0, gate=loose))
             reports[f"{tag}-sparse80"] = res.to_dict()
             for fmt, ext in (("tflite", "tflite"), ("onnx", "onnx"), ("openvino", "xml")):
                 p = row(res.rows, f"model_float.{ext}")
@@ -147,7 +164,7 @@ def main(argv=None) -> int:
             goals.append({"goal": "80% sparsity: drop <= 1.0 pt", "model": label, "format": "all",
                           "measured": max((r["drop"] for r in res.rows if r["artifact"].startswith("model_float")),
                                           default=None), "limit": 1.0,
-                          "met": bool(p and all(r["drop"] <= 1.0 for r in res.rows
+                          "met": bool(p and all(within(r["drop"], 1.0) for r in res.rows
                                                 if r["artifact"].startswith("model_float")))})
 
     from edgekit.report import format_table
