@@ -111,7 +111,8 @@ def test_magnitude_pruning_sparsity_survives_export_and_shrinks_gzip(formats, di
     # The artifact records what was done; the per-epoch history is in the report only.
     from edgekit.artifact import read_meta
 
-    done = read_meta(tmp_path / "model_float.tflite").provenance["compress"]["prune"]
+    ext = {"openvino": "xml"}.get(formats[0], formats[0])
+    done = read_meta(tmp_path / f"model_float.{ext}").provenance["compress"]["prune"]
     assert done["target"] == 0.8 and done["epochs"] == 1 and "history" not in done
     assert res.steps["prune"]["history"]["loss"]
 
