@@ -229,7 +229,7 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
     if resumed < epochs and not stopped:
         model.fit(input_pipeline(xtr, ytr, batch_size, shuffle=True, seed=seed, augment=aug),
                   validation_data=input_pipeline(xv, yv, batch_size * 4), epochs=epochs, initial_epoch=resumed,
-                  callbacks=callbacks, verbose=0)
+                  callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles (seeded)
     train_seconds = clock()
 
     # The deliverable: best weights in a fresh, uncompiled model (no optimizer state to ship).

@@ -49,6 +49,6 @@ def finetune(model, ds, *, epochs: int, learning_rate: float, batch_size: int, s
     # MobileNetV2 fitting mnist-5k's 5,000 images reached 100% train accuracy and lost test accuracy.
     aug = image_augmenter(ds.input_shape, seed) if augment and ds.task == "image-classification" else None
     hist = model.fit(input_pipeline(x, np.asarray(y), batch_size, shuffle=True, seed=seed, augment=aug),
-                     epochs=epochs, callbacks=[*callbacks, epoch_logger(say, what)], verbose=0,
+                     epochs=epochs, callbacks=[*callbacks, epoch_logger(say, what)], verbose=0, shuffle=False,
                      validation_data=input_pipeline(val[0], np.asarray(val[1]), batch_size * 4) if val else None)
     return {k: [float(v) for v in vs] for k, vs in hist.history.items()}
