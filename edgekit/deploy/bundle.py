@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -280,6 +281,32 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
                     elif info.isdir():
                         tar.addfile(info)
     return manifest
+
+
+def rebundle(src: str | os.PathLike, dest: str | os.PathLike, version: str, mutate=None,
+             rehash: bool = True) -> Path:
+    """A variant of bundle ``src`` at ``dest``: a new version, its unpacked folder changed by
+    ``mutate(folder)``, and checksums recomputed unless ``rehash`` is false (rehearsing failed deploys:
+    a tampered file, a garbled model, a server that will not start)."""
+    dest = Path(dest)
+    folder = Path(tempfile.mkdtemp(prefix=".rebundle-", dir=dest.parent))
+    try:
+        with tarfile.open(src) as tar:
+            tar.extractall(folder, filter="data")
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["version"] = version
+        if mutate:
+            mutate(folder)
+        if rehash:
+            for rel in manifest["files"]:
+                manifest["files"][rel]["sha256"] = sha256_file(folder / rel)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        with tarfile.open(dest, "w:gz", compresslevel=1) as tar:
+            for p in sorted(folder.rglob("*")):
+                tar.add(p, arcname=p.relative_to(folder).as_posix(), recursive=False)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return dest
 
 
 def read_manifest(bundle: str | os.PathLike) -> dict:

@@ -453,28 +453,14 @@ def _ids(root: Path, user: str) -> tuple[int, int]:
 def corrupt_model_bundle(src: str | os.PathLike, dest: str | os.PathLike, version: str) -> Path:
     """A copy of a bundle with a garbled model but valid checksums: it passes the device's verify step
     and must fail its smoke test, which is how a rehearsal of a failing deploy looks."""
-    import tarfile
+    from .bundle import rebundle
 
-    from .bundle import sha256_file
-
-    dest = Path(dest)
-    folder = Path(tempfile.mkdtemp(prefix="corrupt-", dir=dest.parent))
-    try:
-        with tarfile.open(src) as tar:
-            tar.extractall(folder, filter="data")
+    def garble(folder: Path) -> None:
         manifest = json.loads((folder / "manifest.json").read_text())
         model = folder / manifest["model"]["path"]
         model.write_bytes(b"\0" * 64 + model.read_bytes()[64:])
-        manifest["version"] = version
-        for rel in manifest["files"]:
-            manifest["files"][rel]["sha256"] = sha256_file(folder / rel)
-        (folder / "manifest.json").write_text(json.dumps(manifest))
-        with tarfile.open(dest, "w:gz", compresslevel=1) as tar:
-            for p in sorted(folder.rglob("*")):
-                tar.add(p, arcname=p.relative_to(folder).as_posix(), recursive=False)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return dest
+
+    return rebundle(src, dest, version, garble)
 
 
 # -- CLI ------------------------------------------------------------------------------------------------

@@ -9,13 +9,12 @@ import getpass
 import json
 import subprocess
 import sys
-import tarfile
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from edgekit.deploy.bundle import sha256_file
+from edgekit.deploy.bundle import rebundle
 from edgekit.deploy.deploy import DeployOptions, deploy_host, rollback_host, status_host
 from edgekit.deploy.ssh import StepFailed, Target
 
@@ -45,25 +44,6 @@ def opts_for(device, **kw) -> DeployOptions:
 
 def deploy(bundle, device, **kw):
     return asyncio.run(deploy_host(bundle, device.target(), opts_for(device, **kw)))
-
-
-def rebundle(src: Path, dest: Path, version: str, mutate=None, rehash: bool = True) -> Path:
-    """A variant of a bundle: a new version, a mutated folder, checksums recomputed unless told not to."""
-    folder = dest.with_suffix("").with_suffix("")
-    with tarfile.open(src) as tar:
-        tar.extractall(folder, filter="data")
-    manifest = json.loads((folder / "manifest.json").read_text())
-    manifest["version"] = version
-    if mutate:
-        mutate(folder)
-    if rehash:
-        for rel in manifest["files"]:
-            manifest["files"][rel]["sha256"] = sha256_file(folder / rel)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    with tarfile.open(dest, "w:gz", compresslevel=1) as tar:
-        for p in sorted(folder.rglob("*")):
-            tar.add(p, arcname=p.relative_to(folder).as_posix(), recursive=False)
-    return dest
 
 
 @pytest.fixture(scope="module")
