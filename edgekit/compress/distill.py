@@ -88,7 +88,7 @@ def distill(student, teacher, ds, cfg: DistillConfig, say: Callable[[str], None]
     import keras
 
     from ..evaluate import evaluate_predictions
-    from ._fit import compile_for_finetune, finetune
+    from ._fit import finetune
     from .prune import clone_with_weights
 
     cfg.validate()
@@ -109,13 +109,8 @@ def distill(student, teacher, ds, cfg: DistillConfig, say: Callable[[str], None]
         info["alone_top1"] = top1(alone)
     keras.utils.set_random_seed(cfg.seed)
     s = clone_with_weights(init)
-    d = make_distiller(s, teacher, cfg.temperature, cfg.alpha)
-    import math
-
-    steps = math.ceil(len(ds.split("train")[1]) / cfg.batch_size)
-    compile_for_finetune(d, learning_rate=cfg.learning_rate, epochs=cfg.epochs, steps=steps, loss=None)
-    finetune(d, ds, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, seed=cfg.seed,
-             say=say, what=f"distilling (T={cfg.temperature:g}, alpha={cfg.alpha:g})", compiled=True)
+    finetune(s, ds, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size, seed=cfg.seed,
+             say=say, what="distilling", teacher=teacher, temperature=cfg.temperature, alpha=cfg.alpha)
     info["distilled_top1"] = top1(s)
     if "alone_top1" in info:
         info["gain_points"] = 100.0 * (info["distilled_top1"] - info["alone_top1"])

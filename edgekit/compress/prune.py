@@ -19,7 +19,7 @@ a DS-CNN every layer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -182,7 +182,7 @@ def kernel_sparsity(model, min_weights: int = 64) -> float:
 def magnitude_prune(model, ds, cfg: PruneConfig, say: Callable[[str], None] = lambda s: None):
     """Prune a copy of ``model`` to ``cfg.sparsity`` of its kernel weights while fine-tuning on ``ds``."""
     cfg.validate()
-    dense = model
+    teacher = _teacher(model, cfg)
     model = clone_with_weights(model)
     kernels = _prunable_kernels(model, cfg.min_weights)
     if not kernels:
@@ -193,7 +193,7 @@ def magnitude_prune(model, ds, cfg: PruneConfig, say: Callable[[str], None] = la
                             power=cfg.power, frequency=max(1, steps // 10), scope=cfg.scope)
     history = {}
     if cfg.epochs:
-        history = _recover(model, dense, ds, cfg, say, f"magnitude pruning to {cfg.sparsity:.0%}", [cb])
+        history = _recover(model, teacher, ds, cfg, say, f"magnitude pruning to {cfg.sparsity:.0%}", [cb])
     else:
         cb._update_masks(float(cfg.sparsity))
         cb.apply()
@@ -203,25 +203,23 @@ def magnitude_prune(model, ds, cfg: PruneConfig, say: Callable[[str], None] = la
     return model, info
 
 
-def _recover(pruned, dense, ds, cfg: PruneConfig, say, what: str, callbacks=()) -> dict:
-    """Fine-tune ``pruned`` in place: on the labels, or distilled from ``dense`` (the model before pruning)."""
-    from ._fit import compile_for_finetune, finetune
-
-    if cfg.recover != "distill":
-        return finetune(pruned, ds, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
-                        seed=cfg.seed, callbacks=callbacks, say=say, what=what)
-    import keras
-
-    from .distill import DistillConfig, make_distiller
+def _recover(pruned, teacher, ds, cfg: PruneConfig, say, what: str, callbacks=()) -> dict:
+    """Fine-tune ``pruned`` in place: on the labels, or (``teacher``: a copy of the unpruned model)
+    distilled from it with DistillConfig's temperature and alpha."""
+    from ._fit import finetune
+    from .distill import DistillConfig
 
     d = DistillConfig()
-    keras.utils.set_random_seed(cfg.seed)
-    wrapper = make_distiller(pruned, clone_with_weights(dense), d.temperature, d.alpha)
-    steps = math.ceil(len(ds.split("train")[1]) / cfg.batch_size)
-    compile_for_finetune(wrapper, learning_rate=cfg.learning_rate, epochs=cfg.epochs, steps=steps, loss=None)
-    return finetune(wrapper, ds, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
-                    seed=cfg.seed, callbacks=callbacks, say=say, compiled=True,
-                    what=f"{what}, distilling from the unpruned model (T={d.temperature:g}, alpha={d.alpha:g})")
+    if teacher is not None:
+        what = f"{what}, distilling from the unpruned model"
+    return finetune(pruned, ds, epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
+                    seed=cfg.seed, callbacks=callbacks, say=say, what=what, teacher=teacher,
+                    temperature=d.temperature, alpha=d.alpha)
+
+
+def _teacher(model, cfg: PruneConfig):
+    """The unpruned model as a distillation teacher (a copy: the distiller freezes it), or None."""
+    return clone_with_weights(model) if cfg.recover == "distill" else None
 
 
 def clone_with_weights(model):
@@ -414,6 +412,7 @@ def channel_prune(model, ds, cfg: PruneConfig, say: Callable[[str], None] = lamb
     kept = {k: np.arange(n) for k, n in origin.items()}  # indices into the original filters
     before = int(flat.count_params())
     per_stage = [cfg.epochs // cfg.stages + (1 if i < cfg.epochs % cfg.stages else 0) for i in range(cfg.stages)]
+    teacher = _teacher(model, cfg)
     current, history = flat, {}
     for i in range(cfg.stages):
         last = i == cfg.stages - 1
@@ -424,12 +423,12 @@ def channel_prune(model, ds, cfg: PruneConfig, say: Callable[[str], None] = lamb
         current, _ = rebuild(current, plan)
         for k, idx in plan.items():
             kept[k] = kept[k][idx]
-        label = f"{cfg.sparsity:.0%} channel pruning" + (f", round {i + 1}/{cfg.stages}" if cfg.stages > 1 else "")
-        say(f"channel pruning: {len(plan)} conv layers thinned, parameters {before:,} -> "
-            f"{int(current.count_params()):,}" + (f" (round {i + 1}/{cfg.stages})" if cfg.stages > 1 else ""))
+        rnd = f", round {i + 1}/{cfg.stages}" if cfg.stages > 1 else ""
+        say(f"channel pruning{rnd}: {len(plan)} conv layers thinned, parameters {before:,} -> "
+            f"{int(current.count_params()):,}")
         if per_stage[i]:
-            one = PruneConfig(**{**cfg.__dict__, "epochs": per_stage[i]})
-            h = _recover(current, model, ds, one, say, f"fine-tune after {label}")
+            h = _recover(current, teacher, ds, replace(cfg, epochs=per_stage[i]), say,
+                         f"fine-tune after {cfg.sparsity:.0%} channel pruning{rnd}")
             for key, vals in h.items():
                 history.setdefault(key, []).extend(vals)
     after = int(current.count_params())
