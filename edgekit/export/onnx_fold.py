@@ -12,7 +12,7 @@ to float rounding:
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import defaultdict
 
 import numpy as np
 
@@ -35,16 +35,18 @@ def fold_conv_affine(model) -> int:
 
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    consumers = Counter(name for n in g.node for name in n.input)
+    users = defaultdict(list)  # tensor -> the nodes reading it, once per input slot
+    for n in g.node:
+        for name in n.input:
+            users[name].append(n)
     graph_outputs = {o.name for o in g.output}
 
     def const(name):
         return numpy_helper.to_array(inits[name]) if name in inits else None
 
     def only_consumer(tensor):
-        if consumers[tensor] != 1 or tensor in graph_outputs:
-            return None
-        return next((n for n in g.node if tensor in n.input), None)
+        u = users.get(tensor, [])
+        return u[0] if len(u) == 1 and tensor not in graph_outputs else None
 
     def affine_operand(node):
         a, b = node.input
@@ -54,7 +56,7 @@ def fold_conv_affine(model) -> int:
             return a
         return None
 
-    folded, dead, new_inits, used_names = 0, set(), [], set(inits)
+    folded, dead, new_inits, used_names = 0, set(), [], _names(g)
     for conv in list(g.node):
         if conv.op_type != "Conv" or len(conv.input) < 2 or conv.input[1] not in inits:
             continue
@@ -103,6 +105,12 @@ def fold_conv_affine(model) -> int:
     return folded
 
 
+def _names(g) -> set:
+    """Every tensor name in the graph, so that new ones cannot collide with any of them."""
+    return ({i.name for i in g.initializer} | {v.name for v in g.input} | {v.name for v in g.output}
+            | {o for n in g.node for o in n.output})
+
+
 def _fresh(name: str, used: set) -> str:
     out, i = name, 1
     while out in used:
@@ -130,7 +138,7 @@ def replace_erfc(model) -> int:
     from onnx import helper, numpy_helper
 
     g = model.graph
-    nodes, n, used = [], 0, {i.name for i in g.initializer}
+    nodes, n, used = [], 0, _names(g)
     one = None
     for node in g.node:
         if node.op_type != "Erfc" or node.domain not in ("", "ai.onnx"):
