@@ -106,22 +106,28 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
                f"(`{best['path']}`, p50 {best['p50_ms']:.3f} ms, top-1 {best['top1']:.4f}).", ""]
         if best.get("note"):
             md += [f"> {best['note']}", ""]
+    notes = []  # the findings, shown in both reports
     for f in report.get("failures", []):
         last = f["attempts"][-1] if f["attempts"] else {}
-        md += [f"**{f['format']} int8 missed the accuracy gate and was not written** (top-1 "
-               f"{last.get('top1', float('nan')):.4f}, drop {last.get('drop', float('nan')):.2f} points; remedies tried: "
-               f"{', '.join(a['remedy'] for a in f['attempts'])}).", ""]
+        notes.append(f"**{f['format']} int8 missed the accuracy gate and was not written** (top-1 "
+                     f"{last.get('top1', float('nan')):.4f}, drop {last.get('drop', float('nan')):.2f} points; "
+                     f"remedies tried: {', '.join(a['remedy'] for a in f['attempts'])}).")
+        md += [notes[-1], ""]
     for a in report["artifacts"]:
         if a.get("remedy") and a["remedy"] != "none":
-            md += [f"{a['format']} int8 passed the gate after the remedy: **{a['remedy']}**.", ""]
+            notes.append(f"{a['format']} int8 passed the gate after the remedy: **{a['remedy']}**.")
+            md += [notes[-1], ""]
     dist = report.get("distillation")
     if dist:
-        md += ["## Distillation", "",
-               f"Teacher top-1 {dist['teacher_top1']:.4f}; student trained alone {dist['student_alone_top1']:.4f}; "
-               f"distilled student {dist['student_distilled_top1']:.4f} (T={dist['temperature']}, alpha={dist['alpha']}, "
-               f"{dist['epochs']} epochs, same data and seed).", ""]
-    md += _int8_note(report)
-    md += _training_md(report)
+        notes.append(f"Teacher top-1 {dist['teacher_top1']:.4f}; student trained alone "
+                     f"{dist['student_alone_top1']:.4f}; distilled student {dist['student_distilled_top1']:.4f} "
+                     f"(T={dist['temperature']}, alpha={dist['alpha']}, {dist['epochs']} epochs, same data and seed).")
+        md += ["## Distillation", "", notes[-1], ""]
+    int8 = _int8_note(report)
+    notes += [n for n in int8 if n.startswith("> ")]
+    md += int8
+    training_md = _training_md(report)
+    md += training_md
     md += ["## Plots", "", "![accuracy vs latency](plots/accuracy_vs_latency.png)",
            "![accuracy vs size](plots/accuracy_vs_size.png)", ""]
     md += [f"![training curves: {n}]({p.relative_to(out)})" for n, p in curves]
@@ -141,9 +147,8 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
             cells.append(f'<td class="{cls if c == "gates" else ""}">{h(txt)}</td>')
         table_html.append("<tr>" + "".join(cells) + "</tr>")
     table_html.append("</tbody></table>")
-    extra_md = [n for n in md if n.startswith(("**", "> int8", "Teacher top-1")) or " passed the gate after" in n]
-    notes = "".join(f"<p class='note'>{h(n.lstrip('> ').replace('**', ''))}</p>" for n in extra_md)
-    train_html = "".join(f"<p>{h(n.lstrip('- ').replace('`', ''))}</p>" for n in _training_md(report)[2:] if n.strip())
+    notes_html = "".join(f"<p class='note'>{h(n.lstrip('> ').replace('**', ''))}</p>" for n in notes)
+    train_html = "".join(f"<p>{h(n.lstrip('- ').replace('`', ''))}</p>" for n in training_md[2:] if n.strip())
     doc = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>edgekit report: {h(report['recipe'])}</title>
 <style>
@@ -163,7 +168,7 @@ target <code>{h(report.get('target') or '-')}</code> · reference (float, before
 gates <b id="gates-status">{'all passed' if all_pass else 'FAILED'}</b></p>
 <h2>Artifacts</h2>{''.join(table_html)}
 {f"<p>Fastest passing artifact: <b>{h(best['format'])} {h(best['precision'])}</b> (p50 {best['p50_ms']:.3f} ms)</p>" if best else ''}
-{notes}
+{notes_html}
 <h2>Training</h2>{train_html}
 <h2>Accuracy vs latency and size</h2>{_img(lat)}{_img(size)}
 <h2>Training curves</h2>{''.join(_img(p) for _, p in curves if p.exists())}
