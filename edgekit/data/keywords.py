@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .audio import fit_length
+from .augment import augment, background_noise  # noqa: F401  (re-exported for apps.synth)
 from .base import Dataset, cache_dir, check_classes
 from .folders import SILENCE, SPEECH_KEYWORDS, UNKNOWN
 
@@ -101,44 +102,6 @@ def _progress(total, desc, quiet):
             def update(self, n): ...
             def close(self): ...
         return _Null()
-
-
-def background_noise(n: int, length: int, rng) -> np.ndarray:
-    """Unit-RMS noises of several colours plus mains hum: stand-ins for ``_background_noise_``."""
-    out = np.empty((n, length), np.float32)
-    freqs = np.fft.rfftfreq(length, 1 / SAMPLE_RATE)
-    for i in range(n):
-        kind = rng.integers(4)
-        if kind == 3:  # hum: harmonics of 50/60 Hz with a little hiss
-            f0 = rng.choice([50.0, 60.0])
-            t = np.arange(length) / SAMPLE_RATE
-            x = sum(np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.28)) / k for k in range(1, 6))
-            x = x + 0.2 * rng.standard_normal(length)
-        else:  # white, pink (1/f), brown (1/f^2)
-            spec = np.fft.rfft(rng.standard_normal(length))
-            spec[1:] /= freqs[1:] ** (kind / 2.0)
-            spec[0] = 0
-            x = np.fft.irfft(spec, n=length)
-        out[i] = x / (np.sqrt(np.mean(x ** 2)) + 1e-9)
-    return out
-
-
-def augment(clean: np.ndarray, y: np.ndarray, rng, *, shift_ms: float = 100.0, gain_db=(-10.0, 6.0),
-            noise_prob: float = 0.8, snr_db=(5.0, 30.0)) -> np.ndarray:
-    """Time shift, gain and background noise at a random SNR; silence clips get noise only."""
-    n, length = clean.shape
-    shift = int(shift_ms * SAMPLE_RATE / 1000)
-    out = np.empty_like(clean)
-    for i in range(n):
-        out[i] = np.roll(clean[i], rng.integers(-shift, shift + 1)) if shift else clean[i]
-    out *= (10 ** (rng.uniform(*gain_db, size=n) / 20)).astype(np.float32)[:, None]
-    noise = background_noise(n, length, rng)
-    sig_rms = np.sqrt(np.mean(out ** 2, axis=1)) + 1e-9
-    snr = rng.uniform(*snr_db, size=n)
-    level = sig_rms / (10 ** (snr / 20)) * (rng.random(n) < noise_prob)
-    silent = y == LABELS.index(SILENCE)
-    level[silent] = 10 ** rng.uniform(-4, -1.3, size=int(silent.sum()))  # from near silence to audible noise
-    return np.clip(out + noise * level[:, None].astype(np.float32), -1, 1)
 
 
 def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int = 3, frontend: dict | None = None,
