@@ -1,10 +1,12 @@
 """Labelled keyword streams for testing the keyword spotter: keywords among speech-like distractors,
-silence and noise, spoken by espeak-ng voices, with the ground truth of where each word is.
+silence and noise, spoken by any speech source of edgekit.data.tts, with the ground truth of where each
+word is.
 
-    audio, events = keyword_stream(60, 20, seed=1)     # voices: the keywords set's held-out test voices
+    audio, events = keyword_stream(60, 20, seed=1)     # voices: the keywords set's held-out test speakers
+    audio, events = keyword_stream(60, 20, voices=["dectalk"])   # a synthesizer family it never heard
     write_stream("stream.wav", audio, events)           # stream.wav + stream.json (edgekit demo mic --labels-file)
 
-Data generation, not device code: needs espeakng-loader (``edgekit[train]``) and scipy.
+Data generation, not device code: needs the sources' synthesizers (edgekit.data.tts) and scipy.
 """
 
 from __future__ import annotations
@@ -31,6 +33,32 @@ def _trim(x: np.ndarray, rel: float = 0.02) -> np.ndarray:
     return x[loud[0]:loud[-1] + 1] if loud.size else x
 
 
+def stream_speakers(voices: list[str] | None = None, seed: int = 0) -> list:
+    """The speakers a stream may use: each entry of ``voices`` is a speaker (``flite:slt~2``, ``espeak:m3``),
+    a voice (``dectalk:betty``: all its speakers) or a source (``dectalk``: all of its speakers).
+    Default: the ``keywords`` set's test speakers from the built-in sources installed here."""
+    from ..data.keywords import resolve_sources, speakers, split_voices
+
+    if not voices:
+        use, _ = resolve_sources()
+        test = set(split_voices(seed)["test"])
+        return [sp for src in use for sp in speakers(seed, src) if sp.name in test]
+    out = []
+    for v in voices:
+        src, _, rest = str(v).partition(":")
+        from ..data.tts import get_source
+
+        get_source(src).require()
+        pool = speakers(seed, src)
+        pick = [sp for sp in pool if not rest or sp.name == v or sp.voice == rest]
+        if not pick:
+            names = sorted({sp.voice for sp in pool})
+            raise ConfigError(f"No {src} speaker or voice {rest!r}. Voices: {', '.join(names)}; "
+                              f"speakers look like {pool[0].name}")
+        out.extend(sp for sp in pick if sp not in out)
+    return out
+
+
 def keyword_stream(duration_s: float = 60.0, n_keywords: int = 20, *, seed: int = 0, voices: list[str] | None = None,
                    n_distractors: int | None = None, noise_bursts: int = 3, snr_db: tuple = (15.0, 30.0),
                    sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, list[dict]]:
@@ -38,25 +66,29 @@ def keyword_stream(duration_s: float = 60.0, n_keywords: int = 20, *, seed: int 
 
     Events are ``{"label", "start", "end", "text", "voice"}`` in seconds: keywords carry their label,
     distractor speech ``_unknown_`` and noise bursts ``_noise_``. Keywords are at least 0.5 s away
-    from any other speech and 1 s from another keyword. Voices default to the ``keywords`` dataset's held-out test speakers.
+    from any other speech and 1 s from another keyword. ``voices``: see :func:`stream_speakers` (default:
+    the ``keywords`` dataset's held-out test speakers).
     """
-    from ..data.espeak import synthesize
+    from ..data.audio import resample
     from ..data.folders import SPEECH_KEYWORDS
-    from ..data.keywords import ACCENTS, background_noise, split_voices
+    from ..data.keywords import ACCENTS, background_noise
+    from ..data.tts import Job, get_source
 
     if n_keywords < 1 or duration_s <= 0:
         raise ConfigError(f"Need n_keywords >= 1 and duration_s > 0; received {n_keywords}, {duration_s}")
     rng = np.random.default_rng(seed)
-    voices = voices or split_voices(0)["test"]
+    pool = stream_speakers(voices)
     n_distractors = int(round(0.7 * n_keywords)) if n_distractors is None else n_distractors
 
     def speak(text):
-        variant = voices[rng.integers(len(voices))]
-        voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{variant}"
-        a = _trim(synthesize(text, voice, rate=int(rng.uniform(140, 190)), pitch=int(rng.uniform(30, 70)),
-                             sample_rate=sample_rate))
+        sp = pool[rng.integers(len(pool))]
+        voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{sp.voice}" if sp.source == "espeak" else sp.voice
+        job = Job(text, voice, float(sp.tempo * rng.uniform(0.88, 1.12)), float(sp.semitones + rng.uniform(-1.5, 1.5)))
+        a = get_source(sp.source).synthesize([job])[0]
+        a = _trim(resample(a, 16000, sample_rate))
         gain = 0.5 * 10 ** (rng.uniform(-6, 3) / 20)  # the training clips' peak 0.5, give or take
-        return (a / (np.abs(a).max() + 1e-9) * gain).astype(np.float32), voice
+        return (a / (np.abs(a).max() + 1e-9) * gain).astype(np.float32), f"{sp.name}" + (
+            f" ({voice})" if sp.source == "espeak" else "")
 
     words = [SPEECH_KEYWORDS[i % len(SPEECH_KEYWORDS)] for i in range(n_keywords)]
     items = [("kw", w) for w in words] + [("speech", DISTRACTORS[i % len(DISTRACTORS)])
@@ -123,30 +155,16 @@ def write_stream(wav_path: str | Path, audio: np.ndarray, events: list[dict], sa
     return wav_path, labels_path
 
 
-def streaming_keywords(reps: int, augment_copies: int, shift_ms: float, seed: int = 0):
-    """The ``keywords`` dataset (same voices, val and test splits) with a training split shifted up to ``shift_ms``.
+def streaming_keywords(reps: int, augment_copies: int, shift_ms: float, seed: int = 0, **options):
+    """The ``keywords`` dataset (same speakers and splits) with training clips shifted up to ``shift_ms``.
 
     For streaming: a sliding 1-s window sees a word off-centre most of the time (the dataset's own
     shift is +-100 ms). A model that recognises it there gives posteriors that stay up for several
     hops, which smoothing can average, instead of one short peak that smoothing dilutes.
     """
     from ..data import load_dataset
-    from ..data.keywords import LABELS, SILENCE, _synthesize_corpus, augment
-    from ..features import Frontend
 
-    ds = load_dataset("keywords", reps=reps, augment_copies=1, seed=seed)
-    voices = ds.info["voices"]
-    ordered = voices["train"] + voices["val"] + voices["test"]
-    audio16, y_all, vid = _synthesize_corpus(ordered, reps, seed, True)  # cached by load_dataset above
-    keep = np.asarray([ordered[v] in set(voices["train"]) for v in vid])
-    clean, y = audio16[keep].astype(np.float32) / 32767.0, y_all[keep]
-    n_sil = int(round(len(y) / (len(LABELS) - 1)))
-    clean = np.concatenate([clean, np.zeros((n_sil, clean.shape[1]), np.float32)])
-    y = np.concatenate([y, np.full(n_sil, LABELS.index(SILENCE))])
-    rng = np.random.default_rng([seed, 2000])
-    audio = np.concatenate([augment(clean, y, rng, shift_ms=shift_ms) for _ in range(augment_copies)])
-    y = np.tile(y, augment_copies)
-    order = rng.permutation(len(y))
-    ds.splits["train"] = (Frontend.from_preprocessing(ds.preprocessing).batch(audio[order]), y[order])
-    ds.info.update(augment_copies=augment_copies, train_shift_ms=shift_ms)
+    ds = load_dataset("keywords", reps=reps, seed=seed, augment={"copies": augment_copies, "shift_ms": shift_ms},
+                      **options)
+    ds.info.update(train_shift_ms=shift_ms)
     return ds

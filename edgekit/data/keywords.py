@@ -1,98 +1,168 @@
-"""``keywords``: a Speech Commands-style 12-class KWS task synthesized offline with espeak-ng.
+"""``keywords``: a Speech Commands-style 12-class KWS task synthesized offline by several speech sources.
 
-Classes: ``_silence_``, ``_unknown_`` and yes, no, up, down, left, right, on, off, stop, go. Each
-"speaker" is an espeak-ng voice variant; every clip draws an accent, speaking rate and pitch.
-Speakers are split train/val/test, so test voices never appear in training. Training clips are
-augmented (time shift, gain, background noise); the voice split, word choice, rates, pitches and
-augmentation are deterministic by ``seed``. espeak-ng's own output wobbles by a few samples between
-calls (internal synthesizer state), so the synthesized corpus is cached on disk (``$EDGEKIT_CACHE``
-or ``~/.cache/edgekit``) and reloads bit for bit; features come
-from edgekit.features, so the model input is the front-end's output and its parameters go in
-``preprocessing``.
+Classes: ``_silence_``, ``_unknown_`` and yes, no, up, down, left, right, on, off, stop, go. The clips
+come from the sources in edgekit.data.tts: espeak-ng (always, from the ``espeakng-loader`` wheel) and,
+where installed, flite and festival (Debian packages). A source that is missing is left out with a one-line
+warning saying what to install; ``sources=`` asks for an exact list (an error if one can't run).
+A speaker is a source's voice at a base tempo and pitch (espeak: a voice variant, every clip drawing an
+accent); each clip varies tempo and pitch around its speaker's. Speakers are split train/val/test by the
+person behind them (flite's and festival's kal are one person), per family, so test voices never appear in
+training, and the split depends on the seed only, not on what is installed. ``holdout=SOURCE`` makes every
+speaker of SOURCE the test split and trains on the others without anyone SOURCE shares: leave-one-source-out
+(benchmarks/kws_sources.py), and with ``holdout="dectalk"`` the built-in model on a family it never heard.
+
+Training clips get edgekit.data.augment's copies (speed, shift, gain, noise; ``augment`` option);
+val/test clips mild noise. Everything is deterministic by ``seed``; espeak-ng's output wobbles by a few
+samples between calls, so each source's clean corpus is cached on disk (``$EDGEKIT_CACHE`` or
+``~/.cache/edgekit``) and reloads bit for bit. Features come from edgekit.features, so the model input is
+the front-end's output and its parameters go in ``preprocessing``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import sys
+import zlib
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
 from .audio import fit_length
-from .augment import augment, background_noise  # noqa: F401  (re-exported for apps.synth)
+from .augment import augment, augmented_copies, background_noise, parse_augment  # noqa: F401  (re-exported for apps.synth)
+from .augment import augment as _augment_clips
 from .base import Dataset, cache_dir, check_classes
 from .folders import SILENCE, SPEECH_KEYWORDS, UNKNOWN
+from .tts import BUILTIN, SOURCES, Job, get_source, missing
 
 UNKNOWN_WORDS = ["backward", "bed", "bird", "cat", "dog", "eight", "five", "follow", "forward", "four", "happy",
                  "house", "learn", "marvin", "nine", "one", "seven", "sheila", "six", "three", "tree", "two",
                  "visual", "wow", "zero"]
-ACCENTS = ["en-us", "en", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-x-gbcwmd"]
-# Human-sounding espeak-ng variants (robotic and whispering ones left out): each one is a speaker.
-VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2",
-            "klatt3", "klatt4", "klatt6", "Alex", "Alicia", "Andrea", "Andy", "Annie", "Denis", "Diogo", "Gene",
-            "Henrique", "Hugo", "Jacky", "Lee", "Marco", "Mario", "Michael", "Mike", "Nguyen", "Reed", "adam",
-            "anika", "aunty", "belinda", "benjamin", "boris", "caleb", "david", "ed", "edward", "grandma",
-            "grandpa", "gustave", "ian", "iven", "iven2", "john", "linda", "max", "michel", "norbert", "paul",
-            "pedro", "quincy", "rob", "robert", "shelby", "steph", "travis", "victor", "zac"]
+ACCENTS = list(SOURCES["espeak"].ACCENTS)
+VARIANTS = list(SOURCES["espeak"].VARIANTS)
 LABELS = [SILENCE, UNKNOWN] + SPEECH_KEYWORDS
 SAMPLE_RATE = 16000
-_VERSION = 1  # bump when synthesis changes so old caches are not reused
+# Speakers per recorded voice (base tempo and pitch), so the few voices of flite/festival/DECtalk weigh
+# something beside espeak's 67 variants.
+VARIANTS_PER_VOICE = {"espeak": 1, "flite": 4, "festival": 4, "dectalk": 3}
+_VERSION = 2  # bump when synthesis changes so old caches are not reused
+
+
+@dataclass(frozen=True)
+class Speaker:
+    name: str        # "espeak:m3", "flite:slt~2"
+    source: str
+    voice: str       # the engine's voice name
+    group: str       # the person behind it: a split keeps a group together
+    family: str
+    tempo: float     # base tempo factor
+    semitones: float  # base pitch shift
+
+
+def _rng(seed: int, *names: str) -> np.random.Generator:
+    return np.random.default_rng([seed, *(zlib.crc32(n.encode()) for n in names)])
+
+
+def speakers(seed: int = 0, source: str | None = None) -> list[Speaker]:
+    """Every speaker of ``source`` (default: of all sources), with its base tempo and pitch."""
+    out = []
+    for src in ([source] if source else list(SOURCES)):
+        s = get_source(src)
+        n_var = VARIANTS_PER_VOICE[src]
+        for v in s.voices:
+            rng = _rng(seed, "speaker", src, v.name)
+            for k in range(n_var):
+                if src == "espeak":  # the variant is the speaker; accents vary per clip
+                    st, tempo = rng.uniform(-5, 5), rng.uniform(0.85, 1.15)
+                else:  # spread the variants of one voice over -3..+3 semitones
+                    st = -3 + 6 * (k + rng.uniform(0.1, 0.9)) / n_var
+                    tempo = rng.uniform(0.85, 1.15)
+                name = f"{src}:{v.name}" if n_var == 1 else f"{src}:{v.name}~{k}"
+                out.append(Speaker(name, src, v.name, v.speaker, s.family, round(float(tempo), 4), round(float(st), 3)))
+    return out
 
 
 def split_voices(seed: int = 0, val: float = 0.1, test: float = 0.2) -> dict[str, list[str]]:
-    """Disjoint speaker (voice variant) lists per split."""
-    order = [VARIANTS[i] for i in np.random.default_rng(seed).permutation(len(VARIANTS))]
-    n_test = max(1, int(round(test * len(order))))
-    n_val = max(1, int(round(val * len(order))))
-    return {"test": sorted(order[:n_test]), "val": sorted(order[n_test:n_test + n_val]),
-            "train": sorted(order[n_test + n_val:])}
+    """Disjoint speaker lists per split, over every source (installed or not).
+
+    The persons (groups) of each family are split on their own, so each family has test (and, with 3
+    or more persons, val) speakers; all speakers of a person land in one split.
+    """
+    by_family: dict[str, list[str]] = {}
+    for sp in speakers(seed):
+        by_family.setdefault(sp.family, [])
+        if sp.group not in by_family[sp.family]:
+            by_family[sp.family].append(sp.group)
+    split_of = {}
+    for fam, groups in by_family.items():
+        # espeak keeps the permutation of the single-source version (same test voices as before).
+        rng = np.random.default_rng(seed) if fam == "espeak" else _rng(seed, "split", fam)
+        order = [groups[i] for i in rng.permutation(len(groups))]
+        n_test = max(1, int(round(test * len(order))))
+        n_val = max(1, int(round(val * len(order)))) if len(order) >= 3 else 0
+        for i, g in enumerate(order):
+            split_of[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    out = {"train": [], "val": [], "test": []}
+    for sp in speakers(seed):
+        out[split_of[sp.group]].append(sp.name)
+    return {k: sorted(v) for k, v in out.items()}
 
 
-def _synthesize_corpus(variants: list[str], reps: int, seed: int, quiet: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clean 1-s clips: (int16 audio [n, 16000], label ids, variant ids), cached on disk."""
-    key = hashlib.sha256(json.dumps([_VERSION, variants, reps, seed, ACCENTS, UNKNOWN_WORDS]).encode()).hexdigest()[:16]
-    path = cache_dir("keywords") / f"corpus-{key}.npz"
+def jobs_for(sp: Speaker, reps: int, seed: int) -> list[tuple[Job, int]]:
+    """``reps`` clips per non-silence class for speaker ``sp``: (job, label id), deterministic by seed."""
+    rng = _rng(seed, "clips", sp.name)
+    jobs = []
+    for li, label in enumerate(LABELS):
+        if label == SILENCE:
+            continue
+        for _ in range(reps):
+            word = UNKNOWN_WORDS[rng.integers(len(UNKNOWN_WORDS))] if label == UNKNOWN else label
+            voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{sp.voice}" if sp.source == "espeak" else sp.voice
+            jobs.append((Job(word, voice, round(float(sp.tempo * rng.uniform(0.88, 1.12)), 4),
+                             round(float(sp.semitones + rng.uniform(-1.5, 1.5)), 3)), li))
+    return jobs
+
+
+def _corpus(source: str, reps: int, seed: int, quiet: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Clean 1-s clips of every speaker of ``source``: (int16 audio [n, 16000], label ids, speaker per clip)."""
+    sps = speakers(seed, source)
+    key = hashlib.sha256(json.dumps([_VERSION, source, [dataclasses.astuple(s) for s in sps], reps, seed,
+                                     ACCENTS, UNKNOWN_WORDS]).encode()).hexdigest()[:16]
+    path = cache_dir("keywords") / f"corpus-{source}-{key}.npz"
+    names = [s.name for s in sps]
     if path.exists():
         with np.load(path) as z:
-            return z["audio"], z["y"], z["voice"]
-    from .espeak import synthesize
-
-    jobs = []
-    for vi, variant in enumerate(variants):
-        rng = np.random.default_rng([seed, VARIANTS.index(variant)])
-        base_pitch, base_rate = rng.uniform(30, 70), rng.uniform(140, 190)
-        for li, label in enumerate(LABELS):
-            if label == SILENCE:
-                continue
-            for _ in range(reps):
-                word = UNKNOWN_WORDS[rng.integers(len(UNKNOWN_WORDS))] if label == UNKNOWN else label
-                voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{variant}"
-                jobs.append((word, voice, int(base_rate + rng.uniform(-25, 25)),
-                             int(np.clip(base_pitch + rng.uniform(-12, 12), 0, 99)), li, vi))
-    bar = _progress(len(jobs), "synthesizing keywords", quiet)
+            return z["audio"], z["y"], [names[i] for i in z["speaker"]]
+    get_source(source).require()
+    jobs, y, who = [], [], []
+    for si, sp in enumerate(sps):
+        for job, li in jobs_for(sp, reps, seed):
+            jobs.append(job)
+            y.append(li)
+            who.append(si)
     audio = np.zeros((len(jobs), SAMPLE_RATE), np.int16)
-    for i, (word, voice, rate, pitch, _, _) in enumerate(jobs):
-        a = synthesize(word, voice, rate=rate, pitch=pitch, sample_rate=SAMPLE_RATE)
-        a = a / max(float(np.abs(a).max()), 1e-6) * 0.5
-        audio[i] = (fit_length(a, SAMPLE_RATE) * 32767).astype(np.int16)
-        bar.update(1)
+    bar = _progress(len(jobs), f"synthesizing keywords ({source})", quiet)
+    step = 256
+    for i in range(0, len(jobs), step):
+        for k, a in enumerate(get_source(source).synthesize(jobs[i:i + step])):
+            a = a / max(float(np.abs(a).max()), 1e-6) * 0.5
+            audio[i + k] = (fit_length(a, SAMPLE_RATE) * 32767).astype(np.int16)
+        bar.update(min(step, len(jobs) - i))
     bar.close()
-    y = np.asarray([j[4] for j in jobs], np.int64)
-    voice_ids = np.asarray([j[5] for j in jobs], np.int64)
+    y, who = np.asarray(y, np.int64), np.asarray(who, np.int64)
     from ..fsutil import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, audio=audio, y=y, voice=voice_ids)
-    return audio, y, voice_ids
+            np.savez(f, audio=audio, y=y, speaker=who)
+    return audio, y, [names[i] for i in who]
 
 
 def _progress(total, desc, quiet):
     try:
         from tqdm import tqdm
-
-        import sys
 
         # In a log (not a terminal) update every 10 s, not every 0.1 s.
         return tqdm(total=total, desc=desc, disable=quiet, leave=False,
@@ -104,41 +174,119 @@ def _progress(total, desc, quiet):
         return _Null()
 
 
-def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int = 3, frontend: dict | None = None,
-                  quiet: bool = True) -> Dataset:
+_warned: set[str] = set()
+
+
+def resolve_sources(sources=None, holdout: str | None = None) -> tuple[list[str], dict[str, str]]:
+    """(sources to use, {missing built-in source: why and what to install}).
+
+    None: the built-in sources that can run here (espeak must). A list or comma-separated string: exactly
+    those, each of which must run here.
+    """
+    if isinstance(sources, str):
+        sources = [s.strip() for s in sources.split(",") if s.strip()]
+    lacking = {}
+    if sources is None:
+        use = []
+        for name in BUILTIN:
+            why = missing(name)
+            if why is None:
+                use.append(name)
+            elif name == "espeak":
+                get_source(name).require()
+            else:
+                lacking[name] = f"{why}; install with: {get_source(name).install}"
+    else:
+        if not isinstance(sources, (list, tuple)) or not sources:
+            raise ConfigError(f"sources must be a non-empty list of speech sources ({', '.join(SOURCES)}); "
+                              f"received {sources!r}")
+        for name in sources:
+            get_source(name).require()
+        use = list(dict.fromkeys(sources))
+    if holdout is not None:
+        get_source(holdout).require()
+        if holdout in use and len(use) == 1:
+            raise ConfigError(f"holdout {holdout!r} leaves no source to train on (sources: {', '.join(use)})")
+    return use, lacking
+
+
+def _warn_missing(lacking: dict[str, str], use: list[str]) -> None:
+    for name, why in lacking.items():
+        if name not in _warned:
+            _warned.add(name)
+            print(f"warning: keywords: the {name} speech source is left out ({why}); the set is built from "
+                  f"{', '.join(use)} only", file=sys.stderr)
+
+
+def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = None, frontend: dict | None = None,
+                  quiet: bool = True, sources=None, holdout: str | None = None, augment=True) -> Dataset:
     """The 12-class synthesized keyword task (see module docs).
 
-    ``reps`` clips per speaker and class; ``augment_copies`` augmented versions of each training clip;
-    ``frontend`` overrides edgekit.features.Frontend parameters (default 49x10 MFCC).
+    ``reps`` clips per speaker and class; ``augment`` the training augmentation (True, False or a dict of
+    edgekit.data.augment.AudioAugment fields); ``augment_copies`` a shorthand for its ``copies``;
+    ``sources`` the speech sources (default: the built-in ones installed here); ``holdout`` a source whose
+    speakers are all the test split and none of whose persons train; ``frontend`` overrides
+    edgekit.features.Frontend parameters (default 49x10 MFCC).
     """
     from ..features import Frontend
 
-    if reps < 1 or augment_copies < 1:
-        raise ConfigError(f"reps and augment_copies must be >= 1; received {reps}, {augment_copies}")
+    if not isinstance(reps, int) or reps < 1:
+        raise ConfigError(f"reps must be an integer >= 1; received {reps!r}")
+    if augment_copies is not None:
+        if isinstance(augment, dict) and "copies" in augment and augment["copies"] != augment_copies:
+            raise ConfigError(f"augment_copies={augment_copies} and augment copies={augment['copies']} disagree; give one")
+        if not isinstance(augment_copies, int) or augment_copies < 0:
+            raise ConfigError(f"augment_copies must be an integer >= 0; received {augment_copies!r}")
+    cfg = parse_augment(augment)
+    if augment_copies is not None:
+        cfg = dataclasses.replace(cfg, copies=augment_copies)
     fe = Frontend(**(frontend or {}))
     if fe.sample_rate != SAMPLE_RATE:
         raise ConfigError(f"The keywords dataset is synthesized at {SAMPLE_RATE} Hz; received sample_rate {fe.sample_rate}")
-    voices = split_voices(seed)
-    ordered = voices["train"] + voices["val"] + voices["test"]
-    audio16, y_all, vid = _synthesize_corpus(ordered, reps, seed, quiet)
-    clean_all = audio16.astype(np.float32) / 32767.0
-    split_of = {v: s for s, vs in voices.items() for v in vs}
-    splits = {}
+    use, lacking = resolve_sources(sources, holdout)
+    _warn_missing(lacking, use)
+    split = split_voices(seed)
+    split_of = {n: s for s, names in split.items() for n in names}
+    train_sources = [s for s in use if s != holdout]
+    shared = {sp.group for sp in speakers(seed, holdout)} if holdout else set()
+    clean_by = {"train": [], "val": [], "test": []}
+    for src in dict.fromkeys(train_sources + ([holdout] if holdout else [])):
+        audio16, y_all, who = _corpus(src, reps, seed, quiet)
+        group = {sp.name: sp.group for sp in speakers(seed, src)}
+        for s in clean_by:
+            if src == holdout:
+                keep = np.full(len(who), s == "test")
+            elif holdout:  # train/val as usual, minus anyone the held-out source shares
+                keep = np.asarray([split_of[w] == s and s != "test" and group[w] not in shared for w in who])
+            else:
+                keep = np.asarray([split_of[w] == s for w in who])
+            if keep.any():
+                clean_by[s].append((audio16[keep], y_all[keep], [w for w, k in zip(who, keep) if k]))
+    splits, voices = {}, {}
     for si, s in enumerate(("train", "val", "test")):
+        if not clean_by[s]:
+            raise ConfigError(f"No {s} speakers in sources {', '.join(use)}"
+                              + (f" with {holdout} held out" if holdout else ""))
         rng = np.random.default_rng([seed, 1000 + si])
-        keep = np.asarray([split_of[ordered[v]] == s for v in vid])
-        clean, y = clean_all[keep], y_all[keep]
+        clean = np.concatenate([a for a, _, _ in clean_by[s]]).astype(np.float32) / 32767.0
+        y = np.concatenate([b for _, b, _ in clean_by[s]])
+        voices[s] = sorted({w for _, _, ws in clean_by[s] for w in ws})
         n_sil = int(round(len(y) / (len(LABELS) - 1)))  # one class's worth of silence
         clean = np.concatenate([clean, np.zeros((n_sil, fe.clip_samples), np.float32)])
         y = np.concatenate([y, np.full(n_sil, LABELS.index(SILENCE))])
         if s == "train":
-            audio = np.concatenate([augment(clean, y, rng) for _ in range(augment_copies)])
-            y = np.tile(y, augment_copies)
+            audio, y = augmented_copies(clean, y, cfg, rng, silence_label=LABELS.index(SILENCE))
         else:  # held-out splits: real-world-like mild noise, no shifts beyond the speaker's own
-            audio = augment(clean, y, rng, shift_ms=50, gain_db=(-6.0, 3.0), noise_prob=0.5, snr_db=(10.0, 30.0))
+            audio = _augment_clips(clean, y, rng, shift_ms=50, gain_db=(-6.0, 3.0), noise_prob=0.5, snr_db=(10.0, 30.0))
         order = rng.permutation(len(y))
         splits[s] = (fe.batch(audio[order]), y[order])
     check_classes("keywords", LABELS, splits["train"][1])
+    info_sources = {}
+    for src in dict.fromkeys(train_sources + ([holdout] if holdout else [])):
+        sps = speakers(seed, src)
+        info_sources[src] = {"family": get_source(src).family, "voices": sorted({sp.voice for sp in sps}),
+                             "speakers": len(sps), "role": "held out (test only)" if src == holdout else "train/val/test"}
     return Dataset("keywords", "audio-classification", list(LABELS), splits, fe.preprocessing(),
-                   {"source": "espeak-ng via espeakng-loader", "voices": voices, "reps": reps,
-                    "augment_copies": augment_copies, "seed": seed})
+                   {"source": " + ".join(f"{s} ({get_source(s).family})" for s in info_sources),
+                    "sources": info_sources, "missing_sources": lacking, "holdout": holdout, "voices": voices,
+                    "reps": reps, "augment": cfg.to_dict(), "augment_copies": cfg.copies, "seed": seed})
