@@ -21,7 +21,19 @@ import click
               help="Requests waiting per model version before the server answers 503.")
 @click.option("--timeout-ms", default=10000.0, show_default=True, type=float, help="Per-request limit (queue + run); 504 after.")
 @click.option("--max-body-mb", default=64.0, show_default=True, type=float, help="Request body limit; 413 above.")
-@click.option("--max-connections", default=1024, show_default=True, type=int, help="Concurrent connections before 503.")
+@click.option("--max-json-mb", default=8.0, show_default=True, type=float,
+              help="Limit for a JSON (not binary-extension) infer body; 413 above. Big tensors: send them binary.")
+@click.option("--max-image-mp", default=25.0, show_default=True, type=float,
+              help="Classify: decoded image size limit in megapixels, checked before decoding; 413 above.")
+@click.option("--max-header-kb", default=32.0, show_default=True, type=float, help="Request line + headers limit; 431 above.")
+@click.option("--max-connections", default=1024, show_default=True, type=int,
+              help="Open connections. When full, the one idle or slowest to send its headers is closed; "
+                   "503 when all are busy with requests.")
+@click.option("--header-timeout-s", default=10.0, show_default=True, type=float,
+              help="A connection must send its request line and headers within this; 408 after.")
+@click.option("--body-timeout-s", default=60.0, show_default=True, type=float,
+              help="... and then the whole body within this, pausing no longer than --header-timeout-s; 408 after.")
+@click.option("--keep-alive-s", default=5.0, show_default=True, type=float, help="Idle keep-alive connections close after this.")
 @click.option("--drain-timeout-s", default=30.0, show_default=True, type=float,
               help="On SIGTERM/SIGINT, how long in-flight requests may take to finish.")
 @click.option("--versions", type=click.Choice(["all", "latest"]), default="all", show_default=True,

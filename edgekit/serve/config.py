@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
@@ -18,34 +19,53 @@ class ServeConfig:
     max_queue: int = 64  # requests waiting per model version before 503
     timeout_ms: float = 10000.0  # per request: queue + run
     max_body_mb: float = 64.0
-    max_connections: int = 1024  # uvicorn answers 503 beyond this many concurrent connections+requests
+    # JSON tensors cost ~10x their text in Python objects while parsed; big tensors belong in the binary
+    # extension (Inference-Header-Content-Length), which is read straight into arrays. 413 above this.
+    max_json_mb: float = 8.0
+    max_image_mp: float = 25.0  # classify: decoded megapixels (width x height / 1e6); 413 above, checked before decoding
+    max_header_kb: float = 32.0  # request line + headers; 431 above
+    max_connections: int = 1024  # open connections; when full, the one idle or stuck in its headers longest goes
+    header_timeout_s: float = 10.0  # a connection must deliver its request line + headers within this; 408 after
+    body_timeout_s: float = 60.0  # ... and then its whole body within this, no pause over header_timeout_s; 408 after
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
     drain_timeout_s: float = 30.0  # graceful shutdown: how long in-flight requests may take to finish
     versions: str = "all"  # or "latest"
     access_log: bool = False
     log_level: str = "warning"
 
-    def validate(self) -> "ServeConfig":
-        def positive(name, integer=False, zero_ok=False):
-            v = getattr(self, name)
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v >= 0 if zero_ok else v > 0)
-            if integer:
-                ok = ok and float(v).is_integer()
-            if not ok:
-                kind = "a non-negative" if zero_ok else "a positive"
-                raise ConfigError(f"{name.replace('_', '-')} must be {kind} {'integer' if integer else 'number'}; "
-                                  f"received {v!r}")
+    # name -> (upper bound, integer?, zero allowed?). Every number is finite and bounded, so a typo such as
+    # `--max-body-mb inf` is one clear error here instead of an OverflowError deep inside the server.
+    LIMITS = {
+        "max_batch_size": (65536, True, False),
+        "max_queue_delay_ms": (60_000, False, True),
+        "max_queue": (1_000_000, True, False),
+        "timeout_ms": (86_400_000, False, False),
+        "max_body_mb": (16384, False, False),
+        "max_json_mb": (16384, False, False),
+        "max_image_mp": (1000, False, False),
+        "max_header_kb": (1024, False, False),
+        "max_connections": (1_000_000, True, False),
+        "header_timeout_s": (3600, False, False),
+        "body_timeout_s": (86400, False, False),
+        "keep_alive_s": (3600, False, False),
+        "drain_timeout_s": (86400, False, True),
+        "threads": (1024, True, False),
+    }
 
-        if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+    def validate(self) -> "ServeConfig":
+        if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535; received {self.port!r}")
-        positive("max_batch_size", integer=True)
-        positive("max_queue_delay_ms", zero_ok=True)
-        positive("max_queue", integer=True)
-        positive("timeout_ms")
-        positive("max_body_mb")
-        positive("max_connections", integer=True)
-        positive("drain_timeout_s", zero_ok=True)
-        if self.threads is not None:
-            positive("threads", integer=True)
+        for name, (top, integer, zero_ok) in self.LIMITS.items():
+            v = getattr(self, name)
+            if v is None and name == "threads":
+                continue
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and (v >= 0 if zero_ok else v > 0) and v <= top and (not integer or float(v).is_integer()))
+            if not ok:
+                kind = ("a non-negative" if zero_ok else "a positive") + (" integer" if integer else " number")
+                low = "0" if zero_ok else ("1" if integer else "above 0")
+                raise ConfigError(f"{name.replace('_', '-')} must be {kind}; received {v!r} "
+                                  f"(allowed: {low} to {top:,})")
         if self.versions not in ("all", "latest"):
             raise ConfigError(f"Unknown versions policy {self.versions!r}. Available: all, latest")
         levels = ("critical", "error", "warning", "info", "debug")
