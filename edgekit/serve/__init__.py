@@ -11,6 +11,11 @@ Routes (``{m}`` = ``/v2/models/NAME`` or ``/v2/models/NAME/versions/N``; no vers
                         classification extension ("classification": k)
     POST {m}/classify   a JPEG/PNG or WAV body → labels and scores (?top_k=5); /classify when one model is served
     POST /v2/repository/index
+    GET  /openapi.json  an OpenAPI 3.0 description of all of the above (for schema-driven clients and fuzzers)
+
+Hostile or careless clients are bounded (guard.py): header size and read time, body read time and
+stalls, idle keep-alive; the slowest connections are shed at --max-connections. JSON bodies have their
+own limit (--max-json-mb) and big ones, like image decoding (--max-image-mp), run off the event loop.
 
     from edgekit.serve import ServeConfig, ServerThread, serve
     serve(["model.tflite"], ServeConfig(port=8000))          # blocks; SIGTERM drains

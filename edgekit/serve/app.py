@@ -10,12 +10,13 @@ import asyncio
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs
 
 from .. import __version__
 from ..errors import EdgekitError
 from . import protocol
-from .errors import MethodNotAllowed, NotFound, RequestError, Timeout, TooLarge
+from .errors import REFUSED, MethodNotAllowed, NotFound, NotRepresentable, RequestError, Timeout, TooLarge, refused
 
 log = logging.getLogger("edgekit.serve")
 
@@ -29,7 +30,11 @@ class Response(Exception):
     def __init__(self, status: int, body: bytes | dict | list, headers=None):
         self.status = status
         if isinstance(body, (dict, list)):
-            body = json.dumps(body, separators=(",", ":")).encode()
+            try:  # strict JSON: NaN/Infinity are not JSON (protocol.encode_response says why we refuse them)
+                body = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+            except ValueError:
+                raise NotRepresentable("The answer holds a non-finite number (NaN or Infinity), which JSON "
+                                       "can't carry; the model produced it for this input") from None
             headers = headers or {"content-type": "application/json"}
         self.body = body
         self.headers = headers or {"content-type": "application/json"}
@@ -46,7 +51,13 @@ class App:
         self.cfg = config
         self.metrics = metrics
         self.max_body = int(config.max_body_mb * 1024 * 1024)
+        self.max_json = min(self.max_body, int(config.max_json_mb * 1024 * 1024))
+        self.max_pixels = int(config.max_image_mp * 1e6)
         self.draining = False
+        self._openapi = None
+        # Image decoding and big JSON parses run here, off the event loop, so health checks and other
+        # requests keep being answered; two workers bound the memory such work can take at once.
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="edgekit-parse")
 
     # -- ASGI entry --------------------------------------------------------------------------
     async def __call__(self, scope, receive, send):
@@ -65,6 +76,7 @@ class App:
                 # uvicorn has already waited for in-flight requests; finish whatever is still queued.
                 self.draining = True
                 await asyncio.get_running_loop().run_in_executor(None, self.repo.close, self.cfg.drain_timeout_s)
+                self._pool.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -81,6 +93,12 @@ class App:
             resp = Response(status, {"error": str(e)})
             if status == 503:  # overload or draining: tell well-behaved clients when to come back
                 resp.headers = {**resp.headers, "retry-after": "1"}
+        except asyncio.CancelledError:
+            # uvicorn cancels what is still running when the drain timeout ends. Answer that plainly and end
+            # the task here, rather than re-raising into uvicorn, which logs a traceback and answers 500.
+            self.metrics.errors.inc((labels[0], labels[1], "shutting_down"))
+            resp = Response(503, {"error": "The server shut down before this request finished"},
+                            {"content-type": "application/json", "connection": "close"})
         except Exception as e:  # noqa: BLE001 - a bug must cost one request, not the server
             log.exception("Internal error on %s %s", scope.get("method"), scope.get("path"))
             self.metrics.errors.inc((labels[0], labels[1], "internal"))
@@ -94,25 +112,33 @@ class App:
         if labels[2] in ("infer", "classify"):
             m.request_seconds.observe(time.perf_counter() - t0, (labels[0], labels[1]))
 
-    async def _read_body(self, scope, receive) -> bytes:
+    async def _read_body(self, scope, receive, limit: int | None = None) -> bytes:
+        """The whole body, refused with 413 as soon as it is known to exceed ``limit`` (default: the body limit)."""
+        if limit is None or limit >= self.max_body:
+            limit, flag = self.max_body, "--max-body-mb"
+        else:  # a JSON-only body: the JSON limit, and the way around it
+            flag = "--max-json-mb; send large tensors with the binary extension, Inference-Header-Content-Length"
         for k, v in scope["headers"]:
             if k == b"content-length":
                 try:
                     n = int(v)
                 except ValueError:
                     raise RequestError(f"Bad Content-Length header {v.decode(errors='replace')!r}") from None
-                if n > self.max_body:
-                    raise TooLarge(f"The body is {n} bytes; the limit is {self.max_body} (--max-body-mb)")
+                if n > limit:
+                    raise TooLarge(f"The body is {n} bytes; the limit is {limit} ({flag})")
         chunks, total = [], 0
         while True:
             msg = await receive()
             if msg["type"] == "http.disconnect":
+                r = scope.get(REFUSED)  # the connection guard timed the read out and answered already
+                if r is not None:
+                    raise refused(r[0], r[1], "The body did not arrive in time")
                 raise RequestError("The client disconnected before sending the whole body")
             chunk = msg.get("body", b"")
             if chunk:
                 total += len(chunk)
-                if total > self.max_body:
-                    raise TooLarge(f"The body is over the limit of {self.max_body} bytes (--max-body-mb)")
+                if total > limit:
+                    raise TooLarge(f"The body is over the limit of {limit} bytes ({flag})")
                 chunks.append(chunk)
             if not msg.get("more_body", False):
                 break
@@ -139,6 +165,14 @@ class App:
                                + ", ".join(self.repo.names()))
             return await self._model_route(method, "classify", m.name, None, scope, receive, labels)
         labels[2] = "health" if parts[:2] == ["v2", "health"] else "other"
+        if parts == ["openapi.json"]:
+            _need(method, "GET")
+            labels[2] = "metadata"
+            if self._openapi is None:
+                from .openapi import spec
+
+                self._openapi = Response(200, spec(self))
+            return self._openapi
         if parts == ["v2", "health", "live"]:
             _need(method, "GET", "HEAD")
             return Response(200, {"live": True})
@@ -200,16 +234,21 @@ class App:
             timer.cancel()
 
     async def _infer(self, model, scope, receive) -> Response:
-        body = await self._read_body(scope, receive)
         header_len = None
         for k, v in scope["headers"]:
             if k == b"inference-header-content-length":
                 header_len = v.decode("latin-1")
             elif k == b"content-encoding" and v.lower() not in (b"identity",):
                 raise RequestError(f"Content-Encoding {v.decode('latin-1')!r} is not supported; send the body uncompressed")
+        body = await self._read_body(scope, receive, self.max_json if header_len is None else None)
         json_part, binary = protocol.split_body(body, header_len)
-        doc = protocol.parse_json(json_part)
-        req = protocol.parse_infer(doc, binary, model)
+        if len(json_part) > self.max_json:
+            raise TooLarge(f"The JSON header is {len(json_part)} bytes; the limit is {self.max_json} (--max-json-mb)")
+        if len(json_part) <= protocol.YIELDING_PARSE_BYTES:  # small: a thread hop would cost more than the parse
+            req = protocol.parse_request(json_part, binary, model)
+        else:
+            req = await asyncio.get_running_loop().run_in_executor(
+                self._pool, protocol.parse_request, json_part, binary, model)
         timeout = self.cfg.timeout_ms / 1000.0
         if req.timeout_s is not None:
             timeout = min(timeout, req.timeout_s)  # a client may shorten the server's limit, never extend it
@@ -235,7 +274,7 @@ class App:
         body = await self._read_body(scope, receive)
         if not body:
             raise RequestError("Empty body: POST a JPEG/PNG image or a WAV clip")
-        x = to_input(model, body)
+        x = await asyncio.get_running_loop().run_in_executor(self._pool, to_input, model, body, self.max_pixels)
         name = next(iter(model.input_info))
         feed = {name: x}
         key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feed.items())

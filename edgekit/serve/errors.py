@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from ..errors import DataError, EdgekitError
 
+# The scope key where the connection guard leaves (status, reason) when it answered a request itself.
+REFUSED = "edgekit.refused"
+
 
 class RequestError(DataError):
     """A request the client must fix (400 unless a subclass says otherwise)."""
@@ -25,6 +28,13 @@ class MethodNotAllowed(RequestError):
 class TooLarge(RequestError):
     status = 413
     reason = "too_large"
+
+
+class NotRepresentable(RequestError):
+    """A result JSON can't carry (NaN or Infinity in a JSON-encoded output)."""
+
+    status = 422
+    reason = "not_representable"
 
 
 class UnsupportedMedia(RequestError):
@@ -54,3 +64,10 @@ class Unavailable(EdgekitError):
 class ShuttingDown(EdgekitError):
     status = 503
     reason = "shutting_down"
+
+
+def refused(status: int, reason: str, msg: str) -> EdgekitError:
+    """The error for a request the connection guard already answered (header/body deadline, shutdown)."""
+    e = RequestError(msg) if status < 500 else EdgekitError(msg)
+    e.status, e.reason = status, reason
+    return e

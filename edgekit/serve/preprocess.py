@@ -11,7 +11,9 @@ import io
 
 import numpy as np
 
-from .errors import RequestError, Unavailable, UnsupportedMedia
+from .errors import RequestError, TooLarge, Unavailable, UnsupportedMedia
+
+MAX_PIXELS = 25_000_000  # default cap on decoded pixels (ServeConfig.max_image_mp)
 
 
 def sniff(body: bytes) -> str | None:
@@ -24,7 +26,8 @@ def sniff(body: bytes) -> str | None:
     return None
 
 
-def to_input(model, body: bytes) -> np.ndarray:
+def to_input(model, body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One input row from a raw file. CPU-bound (decoding): the server calls it off the event loop."""
     pre = model.preprocessing
     kind = pre.get("type")
     if kind not in ("image", "audio"):
@@ -38,7 +41,7 @@ def to_input(model, body: bytes) -> np.ndarray:
         raise UnsupportedMedia(f"Model {model.name!r} takes {'an image (JPEG/PNG)' if kind == 'image' else 'a WAV clip'}; "
                                f"received {'an image' if got == 'image' else 'a WAV clip'}")
     t = next(iter(model.input_info.values()))
-    x = _image(body, pre, t) if kind == "image" else _audio(body, pre)
+    x = _image(body, pre, max_pixels) if kind == "image" else _audio(body, pre)
     shape = [1 if d is None else d for d in t.shape]
     if x.size != int(np.prod(shape)):
         raise RequestError(f"Model {model.name!r}: its preprocessing gives {x.size} values but input {t.name!r} "
@@ -46,7 +49,7 @@ def to_input(model, body: bytes) -> np.ndarray:
     return x.reshape(shape).astype(np.float32, copy=False)
 
 
-def _image(body: bytes, pre: dict, t) -> np.ndarray:
+def _image(body: bytes, pre: dict, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
@@ -54,12 +57,18 @@ def _image(body: bytes, pre: dict, t) -> np.ndarray:
     size = pre.get("size")
     channels = int(pre.get("channels", 3))
     try:
-        with Image.open(io.BytesIO(body)) as im:
+        with Image.open(io.BytesIO(body)) as im:  # reads the header only: the size is known before decoding
+            w, h = im.size
+            if w * h > max_pixels:
+                raise TooLarge(f"The image is {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
+                               f"{max_pixels / 1e6:g} (--max-image-mp). Resize it before sending")
             im = im.convert("L" if channels == 1 else "RGB")
             if size and im.size != (int(size[1]), int(size[0])):
                 im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)
             a = np.asarray(im, np.float32)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # pillow's own, far higher, limit
+        raise TooLarge(f"The image is too large to decode: {e}") from None
+    except (OSError, ValueError) as e:
         raise RequestError(f"Can't decode the image: {e}") from None
     if a.ndim == 2:
         a = a[..., None]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import RequestError
+from .errors import NotRepresentable, RequestError
 
 DATATYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype(np.bool_),
@@ -95,9 +95,39 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes | memoryvi
     return mv[:n], mv[n:]
 
 
+# Non-finite numbers. The v2 protocol's JSON tensor data are JSON numbers, and JSON (RFC 8259) has no NaN or
+# Infinity. Python's json module and Triton (rapidjson with its NaN/Inf flags) read and write the bare
+# JavaScript literals anyway, but strict parsers (browsers' JSON.parse, Go's encoding/json, serde_json) reject
+# such a body. So edgekit refuses them both ways rather than invent an encoding: a request holding NaN or
+# Infinity literals is 400, and an output that would need them in JSON is 422 naming the output. The binary
+# tensor data extension carries IEEE values exactly, so that is how to send or receive them.
+def _no_constant(name: str):
+    _fail(f"The request body holds {name}, which is not JSON (RFC 8259 has no NaN or Infinity); "
+          "send non-finite values as binary tensor data (Inference-Header-Content-Length)")
+
+
+# Above this size the server parses off the event loop, and the parse is made to let go of the GIL: the C
+# scanner never does by itself, so a thread alone would still stall every other request for the whole
+# parse (~2 s for 8 MB here). Calling a Python function per number gives the interpreter its switch points.
+YIELDING_PARSE_BYTES = 64 * 1024
+# Lists of more numbers than this become arrays a slice at a time, for the same reason.
+_CHUNK_VALUES = 65536
+
+
+def _float(s: str) -> float:
+    return float(s)
+
+
+def _int(s: str) -> int:
+    return int(s)
+
+
 def parse_json(raw) -> dict:
+    hooks = {"parse_float": _float, "parse_int": _int} if len(raw) > YIELDING_PARSE_BYTES else {}
     try:
-        doc = json.loads(bytes(raw) if isinstance(raw, memoryview) else raw)
+        doc = json.loads(bytes(raw) if isinstance(raw, memoryview) else raw, parse_constant=_no_constant, **hooks)
+    except RecursionError:  # the C scanner stops at the interpreter's recursion limit (~1000 levels)
+        _fail("The JSON in the request body is nested too deeply (tensor data needs one level per dimension)")
     except UnicodeDecodeError:
         _fail("The request body is not UTF-8 JSON. (Sending binary tensors? Set the "
               "Inference-Header-Content-Length header to the length of the JSON part.)")
@@ -106,6 +136,11 @@ def parse_json(raw) -> dict:
     if not isinstance(doc, dict):
         _fail(f"The request body must be a JSON object; received {type(doc).__name__}")
     return doc
+
+
+def parse_request(raw, binary: memoryview | None, model) -> "InferRequest":
+    """The JSON part and binary part of an infer body → a validated request (CPU-bound: big ones run off the loop)."""
+    return parse_infer(parse_json(raw), binary, model)
 
 
 def _shape_ok(got: list[int], want: tuple, batch_flexible: bool) -> bool:
@@ -123,10 +158,21 @@ def _fmt(shape) -> str:
     return "[" + ", ".join("-1" if d is None else str(d) for d in shape) + "]"
 
 
+def _as_array(data, count: int) -> np.ndarray:
+    """np.asarray(data), a slice of the outer list at a time when it is big (see _CHUNK_VALUES)."""
+    if count <= 4 * _CHUNK_VALUES or not isinstance(data, list) or len(data) < 2:
+        return np.asarray(data)
+    step = max(1, _CHUNK_VALUES * len(data) // count)
+    parts = [np.asarray(data[i:i + step]) for i in range(0, len(data), step)]
+    if len({p.shape[1:] for p in parts}) != 1:
+        raise ValueError("ragged")
+    return np.concatenate(parts)
+
+
 def _tensor_from_json(name: str, data, shape: list[int], dt: np.dtype, datatype: str) -> np.ndarray:
     count = math.prod(shape)
     try:
-        probe = np.asarray(data)
+        probe = _as_array(data, count)
     except (ValueError, TypeError):
         _fail(f"Input {name!r}: 'data' is not a regular (non-ragged) array of numbers")
     if probe.dtype.kind not in "biuf":
@@ -303,6 +349,11 @@ def encode_response(model, req: InferRequest, results: dict[str, np.ndarray],
             chunks.append(blob)
         else:
             flat = arr.reshape(-1)
+            if flat.dtype.kind in "fc" and not np.isfinite(flat).all():  # see _no_constant for why
+                bad = int(flat.size - np.isfinite(flat).sum())
+                raise NotRepresentable(
+                    f"Output {o.name!r} has {bad} non-finite value(s) (NaN or Infinity), which JSON can't carry; "
+                    "ask for it as binary data (outputs[].parameters.binary_data: true) to get the IEEE values")
             entry["data"] = [b.decode() for b in flat] if arr.dtype == object else flat.tolist()
         outs.append(entry)
     doc = {"model_name": model.name, "model_version": model.version, "outputs": outs}
@@ -310,7 +361,7 @@ def encode_response(model, req: InferRequest, results: dict[str, np.ndarray],
         doc["id"] = req.id
     if parameters:
         doc["parameters"] = parameters
-    head = json.dumps(doc, separators=(",", ":")).encode()
+    head = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
     if chunks:
         return head + b"".join(chunks), {"content-type": "application/octet-stream",
                                          HEADER_LENGTH: str(len(head))}

@@ -66,10 +66,16 @@ def _make_server(app, config: ServeConfig, on_ready):
             if sig == signal.SIGTERM:
                 self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
 
+    try:
+        from .guard import protocol_for
+    except ImportError:
+        raise MissingDependencyError("httptools", "serve", "edgekit serve") from None
+    # The guard bounds header size, header and body read time, and sheds the slowest connections when
+    # max_connections is reached (guard.py says how); uvicorn bounds idle keep-alive time.
     ucfg = uvicorn.Config(app, host=config.host, port=config.port, lifespan="on", log_level=config.log_level,
                           access_log=config.access_log, timeout_graceful_shutdown=config.drain_timeout_s,
                           limit_concurrency=config.max_connections, server_header=False,
-                          timeout_keep_alive=30)
+                          timeout_keep_alive=config.keep_alive_s, http=protocol_for(config), ws="none")
     return _Server(ucfg)
 
 
