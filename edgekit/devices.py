@@ -217,6 +217,15 @@ def profile_from_dict(d: Any, source: str = "<dict>") -> DeviceProfile:
         if getattr(svc, key) not in SERVICE_MANAGERS:
             raise ConfigError(f"{where}: service.{key}: {allowed(getattr(svc, key), SERVICE_MANAGERS, 'service manager')}")
     svc.port = _positive_int(svc.port, "service.port", where)
+    if svc.port > 65535:
+        raise ConfigError(f"{where}: service.port must be 1-65535; received {svc.port}")
+    # service.host and service.name end up in the device's service.env (read by its shell) and unit path.
+    if not isinstance(svc.host, str) or not re.fullmatch(r"[A-Za-z0-9._:%-]{1,253}", svc.host):
+        raise ConfigError(f"{where}: service.host must be a host name or IP address like 127.0.0.1 or 0.0.0.0; "
+                          f"received {svc.host!r}")
+    if not isinstance(svc.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}", svc.name):
+        raise ConfigError(f"{where}: service.name must be a service name (letters, digits, '_', '.', '@', '-'); "
+                          f"received {svc.name!r}")
     kw["ssh"].port = _positive_int(kw["ssh"].port, "ssh.port", where)
     pref = d.get("preferred") or {}
     if not isinstance(pref, dict):
@@ -252,13 +261,30 @@ def profile_dirs() -> list[Path]:
     return [d for d in dirs if d.is_dir()]
 
 
+def yaml_problem(e: Exception) -> str:
+    """A YAML error in one line, ``line L, column C: problem (context)``: PyYAML's own text spans
+    several lines with a quoted excerpt of the file."""
+    def at(mark) -> str:
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    mark, cmark = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or (str(e).strip().splitlines() or [type(e).__name__])[0]
+    context = getattr(e, "context", None)
+    out = f"{at(mark)}: {problem}" if mark is not None else problem
+    if context:
+        out += f" ({context}" + (f" at {at(cmark)}" if cmark is not None and cmark is not mark else "") + ")"
+    return out
+
+
 def _read_yaml(path: Path) -> Any:
     import yaml
 
     try:
         return yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"Device profile {path} is not valid YAML: {e}") from None
+        raise ConfigError(f"Device profile {path} is not valid YAML: {yaml_problem(e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Device profile {path} is not UTF-8 text") from None
     except OSError as e:
         raise ConfigError(f"Cannot read device profile {path}: {e.strerror}") from None
 

@@ -13,6 +13,30 @@ from ._common import emit, json_option, quiet_option
 _HOST_KEY = click.Choice(["strict", "accept-new", "off"])
 
 
+class DeployInterrupted(DeployError):
+    """Ctrl-C: every row says where its device stopped and what serves there."""
+
+    exit_code = 130
+
+
+def _raise_for(rows, host):
+    """One device: its failure (or interruption) is the message. Several: a count naming each."""
+    bad = [r for r in rows if r["status"] in ("failed", "interrupted")]
+    if not bad:
+        return
+    stopped = [r for r in bad if r["status"] == "interrupted"]
+    if host:
+        r = bad[0]
+        if r["status"] == "interrupted":
+            raise DeployInterrupted(f"{r['host']}: {r['error']}")
+        raise DeployError(f"{r['host']}: step '{r['step']}' failed: {r['error']}")
+    if stopped:
+        raise DeployInterrupted(f"interrupted (Ctrl-C): {len(stopped)} of {len(rows)} devices stopped early: "
+                                + "; ".join(f"{r['host']}: {r['error']}" for r in stopped))
+    raise DeployError(f"{len(bad)} of {len(rows)} devices failed: "
+                      + ", ".join(f"{r['host']} ({r['step']})" for r in bad))
+
+
 def ssh_options(f):
     """Connection flags shared by deploy, status and doctor."""
     opts = [
@@ -71,20 +95,22 @@ def _echo_progress(quiet):
 @click.option("--version", "version", help="Release name on the device (default: <model>-<UTC time>-<hash>).")
 @click.option("--device", help="Runtime device on the target (default: the profile's preferred device).")
 @click.option("--threads", type=click.IntRange(1, 1024), help="Inference threads (default: the profile's).")
+@click.option("--serve-host", help="Address the server binds on the device (default: the profile's service.host).")
 @click.option("--serve-port", type=click.IntRange(1, 65535), help="Server port (default: the profile's, 8080).")
 @click.option("--with-wheels", is_flag=True, help="Carry every runtime wheel for the device (no internet there).")
 @click.option("--python-version", help="Device Python for carried wheels, e.g. 3.11 (default: the profile's).")
 @quiet_option
 @json_option
-def bundle(model, profile, out, version, device, threads, serve_port, with_wheels, python_version, quiet, json_path):
+def bundle(model, profile, out, version, device, threads, serve_host, serve_port, with_wheels, python_version, quiet,
+           json_path):
     """Build a deployable bundle: model, manifest with checksums, runtime requirements, service, smoke test."""
     from ..deploy.bundle import build_bundle, describe
 
     if with_wheels and not quiet:
         click.echo(f"collecting the runtime wheels for {profile} (pip download) ...", err=True)
 
-    manifest = build_bundle(model, profile, out, version=version, device=device, threads=threads, port=serve_port,
-                            with_wheels=with_wheels, python_version=python_version)
+    manifest = build_bundle(model, profile, out, version=version, device=device, threads=threads, host=serve_host,
+                            port=serve_port, with_wheels=with_wheels, python_version=python_version)
     row = {**describe(manifest), "out": out}
     emit([row], json_path, payload={k: v for k, v in manifest.items() if k != "profile"})
 
@@ -94,7 +120,9 @@ def bundle(model, profile, out, version, device, threads, serve_port, with_wheel
 @click.command()
 @click.argument("bundle_path", metavar="BUNDLE", required=False, type=click.Path(dir_okay=False))
 @ssh_options
-@click.option("--serve-port", type=click.IntRange(1, 65535), help="Server port on the device (kept across releases).")
+@click.option("--serve-host", help="Address the server binds on the device (kept across releases; default: the bundle's).")
+@click.option("--serve-port", type=click.IntRange(1, 65535),
+              help="Server port on the device (kept across releases; default: the bundle's).")
 @click.option("--pip-arg", "pip_args", multiple=True, help="Extra pip argument on the device (repeatable).")
 @click.option("--health-timeout", type=click.FloatRange(1), default=60.0, show_default=True,
               help="Seconds to wait for the server to become ready.")
@@ -104,7 +132,7 @@ def bundle(model, profile, out, version, device, threads, serve_port, with_wheel
 @quiet_option
 @json_option
 def deploy(bundle_path, host, inventory, port, key, known_hosts, host_key_check, root, python_cmd, concurrency,
-           serve_port, pip_args, health_timeout, rollback, to_version, profile, quiet, json_path):
+           serve_host, serve_port, pip_args, health_timeout, rollback, to_version, profile, quiet, json_path):
     """Deploy a bundle over SSH: preflight, upload, verify, install, smoke test, switch, health check.
 
     Any failure leaves (or puts back) the previous release serving and names the step that failed.
@@ -112,8 +140,8 @@ def deploy(bundle_path, host, inventory, port, key, known_hosts, host_key_check,
     from ..deploy.deploy import (DeployOptions, check_bundle_path, deploy_host, resolve_profile, rollback_host)
     from ..deploy.fleet import summary_rows
 
-    opts = DeployOptions(root=root, python=python_cmd, serve_port=serve_port, pip_args=list(pip_args),
-                         health_timeout=health_timeout)
+    opts = DeployOptions(root=root, python=python_cmd, serve_host=serve_host, serve_port=serve_port,
+                         pip_args=list(pip_args), health_timeout=health_timeout)
     if rollback:
         if bundle_path:
             raise ConfigError(f"--rollback takes no bundle; received {bundle_path!r}. Roll back, or deploy the bundle")
@@ -126,13 +154,10 @@ def deploy(bundle_path, host, inventory, port, key, known_hosts, host_key_check,
         fn = functools.partial(_deploy_one, deploy_host, path, _echo_progress(quiet))
     items, inv_conc = _targets(host, inventory, port, key, known_hosts, host_key_check, opts)
     rows = _run_all(items, fn, concurrency or inv_conc or 4)
-    failed = [r for r in rows if r["status"] == "failed"]
-    if host and failed:  # one device: the failure is the message
-        raise DeployError(f"{failed[0]['host']}: step '{failed[0]['step']}' failed: {failed[0]['error']}")
+    if host:  # one device: the failure is the message
+        _raise_for(rows, host)
     emit(summary_rows(rows), json_path, payload=rows)
-    if failed:
-        raise DeployError(f"{len(failed)} of {len(rows)} devices failed: "
-                          + ", ".join(f"{r['host']} ({r['step']})" for r in failed))
+    _raise_for(rows, None)
 
 
 async def _deploy_one(deploy_host, path, progress, target, opts):
@@ -164,12 +189,15 @@ def status(host, inventory, port, key, known_hosts, host_key_check, root, python
 
     items, inv_conc = _targets(host, inventory, port, key, known_hosts, host_key_check, opts)
     rows = _run_all(items, one, concurrency or inv_conc or 4)
-    failed = [r for r in rows if r["status"] == "failed"]
-    if host and failed:
-        raise DeployError(f"{failed[0]['host']}: step '{failed[0]['step']}' failed: {failed[0]['error']}")
-    table = [status_row(r) if r["status"] == "ok" else {"host": r["host"], "release": "?", "service": "unreachable",
-                                                        "ready": None} for r in rows]
+    if host:
+        _raise_for(rows, host)
+    table = [status_row(r) if r["status"] == "ok" else
+             {"host": r["host"], "release": "?", "service": "unreachable" if r["status"] == "failed" else r["status"],
+              "ready": None} for r in rows]
     emit(table, json_path, payload=rows)
+    if any(r["status"] == "interrupted" for r in rows):
+        _raise_for(rows, None)
+    failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         raise DeployError(f"{len(failed)} of {len(rows)} devices did not answer: "
                           + "; ".join(f"{r['host']}: {r['error']}" for r in failed))

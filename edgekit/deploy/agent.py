@@ -24,7 +24,9 @@ import hashlib
 import json
 import os
 import platform
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -34,6 +36,18 @@ import urllib.request
 HEALTH_PATH = "/v2/health/ready"
 # Written into a release folder on the device after verification; not part of the bundle.
 DEVICE_FILES = {"smoke.json"}
+# Made in a release folder on the device (install links the runtime venv there): no bundle file may be it.
+DEVICE_NAMES = DEVICE_FILES | {"venv", "venv.new"}
+# A release name is one folder name under releases/: never a path, never hidden, nothing a shell reads.
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
+# The systemd unit is written to /etc/systemd/system/<name>.service.
+UNIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+# service.env is sourced by run.sh (POSIX sh): a host is a name or an address, nothing else.
+HOST_RE = re.compile(r"^[A-Za-z0-9._:%-]{1,253}$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+MAX_MEMBERS = 20000  # an edgekit bundle has a few dozen (wheels are carried whole, not unpacked)
+MAX_MANIFEST_BYTES = 16 << 20
+DEFAULT_MIN_FREE_DISK_MB = 400
 
 
 class StepError(Exception):
@@ -99,6 +113,105 @@ def locked(root):
         yield
 
 
+# -- names that become paths, checked before anything is written ---------------------------------
+
+def check_version(version, step="verify"):
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise StepError(step, "invalid release version %r: 1-100 letters, digits, '.', '_', '+' or '-', "
+                              "starting with a letter or digit (it becomes a folder under releases/)" % (version,))
+    return version
+
+
+def check_relpath(rel, what="bundle file"):
+    """A path inside a release folder: relative, '/'-separated, no empty, '.' or '..' part, no control bytes."""
+    if not isinstance(rel, str) or not rel:
+        raise StepError("verify", "%s name %r is not a path" % (what, rel))
+    parts = rel.split("/")
+    if rel.startswith("/") or "\\" in rel or any(ord(c) < 32 for c in rel) or \
+            any(p in ("", ".", "..") for p in parts):
+        raise StepError("verify", "%s %r escapes the release folder (it must be a relative path with no "
+                                  "'..', '.' or empty part)" % (what, rel))
+    return rel
+
+
+def check_host(host, step="args"):
+    if not isinstance(host, str) or not HOST_RE.match(host):
+        raise StepError(step, "invalid server host %r: a host name or an IP address" % (host,))
+    return host
+
+
+def check_port(port, step="args"):
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise StepError(step, "invalid server port %r: an integer 1-65535" % (port,))
+    return port
+
+
+def _kind(v):
+    return type(v).__name__ if not isinstance(v, (dict, list)) else ("an object" if isinstance(v, dict) else "a list")
+
+
+def check_manifest(manifest, version=None):
+    """Every manifest field the agent, the smoke test and the host rely on, with the type they need:
+    a clear refusal naming the field, never a KeyError or TypeError later. Returns the manifest."""
+    if not isinstance(manifest, dict):
+        raise StepError("verify", "manifest.json must be a JSON object; received %s" % _kind(manifest))
+    if not manifest:
+        raise StepError("verify", "manifest.json is empty; build bundles with `edgekit bundle`")
+    for key in ("version", "files", "profile", "model", "smoke", "service", "runtime"):
+        if key not in manifest:
+            raise StepError("verify", "manifest.json has no %r field; build bundles with `edgekit bundle`" % key)
+    check_version(manifest["version"])
+    if version is not None and manifest["version"] != version:
+        raise StepError("verify", "bundle manifest says version %r, expected %r" % (manifest["version"], version))
+    files = manifest["files"]
+    if not isinstance(files, dict) or not files:
+        raise StepError("verify", "manifest 'files' must be an object mapping path -> {sha256, size}; "
+                                  "received %s" % _kind(files))
+    for rel, want in files.items():
+        check_relpath(rel, "manifest file entry")
+        if rel == "manifest.json" or rel.split("/")[0] in DEVICE_NAMES:
+            raise StepError("verify", "manifest file entry %r names a file the device writes itself" % rel)
+        if not isinstance(want, dict) or not isinstance(want.get("sha256"), str) or \
+                not SHA256_RE.match(want["sha256"]):
+            raise StepError("verify", "manifest file entry %r needs a sha256 (64 hex digits); received %r"
+                                      % (rel, want))
+        size = want.get("size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise StepError("verify", "manifest file entry %r needs a size in bytes; received %r" % (rel, size))
+    for key in ("profile", "model", "smoke", "service", "runtime"):
+        if not isinstance(manifest[key], dict):
+            raise StepError("verify", "manifest %r must be an object; received %s" % (key, _kind(manifest[key])))
+    # Paths the smoke test and run.sh open inside the release: each must be a listed file.
+    for where, rel in (("model.path", manifest["model"].get("path")), ("smoke.input", manifest["smoke"].get("input")),
+                       ("smoke.expected", manifest["smoke"].get("expected"))):
+        if rel not in files:
+            raise StepError("verify", "manifest %s %r is not one of the bundle's files" % (where, rel))
+    svc = manifest["service"]
+    check_host(svc.get("host", "0.0.0.0"), "verify")
+    check_port(svc.get("port", 8080), "verify")
+    name = svc.get("name", "edgekit")
+    if not isinstance(name, str) or not UNIT_RE.match(name):
+        raise StepError("verify", "manifest service.name %r is not a service name (letters, digits, '_', '.', "
+                                  "'@', '-')" % (name,))
+    threads = manifest.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise StepError("verify", "manifest threads must be a positive integer or null; received %r" % (threads,))
+    rt = manifest["runtime"]
+    for key in ("venv_args", "pip_args"):
+        if not isinstance(rt.get(key, []), list) or not all(isinstance(a, str) for a in rt.get(key, [])):
+            raise StepError("verify", "manifest runtime.%s must be a list of strings; received %r" % (key, rt.get(key)))
+    min_free_disk_mb(manifest)
+    return manifest
+
+
+def min_free_disk_mb(manifest):
+    """The free disk the bundle's profile says must remain after unpacking."""
+    v = (manifest.get("profile") or {}).get("min_free_disk_mb", DEFAULT_MIN_FREE_DISK_MB)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        raise StepError("verify", "manifest profile.min_free_disk_mb must be a whole number of MB; received %r" % (v,))
+    return v
+
+
 class Layout:
     def __init__(self, root):
         self.root = os.path.abspath(os.path.expanduser(root))
@@ -111,9 +224,7 @@ class Layout:
         self.log = os.path.join(self.root, "log")
 
     def release(self, version):
-        if not version or "/" in version or version.startswith("."):
-            raise StepError("args", "invalid release version %r" % version)
-        return os.path.join(self.releases, version)
+        return os.path.join(self.releases, check_version(version, "args"))
 
     def current_version(self):
         try:
@@ -251,36 +362,103 @@ def _os_release():
 
 # -- unpack and verify ----------------------------------------------------------------------------
 
-def _safe_members(tar):
-    for m in tar.getmembers():
-        name = os.path.normpath(m.name)
-        if name.startswith(("/", "..")) or os.path.isabs(name) or ".." in name.split(os.sep):
-            raise StepError("verify", "bundle member %r escapes the release folder" % m.name)
-        if not (m.isfile() or m.isdir()):
-            raise StepError("verify", "bundle member %r is not a regular file or folder" % m.name)
-        yield m
+def read_bundle_manifest(tar, version=None):
+    """The manifest, read from the tarball's first member before anything is extracted."""
+    first = tar.next()
+    if first is None or first.name != "manifest.json" or not first.isfile():
+        raise StepError("verify", "the bundle does not start with manifest.json (found %r); build bundles with "
+                                  "`edgekit bundle`" % (first.name if first is not None else "an empty archive"))
+    if first.size > MAX_MANIFEST_BYTES:
+        raise StepError("verify", "manifest.json is %d bytes; a manifest is at most %d" % (first.size, MAX_MANIFEST_BYTES))
+    try:
+        manifest = json.loads(tar.extractfile(first).read().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StepError("verify", "manifest.json is not valid JSON: %s" % e)
+    return first, check_manifest(manifest, version)
 
 
-def verify_release(folder):
-    """Every file the manifest lists is there with its sha256 and size; nothing unlisted besides."""
-    manifest = read_json(os.path.join(folder, "manifest.json"))
-    if not isinstance(manifest, dict) or "files" not in manifest:
-        raise StepError("verify", "manifest.json is missing or unreadable in the bundle")
+def plan_unpack(tar, version, free_mb):
+    """Check every member from its header, before extracting any: only regular files and folders, each
+    inside the release, each file listed in the manifest with the size the manifest gives, and the total
+    leaving the free disk the profile requires. Returns (manifest, members, total bytes)."""
+    first, manifest = read_bundle_manifest(tar, version)
     listed = manifest["files"]
+    folders = set()
+    for rel in listed:
+        parts = rel.split("/")
+        folders.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    keep_mb = min_free_disk_mb(manifest)
+    declared = sum(w["size"] for w in listed.values()) + first.size
+    if free_mb is not None and declared / (1 << 20) + keep_mb > free_mb:
+        raise StepError("verify", "the bundle unpacks to %.1f MB (manifest sizes); %d MB are free on the device and "
+                                  "its profile keeps %d MB free" % (declared / (1 << 20), free_mb, keep_mb))
+    members, seen, total = [first], {"manifest.json"}, first.size
+    while True:
+        m = tar.next()
+        if m is None:
+            break
+        if len(members) >= MAX_MEMBERS:
+            raise StepError("verify", "the bundle has more than %d members" % MAX_MEMBERS)
+        check_relpath(m.name, "bundle member")
+        if m.name in seen:
+            raise StepError("verify", "bundle member %r appears twice" % m.name)
+        seen.add(m.name)
+        if m.isdir():
+            if m.name not in folders:
+                raise StepError("verify", "bundle folder %r holds no file the manifest lists" % m.name)
+        elif m.isfile() and not m.issparse():
+            want = listed.get(m.name)
+            if want is None:
+                raise StepError("verify", "bundle member %r is not listed in the manifest" % m.name)
+            if m.size != want["size"]:
+                raise StepError("verify", "bundle member %r is %d bytes; the manifest says %d"
+                                % (m.name, m.size, want["size"]))
+            total += m.size
+        else:
+            kind = ("a symlink" if m.issym() else "a hard link" if m.islnk() else "a fifo" if m.isfifo()
+                    else "a device" if m.ischr() or m.isblk() else "a sparse file" if m.issparse()
+                    else "not a regular file or folder")
+            raise StepError("verify", "bundle member %r is %s; a bundle holds only regular files and folders"
+                            % (m.name, kind))
+        members.append(m)
+    missing = sorted(set(listed) - seen)
+    if missing:
+        raise StepError("verify", "checksum verification failed: listed but not in the bundle: " + ", ".join(missing[:5]))
+    return manifest, members, total
+
+
+def verify_release(folder, version=None):
+    """Every file the manifest lists is there (inside the folder, not a link) with its size and sha256;
+    nothing unlisted besides."""
+    manifest = read_json(os.path.join(folder, "manifest.json"))
+    if manifest is None:
+        raise StepError("verify", "manifest.json is missing or unreadable in the bundle")
+    check_manifest(manifest, version)
+    listed = manifest["files"]
+    real = os.path.realpath(folder)
     problems = []
     for rel, want in sorted(listed.items()):
         p = os.path.join(folder, rel)
+        if os.path.islink(p) or not os.path.realpath(p).startswith(real + os.sep):
+            problems.append("%s: not a file inside the release" % rel)
+            continue
         if not os.path.isfile(p):
             problems.append("%s: missing" % rel)
+            continue
+        size = os.path.getsize(p)
+        if size != want["size"]:
+            problems.append("%s: %d bytes, manifest says %d" % (rel, size, want["size"]))
             continue
         got = sha256_file(p)
         if got != want["sha256"]:
             problems.append("%s: sha256 mismatch (manifest %s..., file %s...)" % (rel, want["sha256"][:12], got[:12]))
     present = set()
-    for dirpath, _, files in os.walk(folder):
+    for dirpath, dirs, files in os.walk(folder):
+        if dirpath == folder:
+            dirs[:] = [d for d in dirs if d not in DEVICE_NAMES]
         for f in files:
             present.add(os.path.relpath(os.path.join(dirpath, f), folder))
-    extra = sorted(present - set(listed) - {"manifest.json"} - DEVICE_FILES)
+    extra = sorted(present - set(listed) - {"manifest.json"} - DEVICE_NAMES)
     if extra:
         problems.append("unlisted file(s): " + ", ".join(extra[:5]))
     if problems:
@@ -288,45 +466,63 @@ def verify_release(folder):
     return manifest
 
 
+def _inside(root, path, what):
+    real = os.path.realpath(path or "")
+    if not path or not real.startswith(os.path.realpath(root) + os.sep):
+        raise StepError("args", "%s %r is not inside the deploy root %s" % (what, path, root))
+    return real
+
+
 def cmd_unpack(args):
     L = Layout(args.root)
-    with locked(L.root):
-        got = sha256_file(args.tarball)
-        if args.sha256 and got != args.sha256:
-            raise StepError("verify", "uploaded bundle is corrupt: sha256 %s... on the device, %s... on the host"
-                            % (got[:12], args.sha256[:12]))
-        os.makedirs(L.releases, exist_ok=True)
-        final = L.release(args.version)
-        staging = os.path.join(L.releases, ".staging-%s-%d" % (args.version, os.getpid()))
-        shutil.rmtree(staging, ignore_errors=True)
+    tarball = None
+    try:
+        tarball = _inside(L.root, args.tarball, "--tarball")
+        check_version(args.version, "args")
+        with locked(L.root):
+            return _unpack(L, args, tarball)
+    finally:
+        if tarball is not None:  # the upload is spent, whatever happened: never leave .upload-* behind
+            with contextlib.suppress(OSError):
+                os.remove(tarball)
+
+
+def _unpack(L, args, tarball):
+    got = sha256_file(tarball)
+    if args.sha256 and got != args.sha256:
+        raise StepError("verify", "uploaded bundle is corrupt: sha256 %s... on the device, %s... on the host"
+                        % (got[:12], args.sha256[:12]))
+    os.makedirs(L.releases, exist_ok=True)
+    final = L.release(args.version)
+    staging = os.path.join(L.releases, ".staging-%s-%d" % (args.version, os.getpid()))
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
         try:
-            with tarfile.open(args.tarball, "r:*") as tar:
-                members = list(_safe_members(tar))
+            with tarfile.open(tarball, "r:gz") as tar:  # edgekit bundle writes .tar.gz
+                manifest, members, _ = plan_unpack(tar, args.version, free_disk_mb(L.releases))
+                # Only the members checked above; the data filter (where Python has it) is a second guard.
                 if hasattr(tarfile, "data_filter"):
                     tar.extractall(staging, members=members, filter="data")
                 else:
                     tar.extractall(staging, members=members)
-            manifest = verify_release(staging)
-            if manifest.get("version") != args.version:
-                raise StepError("verify", "bundle manifest says version %r, expected %r"
-                                % (manifest.get("version"), args.version))
-            reused = False
-            if os.path.isdir(final):
-                if os.path.exists(os.path.join(final, "manifest.json")) and \
-                        sha256_file(os.path.join(final, "manifest.json")) == sha256_file(os.path.join(staging, "manifest.json")):
-                    reused = True  # same release deployed again: keep its folder (and venv link)
-                elif L.current_version() == args.version:
-                    raise StepError("verify", "release %s is serving and differs from this bundle; "
-                                              "build the bundle with a new --version" % args.version)
-                else:
-                    shutil.rmtree(final)
-            if not reused:
-                os.rename(staging, final)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            with contextlib.suppress(OSError):
-                os.remove(args.tarball)
-        return {"release": args.version, "files": len(manifest["files"]), "reused": reused}
+        except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as e:
+            raise StepError("verify", "the bundle cannot be unpacked: %s" % " ".join(str(e).split()))
+        manifest = verify_release(staging, args.version)
+        reused = False
+        if os.path.isdir(final):
+            if os.path.exists(os.path.join(final, "manifest.json")) and \
+                    sha256_file(os.path.join(final, "manifest.json")) == sha256_file(os.path.join(staging, "manifest.json")):
+                reused = True  # same release deployed again: keep its folder (and venv link)
+            elif L.current_version() == args.version:
+                raise StepError("verify", "release %s is serving and differs from this bundle; "
+                                          "build the bundle with a new --version" % args.version)
+            else:
+                shutil.rmtree(final)
+        if not reused:
+            os.rename(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {"release": args.version, "files": len(manifest["files"]), "reused": reused}
 
 
 # -- runtime install ------------------------------------------------------------------------------
@@ -361,7 +557,7 @@ def cmd_install(args):
     L = Layout(args.root)
     with locked(L.root):
         folder = L.release(args.version)
-        manifest = verify_release(folder)
+        manifest = verify_release(folder, args.version)
         runtime = manifest.get("runtime", {})
         venv_args = list(runtime.get("venv_args", []))
         key = venv_key(folder, sys.executable, venv_args)
@@ -439,15 +635,33 @@ def read_env(path):
     return env
 
 
-def write_service_env(L, manifest, host=None, port=None):
-    """Device-local server settings survive releases: an explicit flag wins, then what's there, then the bundle."""
+def write_service_env(L, manifest, host=None, port=None, manager=None):
+    """Device-local server settings. A --serve-host/--serve-port flag wins and sticks across releases
+    (recorded in EDGEKIT_PINNED); everything else comes from the bundle's service section, so a profile
+    that moves the server to loopback or another port takes effect on the next deploy."""
     old = read_env(L.service_env)
-    serve = manifest.get("serve", {})
+    service = manifest.get("service") or {}
+    if "EDGEKIT_PINNED" in old:
+        pinned = set(old["EDGEKIT_PINNED"].split())
+    else:  # written before pins were recorded: only a flag could have set a value other than the old defaults
+        pinned = {k for k, default in (("host", "0.0.0.0"), ("port", "8080"))
+                  if old.get("EDGEKIT_" + k.upper()) not in (None, "", default)}
+    if host is not None:
+        pinned.add("host")
+    if port is not None:
+        pinned.add("port")
+    host = check_host(host if host is not None else old["EDGEKIT_HOST"] if "host" in pinned
+                      else service.get("host", "0.0.0.0"))
+    port = check_port(int(port if port is not None else old["EDGEKIT_PORT"] if "port" in pinned
+                          else service.get("port", 8080)))
     env = {
-        "EDGEKIT_HOST": host or old.get("EDGEKIT_HOST") or serve.get("host", "0.0.0.0"),
-        "EDGEKIT_PORT": str(port or old.get("EDGEKIT_PORT") or serve.get("port", 8080)),
-        "EDGEKIT_THREADS": "" if manifest.get("threads") is None else str(manifest["threads"]),
+        "EDGEKIT_HOST": host,
+        "EDGEKIT_PORT": str(port),
+        "EDGEKIT_THREADS": "" if manifest.get("threads") is None else str(int(manifest["threads"])),
+        "EDGEKIT_PINNED": " ".join(sorted(pinned)),
     }
+    if manager:
+        env["EDGEKIT_MANAGER"] = manager
     write_text(L.service_env, "".join("%s='%s'\n" % kv for kv in sorted(env.items())))
     return env
 
@@ -560,8 +774,15 @@ def _pid(path):
 
 
 def health(port, timeout=60.0, L=None, manifest=None, host=None, manager="supervisor"):
-    """Poll the server's readiness URL until 200; give up early if the service keeps restarting it."""
+    """Poll the server's readiness URL until 200; give up early if the service keeps restarting it.
+    With a manifest, the URL is that model's own readiness route: another server on the port (one the
+    new release failed to displace) answers 404 there, not 200."""
     url = "http://%s:%s%s" % (_loopback(host), port, HEALTH_PATH)
+    name = (manifest or {}).get("name")
+    if L is not None and isinstance(name, str) and name:
+        from urllib.parse import quote
+
+        url = "http://%s:%s/v2/models/%s/ready" % (_loopback(host), port, quote(name, safe=""))
     deadline = time.time() + timeout
     last = "no answer"
     while True:
@@ -598,14 +819,12 @@ def _switch(L, version):
 
 
 def _activate(L, version, args, record=True):
-    manifest = verify_release(L.release(version))
+    manifest = verify_release(L.release(version), version)
     if not os.path.exists(os.path.join(L.release(version), "venv", "bin", "python")):
         raise StepError("switch", "release %s has no runtime venv" % version)
     previous = L.current_version()
     manager = service_manager(manifest, args.manager)
-    env = write_service_env(L, manifest, args.serve_host, args.serve_port)
-    with open(L.service_env, "a") as f:
-        f.write("EDGEKIT_MANAGER='%s'\n" % manager)
+    env = write_service_env(L, manifest, args.serve_host, args.serve_port, manager)
     _switch(L, version)
     if record:
         hist = read_json(L.history, {}) or {}
@@ -618,19 +837,62 @@ def _activate(L, version, args, record=True):
     return {"release": version, "previous": previous, "manager": manager, "health": h}
 
 
+@contextlib.contextmanager
+def to_the_end():
+    """The switch runs to its end once begun: a hang-up or Ctrl-C reaching this process (an SSH session
+    that drops, a terminal) must not stop it between the symlink and the health check. It finishes or
+    rolls back by itself, and says which release serves."""
+    sigs = [s for s in (getattr(signal, "SIGHUP", None), signal.SIGINT) if s is not None]
+    old = [signal.signal(s, signal.SIG_IGN) for s in sigs]
+    try:
+        yield
+    finally:
+        for s, h in zip(sigs, old):
+            signal.signal(s, h)
+
+
+def _previous_settings(args):
+    """Args for putting the previous release back: the flags given for the failed one don't apply."""
+    back = argparse.Namespace(**vars(args))
+    back.serve_host = back.serve_port = None
+    return back
+
+
 def cmd_activate(args):
     L = Layout(args.root)
-    with locked(L.root):
+    check_version(args.version, "args")
+    with locked(L.root), to_the_end():
         previous = L.current_version()
         hist = read_json(L.history, None)
+        saved_env = _read_bytes(L.service_env)
         try:
             return _activate(L, args.version, args)
         except (StepError, OSError, subprocess.CalledProcessError) as e:
             step = getattr(e, "step", "switch")
-            rolled = _revert(L, previous, args)
+            _restore(L.service_env, saved_env)
+            rolled = _revert(L, previous, _previous_settings(args))
             if hist is not None:  # the failed release never served: history is as before
                 write_json(L.history, hist)
             raise StepError(step, str(e), rolled_back=rolled)
+
+
+def _read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _restore(path, data):
+    if data is None:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        return
+    tmp = "%s.tmp%d" % (path, os.getpid())
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
 
 
 def _revert(L, previous, args):
@@ -653,7 +915,9 @@ def _revert(L, previous, args):
 
 def cmd_rollback(args):
     L = Layout(args.root)
-    with locked(L.root):
+    if args.to is not None:
+        check_version(args.to, "args")
+    with locked(L.root), to_the_end():
         current = L.current_version()
         hist = read_json(L.history, {}) or {}
         past = [v for v in hist.get("past", []) if v != current and os.path.isdir(os.path.join(L.releases, v))]
@@ -664,10 +928,12 @@ def cmd_rollback(args):
         if not os.path.isdir(L.release(target)):
             raise StepError("rollback", "release %r is not on this device. Available: %s"
                             % (target, ", ".join(L.versions()) or "(none)"))
+        saved_env = _read_bytes(L.service_env)
         try:
             out = _activate(L, target, args, record=False)
         except (StepError, OSError) as e:
-            rolled = _revert(L, current, args)
+            _restore(L.service_env, saved_env)
+            rolled = _revert(L, current, _previous_settings(args))
             raise StepError(getattr(e, "step", "rollback"), str(e), rolled_back=rolled)
         past = [v for v in hist.get("past", []) if v not in (target, current)] + ([current] if current else [])
         write_json(L.history, {"current": target, "past": past[-10:], "switched": time.time()})
@@ -685,12 +951,12 @@ def cmd_prune(args):
         removed = []
         for v in L.versions():
             if v not in keep:
-                shutil.rmtree(L.release(v), ignore_errors=True)
+                shutil.rmtree(os.path.join(L.releases, v), ignore_errors=True)
                 removed.append(v)
         used = set()
         for v in L.versions():
             with contextlib.suppress(OSError):
-                used.add(os.path.basename(os.readlink(os.path.join(L.release(v), "venv"))))
+                used.add(os.path.basename(os.readlink(os.path.join(L.releases, v, "venv"))))
         for key in os.listdir(L.venvs) if os.path.isdir(L.venvs) else []:
             if key not in used:
                 shutil.rmtree(os.path.join(L.venvs, key), ignore_errors=True)
@@ -701,10 +967,14 @@ def cmd_discard(args):
     """Remove a release that failed before it served (never the current one or a rollback candidate)."""
     L = Layout(args.root)
     with locked(L.root):
+        folder = L.release(args.version)
+        for leftover in ("%s.tar.gz" % args.version, "%s.tar.gz.partial" % args.version):
+            with contextlib.suppress(OSError):  # an upload that never reached unpack
+                os.remove(os.path.join(L.releases, ".upload-" + leftover))
         hist = read_json(L.history, {}) or {}
         if args.version in (L.current_version(),) or args.version in hist.get("past", []):
             return {"removed": False}
-        shutil.rmtree(L.release(args.version), ignore_errors=True)
+        shutil.rmtree(folder, ignore_errors=True)
         return {"removed": True}
 
 
@@ -716,7 +986,7 @@ def cmd_status(args):
     if not version:
         out.update(service={"state": "none"}, health={"ready": False})
         return out
-    folder = L.release(version)
+    folder = os.path.join(L.releases, version)
     manifest = read_json(os.path.join(folder, "manifest.json"), {}) or {}
     out["model"] = {k: manifest.get(k) for k in ("name", "version", "created", "backend", "device", "profile_name")}
     out["service"] = service_state(L, manifest)
@@ -821,7 +1091,12 @@ def main(argv=None):
     except Exception as e:  # an agent bug or an odd device: still one JSON line, never a bare traceback
         result = {"ok": False, "step": args.command, "error": "%s: %s" % (type(e).__name__, e)}
         code = 1
-    sys.stdout.write(json.dumps(result, default=str) + "\n")
+    try:
+        sys.stdout.write(json.dumps(result, default=str) + "\n")
+        sys.stdout.flush()
+    except OSError:  # the host hung up (Ctrl-C there): the work is done; `status` tells it what serves
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return code
 
 

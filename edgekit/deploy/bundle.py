@@ -34,10 +34,10 @@ from ..artifact import model_files, model_format, read_meta, sidecar_path
 from ..devices import DeviceProfile, load_profile
 from ..errors import ConfigError, DeployError, ModelError
 from ..fsutil import atomic_path
+from .agent import VERSION_RE
 
 MANIFEST_SCHEMA = 1
 RESOURCES = Path(__file__).resolve().parent.parent / "_resources" / "deploy"
-_VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 
 
 def sha256_file(path: Path) -> str:
@@ -167,12 +167,53 @@ def _default_version(model: Path, files: list[Path]) -> str:
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{h.hexdigest()[:8]}"
 
 
+def check_runtime_device(device, backend: str, profile: DeviceProfile) -> str:
+    """A device string the backend's runtime accepts on the target (checked here: the host may lack it)."""
+    from ..runtime import backends
+    from ..runtime.base import GENERIC_DEVICES
+
+    d = device.strip() if isinstance(device, str) else ""
+    if backend == "litert":
+        ok = d == "cpu-ref" or (d.startswith("delegate:") and len(d) > len("delegate:"))
+    elif backend == "onnxruntime":
+        from ..runtime.onnxruntime import ALIASES
+
+        ok = d.lower() in ALIASES or (d.endswith("ExecutionProvider") and d.isidentifier())
+    elif backend == "openvino":
+        ok = d.split(":")[0].split(".")[0] in ("CPU", "GPU", "NPU", "AUTO", "HETERO", "MULTI")
+    else:
+        ok = False
+    if not (d.lower() in GENERIC_DEVICES or ok):
+        from ..devices import profile_names
+
+        raise ConfigError(f"Unknown --device {device!r} for a {backend} model. Allowed: "
+                          f"{', '.join(backends.get(backend).device_names())}. (--device is the runtime device on "
+                          f"the target, now profile {profile.name!r}; profiles: {', '.join(profile_names())})")
+    return d
+
+
+def check_labels(meta, outputs: list, model: Path) -> None:
+    """A classifier's labels must be a list with one name per class of its output."""
+    if meta is None or not meta.labels:
+        return
+    side = sidecar_path(model)
+    src = side.name if side.exists() else f"{model.name} (embedded metadata)"
+    if not isinstance(meta.labels, list):
+        raise ModelError(f"{src}: labels must be a list of class names; received {type(meta.labels).__name__}")
+    widths = [o["shape"][-1] for o in outputs if o.get("shape") and isinstance(o["shape"][-1], int)]
+    if widths and len(meta.labels) not in widths:
+        raise ModelError(f"{src} has {len(meta.labels)} labels, but the model's output has {widths[0]} classes"
+                         + (f" (outputs: {', '.join(map(str, widths))})" if len(widths) > 1 else "")
+                         + "; fix the sidecar or re-export with matching --labels")
+
+
 def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: str | os.PathLike, *,
                  version: str | None = None, device: str | None = None, threads: int | None = None,
-                 port: int | None = None, with_wheels: bool = False, python_version: str | None = None,
-                 seed: int = 0, bench_runs: int = 20) -> dict:
+                 host: str | None = None, port: int | None = None, with_wheels: bool = False,
+                 python_version: str | None = None, seed: int = 0, bench_runs: int = 20) -> dict:
     """Build ``out`` (a .tar.gz) for ``model`` on ``profile``; return the manifest."""
     from ..runtime import backend_for
+    from .agent import StepError, check_host, check_port
 
     model = Path(model)
     if not model.is_file():
@@ -180,11 +221,19 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
     prof = load_profile(profile)
     backend = backend_for(model)
     prof.check_backend(backend)
-    if version is not None and not _VERSION_RE.match(version):
+    if version is not None and not VERSION_RE.match(version):
         raise ConfigError(f"--version must be 1-100 letters, digits, '.', '_', '+' or '-' (not starting with "
                           f"one of the last four); received {version!r}")
     if device is None:
         device = prof.preferred.get("device", "cpu") if prof.preferred.get("backend") == backend else "cpu"
+    device = check_runtime_device(device, backend, prof)
+    host = prof.service.host if host is None else host
+    port = prof.service.port if port is None else port
+    try:
+        check_host(host)
+        check_port(port)
+    except StepError as e:
+        raise ConfigError(f"--serve-host/--serve-port: {e}") from None
     threads = prof.threads if threads is None else threads
     if threads is not None and threads < 1:
         raise ConfigError(f"threads must be a positive integer; received {threads}")
@@ -200,6 +249,7 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
     import numpy as np
 
     feed, expected, tolerance, inputs, outputs = reference(model, seed)
+    check_labels(meta, outputs, model)
     if device not in ("cpu",):
         # The reference ran on the host CPU; GPUs, NPUs and TensorRT compute in reduced precision (FP16).
         for tol in tolerance.values():
@@ -225,7 +275,7 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
             + "\n".join(reqs) + "\n")
         carried = download_wheels(root / "requirements.txt", wheels, prof, py_version) if with_wheels else []
         model_rel = f"model/{model.name}"
-        (root / "run.sh").write_text(_render("run.sh", HOST=prof.service.host, PORT=port or prof.service.port,
+        (root / "run.sh").write_text(_render("run.sh", HOST=host, PORT=port,
                                              THREADS="" if threads is None else threads, MODEL=model_rel,
                                              DEVICE=device))
         (root / "supervise.sh").write_text(_render("supervise.sh"))
@@ -263,7 +313,7 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
                         "venv_args": prof.runtime.venv_args, "pip_args": prof.runtime.pip_args,
                         "apt": prof.runtime.apt},
             "service": {"manager": prof.service.manager, "fallback": prof.service.fallback,
-                        "name": prof.service.name, "host": prof.service.host, "port": port or prof.service.port,
+                        "name": prof.service.name, "host": host, "port": port,
                         "health": "/v2/health/ready"},
             "profile": prof.to_dict(),
             "files": checksums,
@@ -299,10 +349,11 @@ def rebundle(src: str | os.PathLike, dest: str | os.PathLike, version: str, muta
             mutate(folder)
         if rehash:
             for rel in manifest["files"]:
-                manifest["files"][rel]["sha256"] = sha256_file(folder / rel)
+                manifest["files"][rel] = {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
         (folder / "manifest.json").write_text(json.dumps(manifest))
         with tarfile.open(dest, "w:gz", compresslevel=1) as tar:
-            for p in sorted(folder.rglob("*")):
+            # manifest.json first: the device reads it before deciding to extract anything else.
+            for p in [folder / "manifest.json"] + sorted(x for x in folder.rglob("*") if x.name != "manifest.json"):
                 tar.add(p, arcname=p.relative_to(folder).as_posix(), recursive=False)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -310,7 +361,9 @@ def rebundle(src: str | os.PathLike, dest: str | os.PathLike, version: str, muta
 
 
 def read_manifest(bundle: str | os.PathLike) -> dict:
-    """The manifest of a bundle tarball, without unpacking the rest."""
+    """The manifest of a bundle tarball, without unpacking the rest, checked as the device checks it
+    (every name that becomes a path there, every field deploy reads): a bad bundle is refused here,
+    before any connection or upload."""
     p = Path(bundle)
     if not p.is_file():
         raise ConfigError(f"No such bundle: {p}")
@@ -319,10 +372,22 @@ def read_manifest(bundle: str | os.PathLike) -> dict:
             f = tar.extractfile("manifest.json")
             if f is None:
                 raise KeyError
-            return json.loads(f.read())
-    except (tarfile.TarError, KeyError, ValueError, OSError) as e:
+            manifest = json.loads(f.read())
+    except (tarfile.TarError, KeyError, ValueError, OSError, EOFError) as e:
         raise ConfigError(f"{p} is not an edgekit bundle (no readable manifest.json: {e or 'missing'}); "
                           "make one with `edgekit bundle MODEL --profile P --out B.tar.gz`") from None
+    return check_manifest(manifest, p)
+
+
+def check_manifest(manifest, source) -> dict:
+    """The device agent's own manifest checks, as a ConfigError naming the bundle."""
+    from .agent import StepError
+    from .agent import check_manifest as agent_check
+
+    try:
+        return agent_check(manifest)
+    except StepError as e:
+        raise ConfigError(f"{source} is not a deployable bundle: {e}") from None
 
 
 def describe(manifest: dict) -> dict:

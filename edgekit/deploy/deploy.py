@@ -18,8 +18,9 @@ from typing import Callable
 
 from ..devices import DeviceProfile, load_profile, normalize_arch, profile_from_dict
 from ..errors import ConfigError
+from .agent import StepError, check_host
 from .bundle import read_manifest, sha256_file
-from .ssh import Remote, StepFailed, Target, connect
+from .ssh import Interrupted, Remote, StepFailed, Target, connect
 
 STEPS = ("connect", "preflight", "upload", "verify", "install", "smoke", "activate")
 
@@ -89,6 +90,41 @@ def _profile_of(manifest: dict) -> DeviceProfile:
     return profile_from_dict(manifest["profile"], f"bundle {manifest.get('version')}")
 
 
+def check_options(opts: DeployOptions) -> None:
+    """Settings that end up in the device's service.env (sourced by its shell): checked on the host."""
+    try:
+        if opts.serve_host is not None:
+            check_host(opts.serve_host)
+    except StepError as e:
+        raise ConfigError(f"serve_host: {e}") from None
+
+
+def handled_cancel() -> None:
+    """This task turned its cancellation (Ctrl-C) into an answer: clear the request, so later awaits
+    (clean-up, timeouts) behave as in a task never cancelled."""
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):
+        task.uncancel()
+
+
+async def to_the_end(coro, notify: Callable[[], None] | None = None):
+    """Await a device-side switch (activate, rollback) to its end even if this task is cancelled
+    (Ctrl-C): the device finishes or rolls back by itself once begun, and the caller must say which
+    release serves. Returns (result, interrupted); a StepFailed raised after Ctrl-C has ``interrupted``."""
+    task = asyncio.ensure_future(coro)
+    try:
+        return await asyncio.shield(task), False
+    except asyncio.CancelledError:
+        handled_cancel()
+        if notify is not None:
+            notify()
+        try:
+            return await task, True
+        except StepFailed as e:
+            e.interrupted = True
+            raise
+
+
 @contextlib.contextmanager
 def _timed(steps: dict, name: str, progress=None, host: str = ""):
     if progress is not None:
@@ -105,31 +141,39 @@ async def deploy_host(bundle: str | Path, target: Target, opts: DeployOptions | 
     """Deploy one bundle to one device. Returns a result dict; raises StepFailed saying what failed and
     which release is serving afterwards. ``progress(host, step)`` is called as each step starts."""
     opts = opts or DeployOptions()
+    check_options(opts)
     bundle = Path(bundle)
-    manifest = read_manifest(bundle)
+    manifest = read_manifest(bundle)  # every name that becomes a path on the device is checked here
     profile = _profile_of(manifest)
     version = manifest["version"]
     steps: dict = {}
     t_start = time.perf_counter()
     device = None
     previous = None
-    unpacked = False
+    probed = False
+    uploading = False
     step = "connect"
+
+    def waiting():
+        if progress is not None:
+            progress(target.label, f"interrupted: the device finishes switching to {version} or rolls back by "
+                                   "itself; waiting to say which release serves")
+
     try:
         with _timed(steps, "connect", progress, target.label):
             device = await open_device(target, profile, opts)
         step = "preflight"
         with _timed(steps, "preflight", progress, target.label):
             probe = await device.agent("probe", "preflight")
-            previous = probe.get("current")
-            _check_resources(target, profile, probe, manifest)
+            previous, probed = probe.get("current"), True
+            _check_resources(target, profile, probe, manifest, bundle.stat().st_size)
         step = "upload"
         with _timed(steps, "upload", progress, target.label):
             remote_tar = f"{device.root}/releases/.upload-{version}.tar.gz"
+            uploading = True
             await device.remote.put(bundle, remote_tar, "upload")
         step = "verify"
         with _timed(steps, "verify", progress, target.label):
-            unpacked = True
             await device.agent("unpack", "verify", tarball=remote_tar, version=version, sha256=sha256_file(bundle))
         step = "install"
         with _timed(steps, "install", progress, target.label):
@@ -140,19 +184,30 @@ async def deploy_host(bundle: str | Path, target: Target, opts: DeployOptions | 
             smoke = (await device.agent("smoke", "smoke", version=version))["smoke"]
         step = "activate"
         with _timed(steps, "activate", progress, target.label):
-            act = await device.agent("activate", "activate", version=version, serve_port=opts.serve_port,
-                                     serve_host=opts.serve_host, manager=opts.manager,
-                                     health_timeout=opts.health_timeout,
-                                     ssh_timeout=2 * opts.health_timeout + 180)
-        with contextlib.suppress(StepFailed):
+            act, interrupted = await to_the_end(
+                device.agent("activate", "activate", version=version, serve_port=opts.serve_port,
+                             serve_host=opts.serve_host, manager=opts.manager, health_timeout=opts.health_timeout,
+                             ssh_timeout=2 * opts.health_timeout + 180), waiting)
+        if interrupted:
+            raise Interrupted(target.label, "activate", f"interrupted (Ctrl-C) during activate, after the switch "
+                              f"had begun; the device finished it: release {version} is serving and healthy")
+        step = "prune"  # deployed: Ctrl-C from here on only skips tidying old releases
+        with contextlib.suppress(StepFailed, asyncio.CancelledError):
             await device.agent("prune", "prune", keep=opts.keep)
+    except Interrupted:
+        raise
     except StepFailed as e:
         raise _after_failure(e, target, version, previous) from None
     except asyncio.CancelledError:
-        raise
+        # Ctrl-C before activate: nothing serving was touched; the clean-up below removes what was sent.
+        handled_cancel()
+        after = (f"release {previous} is still serving (nothing was switched)" if previous
+                 else "nothing was serving before and nothing was switched" if probed
+                 else "nothing was changed on the device")
+        raise Interrupted(target.label, step, f"interrupted (Ctrl-C) during {step} — {after}") from None
     finally:
         if device is not None:
-            if unpacked and step in ("verify", "install", "smoke"):
+            if uploading and step in ("upload", "verify", "install", "smoke"):
                 with contextlib.suppress(Exception):
                     await device.agent("discard", "cleanup", version=version)
             await device.remote.close()
@@ -183,14 +238,19 @@ def _after_failure(e: StepFailed, target: Target, version: str, previous: str | 
         after = "nothing was serving before and nothing was switched"
     msg = str(e).split(": ", 1)[1] if ": " in str(e) else str(e)
     msg = msg.removeprefix(f"step '{e.step}' failed: ")
-    out = StepFailed(target.label, e.step, f"{msg} — {after}", **e.detail)
+    if getattr(e, "interrupted", False):
+        out = Interrupted(target.label, e.step, f"interrupted (Ctrl-C) during activate; the device finished on "
+                          f"its own: {msg} — {after}", **e.detail)
+    else:
+        out = StepFailed(target.label, e.step, f"{msg} — {after}", **e.detail)
     out.release = version
     out.previous = previous
     out.after = after
     return out
 
 
-def _check_resources(target: Target, profile: DeviceProfile, probe: dict, manifest: dict) -> None:
+def _check_resources(target: Target, profile: DeviceProfile, probe: dict, manifest: dict,
+                     bundle_bytes: int = 0) -> None:
     problems = []
     if not probe.get("venv"):
         problems.append(f"Python's venv module is missing ({probe.get('venv_error')}); "
@@ -202,9 +262,11 @@ def _check_resources(target: Target, profile: DeviceProfile, probe: dict, manife
         problems.append(f"the bundle carries wheels for Python {want_py}, the device runs Python {have_py}; "
                         f"rebuild it with --python-version {have_py}")
     disk = probe.get("disk_free_mb")
-    if disk is not None and disk < profile.min_free_disk_mb:
-        problems.append(f"{disk} MB free disk at {probe.get('root')}, profile {profile.name!r} needs "
-                        f"{profile.min_free_disk_mb} MB")
+    # The upload and the unpacked release (the manifest's sizes) must fit, leaving what the profile keeps free.
+    need_mb = (bundle_bytes + sum(f["size"] for f in manifest["files"].values())) / (1 << 20)
+    if disk is not None and disk - need_mb < profile.min_free_disk_mb:
+        problems.append(f"{disk} MB free disk at {probe.get('root')}; the bundle needs {need_mb:.1f} MB (upload + "
+                        f"unpacked) and profile {profile.name!r} keeps {profile.min_free_disk_mb} MB free")
     mem = probe.get("mem_available_mb")
     if mem is not None and mem < profile.min_free_memory_mb:
         problems.append(f"{mem} MB memory available, profile {profile.name!r} needs {profile.min_free_memory_mb} MB")
@@ -215,19 +277,26 @@ def _check_resources(target: Target, profile: DeviceProfile, probe: dict, manife
 async def rollback_host(target: Target, opts: DeployOptions | None = None, profile: DeviceProfile | None = None,
                         to: str | None = None) -> dict:
     opts = opts or DeployOptions()
+    check_options(opts)
     profile = profile or _default_profile()
     t0 = time.perf_counter()
     device = await open_device(target, profile, opts, check_profile=False)
+
     try:
-        out = await device.agent("rollback", "rollback", to=to, serve_port=opts.serve_port,
-                                 serve_host=opts.serve_host, manager=opts.manager, health_timeout=opts.health_timeout)
+        out, interrupted = await to_the_end(
+            device.agent("rollback", "rollback", to=to, serve_port=opts.serve_port, serve_host=opts.serve_host,
+                         manager=opts.manager, health_timeout=opts.health_timeout))
     except StepFailed as e:
         rolled = e.detail.get("rolled_back") or {}
         after = (f"; {rolled['release']} is serving again" if rolled.get("healthy")
                  else "; the device may not be serving" if rolled else "")
-        raise StepFailed(target.label, e.step, str(e).split("failed: ", 1)[-1] + after, **e.detail) from None
+        cls = Interrupted if getattr(e, "interrupted", False) else StepFailed
+        raise cls(target.label, e.step, str(e).split("failed: ", 1)[-1] + after, **e.detail) from None
     finally:
         await device.remote.close()
+    if interrupted:
+        raise Interrupted(target.label, "rollback", f"interrupted (Ctrl-C) during rollback; the device finished it: "
+                          f"release {out['release']} is serving and healthy")
     return {"host": target.label, "status": "rolled back", "release": out["release"], "previous": out["previous"],
             "health_ms": out["health"]["latency_ms"], "seconds": round(time.perf_counter() - t0, 2)}
 

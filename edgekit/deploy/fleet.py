@@ -26,9 +26,10 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Awaitable, Callable
 
+from ..devices import yaml_problem
 from ..errors import ConfigError, EdgekitError
-from .deploy import DeployOptions
-from .ssh import StepFailed, Target
+from .deploy import DeployOptions, handled_cancel
+from .ssh import Interrupted, StepFailed, Target
 
 TARGET_KEYS = ("host", "name", "user", "port", "key", "known_hosts", "host_key_check", "connect_timeout")
 OPTION_KEYS = tuple(f.name for f in fields(DeployOptions))
@@ -45,7 +46,9 @@ def load_inventory(path: str | Path, target_defaults: dict | None = None,
     try:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise ConfigError(f"Inventory {p} is not valid YAML: {e}") from None
+        raise ConfigError(f"Inventory {p} is not valid YAML: {yaml_problem(e)}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"Inventory {p} is not UTF-8 text") from None
     if isinstance(doc, list):
         doc = {"hosts": doc}
     if not isinstance(doc, dict) or not doc.get("hosts"):
@@ -94,21 +97,43 @@ async def run_fleet(items: list[tuple[Target, DeployOptions]],
     sem = asyncio.Semaphore(concurrency)
 
     async def one(target: Target, opts: DeployOptions) -> dict:
-        async with sem:
-            t0 = time.perf_counter()
-            try:
+        t0 = time.perf_counter()
+        try:
+            async with sem:
+                t0 = time.perf_counter()
                 return await fn(target, opts)
-            except StepFailed as e:
-                return {"host": target.label, "status": "failed", "step": e.step,
-                        "error": str(e).split("failed: ", 1)[-1], "seconds": round(time.perf_counter() - t0, 2)}
-            except EdgekitError as e:
-                return {"host": target.label, "status": "failed", "step": "-", "error": str(e),
-                        "seconds": round(time.perf_counter() - t0, 2)}
-            except Exception as e:  # a bug or odd device must not take the rest of the fleet down
-                return {"host": target.label, "status": "failed", "step": "-",
-                        "error": f"{type(e).__name__}: {e}", "seconds": round(time.perf_counter() - t0, 2)}
+        except asyncio.CancelledError:  # Ctrl-C before this device's turn, or in a read-only command
+            handled_cancel()
+            return _not_started(target)
+        except Interrupted as e:
+            return {"host": target.label, "status": "interrupted", "step": e.step,
+                    "error": str(e).split("failed: ", 1)[-1], "seconds": round(time.perf_counter() - t0, 2)}
+        except StepFailed as e:
+            return {"host": target.label, "status": "failed", "step": e.step,
+                    "error": str(e).split("failed: ", 1)[-1], "seconds": round(time.perf_counter() - t0, 2)}
+        except EdgekitError as e:
+            return {"host": target.label, "status": "failed", "step": "-", "error": str(e),
+                    "seconds": round(time.perf_counter() - t0, 2)}
+        except Exception as e:  # a bug or odd device must not take the rest of the fleet down
+            return {"host": target.label, "status": "failed", "step": "-",
+                    "error": f"{type(e).__name__}: {e}", "seconds": round(time.perf_counter() - t0, 2)}
 
-    return list(await asyncio.gather(*(one(t, o) for t, o in items)))
+    tasks = [asyncio.ensure_future(one(t, o)) for t, o in items]
+    try:
+        await asyncio.wait(tasks)
+    except asyncio.CancelledError:
+        # Ctrl-C: every device stops where it safely can (a switch under way runs to its end) and
+        # says so in its row; the rows come back instead of a bare "Aborted".
+        handled_cancel()
+        for t in tasks:
+            t.cancel()
+        await asyncio.wait(tasks)
+    return [_not_started(target) if t.cancelled() else t.result() for t, (target, _) in zip(tasks, items)]
+
+
+def _not_started(target: Target) -> dict:
+    return {"host": target.label, "status": "interrupted", "step": "-", "seconds": 0.0,
+            "error": "interrupted (Ctrl-C); nothing was changed on this device"}
 
 
 def summary_rows(rows: list[dict]) -> list[dict]:

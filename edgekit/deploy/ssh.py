@@ -33,6 +33,10 @@ class StepFailed(DeployError):
         super().__init__(f"{host}: step '{step}' failed: {message}")
 
 
+class Interrupted(StepFailed):
+    """Ctrl-C (the task was cancelled) during a step; the message says what the device serves now."""
+
+
 def require_asyncssh():
     try:
         import asyncssh
