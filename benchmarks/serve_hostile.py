@@ -204,6 +204,7 @@ async def _slow_sockets(srv, n_header: int, n_body: int, seconds: float, interva
     tasks = [one("h") for _ in range(n_header)] + [one("b") for _ in range(n_body)]
     polls, _ = await asyncio.gather(_poll(srv, seconds), asyncio.gather(*tasks))
     return {"slow_sockets": n_header + n_body, "closed_by_server": len(closed),
+            "closed_after_s_min": round(min(closed), 1) if closed else None,
             "closed_after_s_median": round(statistics.median(closed), 1) if closed else None,
             "closed_after_s_max": round(max(closed), 1) if closed else None, **_health_summary(polls)}
 
@@ -252,8 +253,8 @@ def probe(name: str, model: Path, logs: Path, seconds: float, server_args: list[
             st, out, t = request(srv.host, srv.port, raw, timeout=60)
             res.update(status=st, seconds=round(t, 2), peak_rss_mb=round(srv.mem_mb("VmHWM")),
                        rss_before_mb=round(base))
-        elif name == "png-9000":  # four 9000x9000 PNGs to classify
-            png = png_bytes(9000, 9000)
+        elif name in ("png-9000", "png-at-limit"):  # four 9000x9000 PNGs to classify; four of 5000x5000 (25 MP)
+            png = png_bytes(9000, 9000) if name == "png-9000" else png_bytes(5000, 5000)
 
             async def four():
                 loop = asyncio.get_running_loop()
@@ -302,7 +303,7 @@ def probe(name: str, model: Path, logs: Path, seconds: float, server_args: list[
             srv.stop()
 
 
-PROBES = ["slow-headers", "slow-many", "body-never-sent", "json-60mb", "json-max", "headers-60mb", "png-9000",
+PROBES = ["slow-headers", "slow-many", "body-never-sent", "json-60mb", "json-max", "headers-60mb", "png-9000", "png-at-limit",
           "deep-json", "nan-input", "drain-stalled"]
 
 

@@ -62,7 +62,9 @@ def _image(body: bytes, pre: dict, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             if w * h > max_pixels:
                 raise TooLarge(f"The image is {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
                                f"{max_pixels / 1e6:g} (--max-image-mp). Resize it before sending")
-            im = im.convert("L" if channels == 1 else "RGB")
+            mode = "L" if channels == 1 else "RGB"
+            if im.mode != mode:  # convert() copies even when the mode already matches: a second full image
+                im = im.convert(mode)
             if size and im.size != (int(size[1]), int(size[0])):
                 im = im.resize((int(size[1]), int(size[0])), Image.BILINEAR)
             a = np.asarray(im, np.float32)
