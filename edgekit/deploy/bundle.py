@@ -202,7 +202,8 @@ def check_labels(meta, outputs: list, model: Path) -> None:
         raise ModelError(f"{src}: labels must be a list of class names; received {type(meta.labels).__name__}")
     widths = [o["shape"][-1] for o in outputs if o.get("shape") and isinstance(o["shape"][-1], int)]
     if widths and len(meta.labels) not in widths:
-        raise ModelError(f"{src} has {len(meta.labels)} labels, but the model's output has {widths[0]} classes"
+        n = len(meta.labels)
+        raise ModelError(f"{src} has {n} label{'s' * (n != 1)}, but the model's output has {widths[0]} classes"
                          + (f" (outputs: {', '.join(map(str, widths))})" if len(widths) > 1 else "")
                          + "; fix the sidecar or re-export with matching --labels")
 

@@ -255,3 +255,77 @@ def test_accelerator_bundles_allow_reduced_precision(tflite_model, tmp_path):
     with tarfile.open(tmp_path / "g.tar.gz") as tar:
         run_sh = tar.extractfile("run.sh").read().decode()
     assert "EDGEKIT_DEVICE=gpu" in run_sh and '--device "$EDGEKIT_DEVICE"' in run_sh
+
+
+def _tar_with_manifest(path: Path, manifest) -> Path:
+    import io
+
+    data = json.dumps(manifest).encode()
+    with tarfile.open(path, "w:gz") as tar:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _model_with_sidecar(tflite_model, tmp_path, sidecar) -> Path:
+    d = tmp_path / "m"
+    d.mkdir(exist_ok=True)
+    model = d / "tiny.tflite"
+    model.write_bytes(Path(tflite_model).read_bytes())
+    (d / "tiny.tflite.json").write_text(sidecar if isinstance(sidecar, str) else json.dumps(sidecar))
+    return model
+
+
+BAD_BUNDLE_INPUT = [
+    # (id, command builder (model, tmp) -> argv, what the one error line says)
+    ("device-unknown", lambda m, t: ["bundle", m, "--profile", "x86-cpu", "--device", "warp"],
+     "Unknown --device 'warp' for a litert model. Allowed: cpu, gpu, npu, auto"),
+    ("device-lists-profiles", lambda m, t: ["bundle", m, "--profile", "x86-cpu", "--device", "raspberry-pi-5"],
+     "profiles: intel-npu, jetson-nano"),
+    ("sidecar-not-json", lambda m, t: ["bundle", _model_with_sidecar(m, t, "{labels: oops"), "--profile", "x86-cpu"],
+     "tiny.tflite.json is not valid edgekit metadata"),
+    ("sidecar-labels-not-list", lambda m, t: ["bundle", _model_with_sidecar(m, t, {"labels": "a,b,c"}), "--profile",
+                                              "x86-cpu"], "labels"),
+    ("sidecar-labels-count", lambda m, t: ["bundle", _model_with_sidecar(m, t, {"labels": ["only"]}), "--profile",
+                                           "x86-cpu"], "has 1 label, but the model's output has"),
+    ("profile-bad-yaml", lambda m, t: ["bundle", m, "--profile", _write(t / "p.yaml", "name: x\narch: [x86_64\n")],
+     "is not valid YAML: line 3, column 1"),
+    ("profile-service-host", lambda m, t: ["bundle", m, "--profile", _profile_yaml(t, service={"host": "0.0.0.0; id"})],
+     "service.host must be a host name or IP address"),
+    ("serve-host-shell", lambda m, t: ["bundle", m, "--profile", "x86-cpu", "--serve-host", "$(reboot)"],
+     "invalid server host '$(reboot)'"),
+    ("deploy-empty-manifest", lambda m, t: ["deploy", _tar_with_manifest(t / "e.tar.gz", {}), "--host", "pi@127.0.0.1"],
+     "is not a deployable bundle: manifest.json is empty"),
+    ("deploy-files-not-object", lambda m, t: ["deploy", _tar_with_manifest(t / "f.tar.gz", {
+        "version": "v1", "files": ["run.sh"], "profile": {}, "model": {}, "smoke": {}, "service": {}, "runtime": {}}),
+        "--host", "pi@127.0.0.1"], "'files' must be an object mapping path"),
+    ("deploy-inventory-bad-yaml", lambda m, t: ["deploy", "--rollback", "--hosts",
+                                                _write(t / "i.yaml", "hosts:\n  - a: b: c\n")],
+     "is not valid YAML: line 2, column 9: mapping values are not allowed here"),
+]
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _profile_yaml(tmp_path: Path, **change) -> Path:
+    d = yaml.safe_load((REPO / "devices" / "x86-cpu.yaml").read_text())
+    for k, v in change.items():
+        d[k] = {**d.get(k, {}), **v} if isinstance(v, dict) else v
+    return _write(tmp_path / "prof.yaml", yaml.safe_dump(d))
+
+
+@pytest.mark.parametrize("case", BAD_BUNDLE_INPUT, ids=[c[0] for c in BAD_BUNDLE_INPUT])
+def test_bundle_and_deploy_refuse_bad_input_in_one_line(case, tflite_model, tmp_path):
+    _, argv, message = case
+    args = [str(a) for a in argv(tflite_model, tmp_path)]
+    if args[0] == "bundle":
+        args += ["--out", str(tmp_path / "out.tar.gz")]
+    r = subprocess.run([sys.executable, "-m", "edgekit.cli", *args], capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in r.stderr.splitlines() if not ln.startswith("INFO: Created TensorFlow Lite")]
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    assert message in lines[0] and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "out.tar.gz").exists()
