@@ -56,7 +56,35 @@ def image_augmenter(shape, seed):
                              keras.layers.RandomRotation(0.04, fill_mode="constant", seed=seed + 1)])
 
 
-def input_pipeline(x, y, batch_size, *, shuffle=False, seed=0, augment=None):
+def spec_augment(seed: int, time_masks: int = 2, time_width: int = 8, freq_masks: int = 1, freq_width: int = 2):
+    """SpecAugment-style masks (Park et al., 2019) on a batch of (frames, coefficients) features: each
+    mask replaces a random band with the example's mean over time. Stateless and seeded per batch,
+    so a run is repeatable."""
+    import tensorflow as tf
+
+    def fn(i, x):
+        shape = tf.shape(x)
+        b, t, f = shape[0], shape[1], shape[2]
+        mean = tf.reduce_mean(x, axis=1, keepdims=True)
+        keep = tf.ones_like(x, dtype=tf.bool)
+        for k, (n, width, axis, size) in enumerate([(time_masks, time_width, 1, t), (freq_masks, freq_width, 2, f)]):
+            for m in range(n):
+                s = tf.stack([tf.cast(seed, tf.int64), i * 64 + k * 16 + m])
+                w = tf.random.stateless_uniform([b], seed=s, minval=0, maxval=width + 1, dtype=tf.int32)
+                w = tf.minimum(w, size)
+                start = tf.cast(tf.random.stateless_uniform([b], seed=s + 1) * tf.cast(size - w + 1, tf.float32), tf.int32)
+                pos = tf.range(size)[None, :]
+                band = (pos >= start[:, None]) & (pos < (start + w)[:, None])
+                band = band[:, :, None] if axis == 1 else band[:, None, :]
+                keep = keep & ~band
+        return tf.where(keep, x, mean)
+
+    return fn
+
+
+def input_pipeline(x, y, batch_size, *, shuffle=False, seed=0, augment=None, spec=None):
+    """A batched tf.data pipeline; ``augment`` is a Keras layer for images, ``spec`` a SpecAugment
+    function for audio features (both training only)."""
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -65,7 +93,52 @@ def input_pipeline(x, y, batch_size, *, shuffle=False, seed=0, augment=None):
     ds = ds.batch(batch_size)
     if augment is not None:
         ds = ds.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    if spec is not None:
+        ds = ds.enumerate().map(lambda i, ab: (spec(i, ab[0]), ab[1]), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def training_augmentation(ds, seed: int, augment=True):
+    """What edgekit.train (and fine-tuning in compress) applies on the fly: (image layer, SpecAugment fn)."""
+    if not augment:
+        return None, None
+    if ds.task == "image-classification":
+        return image_augmenter(ds.input_shape, seed), None
+    if ds.task == "audio-classification" and len(ds.input_shape) == 2 and ds.input_shape[0] >= 16:
+        return None, spec_augment(seed, time_width=max(2, ds.input_shape[0] // 6))
+    return None, None
+
+
+def inference_validation(x_cal, val, batch_size: int, seed: int, chance: float | None = None, say=None):
+    """A callback that, at each epoch's end, re-estimates BatchNorm statistics on clean training data and
+    then scores ``val`` in inference mode — exactly how the exported model will run — as ``val_loss`` and
+    ``val_accuracy``. It warns once when validation sits at chance while training accuracy climbs."""
+    import keras
+
+    xv, yv = val
+
+    class Cb(keras.callbacks.Callback):
+        warned = False
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is None:
+                return
+            from .compat import recalibrate_batchnorm
+
+            recalibrate_batchnorm(self.model, x_cal, seed=seed + epoch)
+            p = np.asarray(self.model.predict(xv, batch_size=batch_size * 4, verbose=0), np.float64)
+            yy = np.asarray(yv, np.int64)
+            logs["val_accuracy"] = float(np.mean(np.argmax(p, 1) == yy))
+            logs["val_loss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(yy)), yy], 1e-7, 1.0))))
+            acc = logs.get("accuracy")
+            if (chance and not self.warned and epoch >= 2 and acc is not None and say
+                    and logs["val_accuracy"] < 1.5 * chance and float(acc) > min(0.95, 3 * chance)):
+                self.warned = True
+                say(f"warning: validation accuracy {logs['val_accuracy']:.3f} is at chance ({chance:.3f}) while "
+                    f"training accuracy is {float(acc):.3f}: check that val and train are labelled alike and drawn "
+                    f"from the same source, try --no-augment to rule out augmentation, or more data per class")
+
+    return Cb()
 
 
 class _Progress:
@@ -155,52 +228,115 @@ def _model_options_for(ds, model_options: dict) -> dict:
     return opts
 
 
-def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = "runs/train", *,
-          batch_size: int = 64, learning_rate: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
-          patience: int | None = 10, monitor: str = "val_accuracy", model_options: dict | None = None,
-          data_options: dict | None = None, limit: int | None = None, augment: bool = True,
-          strategy: str = "auto", overwrite: bool = False, quiet: bool = False, callbacks=()) -> TrainResult:
-    """Train zoo model ``model_name`` on ``data`` (a name, path or Dataset) for up to ``epochs``.
+# The default budget: enough optimizer steps for a compact model to converge from scratch on a small
+# set, in whole epochs, bounded for big sets (early stopping ends a run that has converged sooner).
+AUTO_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 4000, 12, 120
 
-    AdamW with a cosine learning-rate decay over the whole run, best checkpoint by ``monitor``,
-    early stopping after ``patience`` epochs without improvement, fixed seeds. The best weights
-    are evaluated on the test split and saved as ``model.keras``. Extra Keras ``callbacks`` run after
-    the epoch checkpoint.
+
+def auto_epochs(n_train: int, batch_size: int) -> int:
+    """Epoch budget for ``n_train`` examples when the user gives none (see ``AUTO_STEPS``)."""
+    steps = max(1, math.ceil(n_train / batch_size))
+    return int(min(AUTO_MAX_EPOCHS, max(AUTO_MIN_EPOCHS, math.ceil(AUTO_STEPS / steps))))
+
+
+def _check_positive(name, value, *, integer=False, allow_zero=False):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value >= 0 if allow_zero else value > 0) and (not integer or float(value).is_integer())
+    if not ok:
+        kind = "an integer" if integer else "a finite number"
+        raise ConfigError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}; received {value!r}")
+
+
+def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.PathLike = "runs/train", *,
+          batch_size: int = 64, learning_rate: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
+          patience: int | None = None, monitor: str = "val_accuracy", model_options: dict | None = None,
+          data_options: dict | None = None, limit: int | None = None, augment=True,
+          weights: str | None = None, freeze_epochs: int | None = None,
+          strategy: str = "auto", overwrite: bool = False, quiet: bool = False, callbacks=()) -> TrainResult:
+    """Train zoo model ``model_name`` on ``data`` (a name, path or Dataset).
+
+    ``epochs`` is the budget (default: sized to the data, see :func:`auto_epochs`); AdamW with a
+    short warm-up and cosine decay over the budget; BatchNorm statistics re-estimated on the training
+    data at each epoch's end and validation scored in inference mode, exactly as the exported model
+    runs; best checkpoint by ``monitor``; early stopping after ``patience`` epochs without improvement
+    (default None: a quarter of the budget, at least 8; 0: off). Audio
+    gets noise/shift/gain/speed augmentation (``augment``: True, False or a dict of
+    :class:`edgekit.data.augment.AudioAugment` fields) and SpecAugment masks; images shifts and
+    rotations. ``weights`` ("imagenet" or a ``.keras``/``.weights.h5`` file) starts from a pretrained
+    backbone: ``freeze_epochs`` with it frozen, then fine-tuning (see :mod:`edgekit.transfer`).
+    Seeds and op determinism are fixed. Extra Keras ``callbacks`` run after the epoch checkpoint.
     """
     from .data import Dataset, load_dataset
     from .zoo import build_model, model_stats, models
 
-    if epochs < 1:
-        raise ConfigError(f"epochs must be >= 1; received {epochs}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1; received {batch_size}")
+    if epochs is not None:
+        _check_positive("epochs", epochs, integer=True)
+    _check_positive("batch_size", batch_size, integer=True)
+    _check_positive("learning_rate", learning_rate)
+    _check_positive("weight_decay", weight_decay, allow_zero=True)
+    if patience is not None:
+        _check_positive("patience", patience, integer=True, allow_zero=True)
+    if freeze_epochs is not None:
+        _check_positive("freeze_epochs", freeze_epochs, integer=True, allow_zero=True)
+        if not weights:
+            raise ConfigError("freeze_epochs needs pretrained weights (--weights imagenet or a file)")
+    if limit is not None:
+        _check_positive("limit", limit, integer=True)
     if monitor not in MONITORS:
         raise ConfigError(allowed(monitor, MONITORS, "monitor"))
     if strategy not in STRATEGIES:
         raise ConfigError(allowed(strategy, STRATEGIES, "strategy"))
     models.get(model_name)  # unknown names fail before any data is loaded
+    from .zoo import check_model_options
+
+    check_model_options(model_name, model_options or {})
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"Run folder {out_dir} already exists; choose another --out or pass --overwrite")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; give a folder to create")
+    if weights:
+        from .transfer import check_weights
+
+        check_weights(model_name, weights, model_options or {})
     data_options = dict(data_options or {})
-    ds = data if isinstance(data, Dataset) else load_dataset(data, limit=limit, **data_options)
-    if isinstance(data, Dataset) and limit:
-        ds = ds.subset(limit, seed)
+    if isinstance(data, Dataset):
+        ds = data.subset(limit, seed) if limit else data
+    else:
+        ds = load_dataset(data, limit=limit, augment=augment, **data_options)
     for s in ("train", "val"):
         if s not in ds.splits or len(ds.splits[s][1]) == 0:
             raise ConfigError(f"Dataset {ds.name!r} has no {s!r} split to train with")
+    if isinstance(augment, dict) and ds.task != "audio-classification":
+        raise ConfigError(f"Audio augmentation options apply to audio datasets; {ds.name!r} is {ds.task}")
+    _warn_small_classes(ds, quiet)
 
     import keras
 
     work = out_dir.parent / f".{out_dir.name}.partial"
-    config = {"model": model_name, "data": ds.name, "data_options": data_options, "limit": limit, "epochs": epochs,
+    xtr, ytr = ds.split("train")
+    xv, yv = ds.split("val")
+    steps = math.ceil(len(ytr) / batch_size)
+    budget = int(epochs) if epochs else auto_epochs(len(ytr), batch_size)
+    if patience is None:
+        patience = max(8, budget // 4)
+    freeze = 0
+    if weights:
+        freeze = min(budget - 1, freeze_epochs if freeze_epochs is not None else max(1, budget // 5))
+    config = {"model": model_name, "data": ds.name, "data_options": data_options, "limit": limit, "epochs": budget,
               "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay, "seed": seed,
-              "model_options": model_options or {}, "augment": augment, "monitor": monitor, "patience": patience}
+              "model_options": model_options or {}, "augment": augment, "monitor": monitor, "patience": patience,
+              "weights": str(weights) if weights else None, "freeze_epochs": freeze, "n_train": int(len(ytr))}
     state = {"config": config, "epoch": 0, "history": {}, "best": None, "wait": 0}
     resumed = 0
     if (work / "state.json").exists() and (work / "last.keras").exists():
-        old = json.loads((work / "state.json").read_text())
-        if old.get("config") == json.loads(json.dumps(config)):
+        try:
+            old = json.loads((work / "state.json").read_text())
+        except (OSError, ValueError):
+            old = None  # a state file cut short: start over rather than trust it
+            if not quiet:
+                _say(f"warning: {work / 'state.json'} is unreadable; starting the run over")
+        if isinstance(old, dict) and old.get("config") == json.loads(json.dumps(config)):
             state, resumed = old, int(old.get("epoch", 0))
         else:
             shutil.rmtree(work)
@@ -208,32 +344,48 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
 
-    keras.utils.set_random_seed(seed)
-    xtr, ytr = ds.split("train")
-    xv, yv = ds.split("val")
-    steps = math.ceil(len(ytr) / batch_size)
+    _seed_everything(seed)
     mopts = _model_options_for(ds, model_options)
     t0, base_seconds = time.time(), float(state.get("train_seconds", 0.0))
+    say = (lambda m: None) if quiet else _say
     with _strategy(strategy).scope():
         if resumed:
             model = _load_for_resume(work / "last.keras")
         else:
-            model = build_model(model_name, ds.input_shape, ds.num_classes, **mopts)
-            schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * steps, alpha=0.01)
-            model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
-                          loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    aug = image_augmenter(ds.input_shape, seed) if augment and ds.task == "image-classification" else None
+            model = build_model(model_name, ds.input_shape, ds.num_classes, **_with_pretrained(model_name, mopts, weights))
+            if weights:
+                from .transfer import load_backbone
+
+                load_backbone(model, model_name, weights, mopts, say)
+    aug, spec = training_augmentation(ds, seed, augment)
     clock = lambda: base_seconds + time.time() - t0  # noqa: E731
-    callbacks = [_checkpointer(work, monitor, patience, state, clock), _Progress(steps, quiet), *callbacks]
+    chance = 1.0 / max(2, ds.num_classes)
+    cbs = [inference_validation(xtr, (xv, yv), batch_size, seed, chance, say),
+           _checkpointer(work, monitor, patience, state, clock), _Progress(steps, quiet), *callbacks]
     stopped = state.get("stopped_early", False)
-    if resumed < epochs and not stopped:
-        model.fit(input_pipeline(xtr, ytr, batch_size, shuffle=True, seed=seed, augment=aug),
-                  validation_data=input_pipeline(xv, yv, batch_size * 4), epochs=epochs, initial_epoch=resumed,
-                  callbacks=callbacks, verbose=0, shuffle=False)  # the pipeline shuffles (seeded)
+    pipe = input_pipeline(xtr, ytr, batch_size, shuffle=True, seed=seed, augment=aug, spec=spec)
+    phases = [(0, freeze, True), (freeze, budget, False)] if freeze else [(0, budget, False)]
+    for start, end, frozen in phases:
+        if resumed >= end or stopped:
+            continue
+        with _strategy(strategy).scope():
+            if weights:
+                from .transfer import set_backbone_trainable
+
+                set_backbone_trainable(model, not frozen)
+            if not resumed or resumed == start or weights:
+                _compile(model, learning_rate * (1.0 if frozen or not weights else 0.3), end - start, steps,
+                         weight_decay, warmup=not frozen and not weights)
+        model.fit(pipe, epochs=end, initial_epoch=max(resumed, start), callbacks=cbs, verbose=0,
+                  shuffle=False)  # the pipeline shuffles (seeded)
+        stopped = state.get("stopped_early", False)
+        if frozen:  # the frozen phase's best is not the run's best: fine-tuning starts its own count
+            state.update(best=None, wait=0, stopped_early=False)
+            stopped = False
     train_seconds = clock()
 
     # The deliverable: best weights in a fresh, uncompiled model (no optimizer state to ship).
-    final = build_model(model_name, ds.input_shape, ds.num_classes, **mopts)
+    final = build_model(model_name, ds.input_shape, ds.num_classes, **_with_pretrained(model_name, mopts, weights))
     final.set_weights(_load_for_resume(work / "best.keras").get_weights())
     from .artifact import ArtifactMeta, provenance, write_meta
     from .evaluate import evaluate_predictions, plot_confusion, plot_history
@@ -242,11 +394,12 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
     xt, yt = ds.split(split)
     report = evaluate_predictions(final.predict(xt, batch_size=256, verbose=0), yt, ds.labels)
     stats = model_stats(final)
-    metrics = {"top1": report["top1"], "split": split, "val_top1": state.get("best") if monitor == "val_accuracy" else None,
+    metrics = {"top1": report["top1"], "split": split, "epochs_budget": budget, "weights": config["weights"], "val_top1": state.get("best") if monitor == "val_accuracy" else None,
                "best_epoch": state.get("best_epoch"), "epochs_run": state.get("epoch"),
                "stopped_early": bool(state.get("stopped_early")), "train_seconds": round(train_seconds, 1),
                "params": stats["params"], "macs": stats["macs"], "per_class": report["per_class"],
-               "confusion": report["confusion"], "labels": list(ds.labels), "samples": report["samples"]}
+               "confusion": report["confusion"], "labels": list(ds.labels), "samples": report["samples"],
+               "correct": int(round(report["top1"] * report["samples"]))}
     model_path = work / "model.keras"
     _save(final, model_path)
     meta = ArtifactMeta(
@@ -255,8 +408,9 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
         outputs=[{"name": "probs", "shape": [None, ds.num_classes], "dtype": "float32"}],
         preprocessing=ds.preprocessing,
         provenance=provenance(model_name, data=ds.name, data_options=data_options, limit=limit, seed=seed,
-                              epochs=epochs, model_options=mopts, step="train"),
-        metrics={"top1": report["top1"], "split": split, "samples": report["samples"]},
+                              epochs=budget, model_options=mopts, weights=config["weights"], step="train"),
+        metrics={"top1": report["top1"], "split": split, "samples": report["samples"],
+                 "correct": int(round(report["top1"] * report["samples"]))},
         extra={"model": model_name, "params": stats["params"], "macs": stats["macs"]})
     write_meta(model_path, meta)
     from .fsutil import write_json_atomic
@@ -272,6 +426,66 @@ def train(model_name: str, data, epochs: int = 10, out_dir: str | os.PathLike = 
         shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
     os.replace(work, out_dir)
     return TrainResult(out_dir, out_dir / "model.keras", metrics, state["history"], resumed)
+
+
+def _say(msg: str) -> None:
+    import sys
+
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(msg, file=sys.stderr)
+    except ImportError:  # pragma: no cover
+        print(msg, file=sys.stderr)
+
+
+def _seed_everything(seed: int) -> None:
+    """Python, NumPy and TensorFlow seeds, and TensorFlow's deterministic kernels where it has them."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except Exception:  # pragma: no cover  (older TF): seeds alone
+        pass
+
+
+def _compile(model, learning_rate, epochs, steps, weight_decay, warmup=True):
+    import keras
+
+    total = max(1, epochs * steps)
+    warm = min(total // 10, 300) if warmup else 0
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate * (0.1 if warm else 1.0), decay_steps=total - warm,
+                                                      alpha=0.01, warmup_target=learning_rate if warm else None,
+                                                      warmup_steps=warm)
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+def _with_pretrained(model_name: str, mopts: dict, weights) -> dict:
+    """Model options for a model that will take pretrained weights (inputs scaled and sized for them)."""
+    if not weights:
+        return mopts
+    from .transfer import pretrained_options
+
+    return pretrained_options(model_name, mopts, weights)
+
+
+def _warn_small_classes(ds, quiet: bool) -> None:
+    if ds.num_classes < 2:
+        raise ConfigError(f"Dataset {ds.name!r} has {ds.num_classes} class ({', '.join(map(str, ds.labels))}); "
+                          f"a classifier needs at least 2")
+    counts = np.bincount(np.asarray(ds.split("train")[1], np.int64), minlength=ds.num_classes)
+    if counts.max() < 1:
+        return
+    if (counts < 3).any():
+        few = [f"{ds.labels[i]} ({c})" for i, c in enumerate(counts) if c < 3]
+        raise ConfigError(f"Dataset {ds.name!r}: class(es) with fewer than 3 training examples: {', '.join(few)}; "
+                          f"give each class at least 3 (10+ to learn anything useful)")
+    if (counts < 10).any() and not quiet:
+        _say(f"warning: {int((counts < 10).sum())} class(es) of {ds.name!r} have fewer than 10 training examples; "
+             f"expect a noisy model (consider --weights for transfer learning)")
 
 
 def _load_for_resume(path: Path):

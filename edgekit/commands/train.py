@@ -11,14 +11,23 @@ from .data import data_option, parse_options
 @click.command()
 @click.option("--model", "-m", "model_name", required=True, help="Zoo model name (edgekit zoo list).")
 @click.option("--data", "-d", "data", required=True, help="Dataset name, folder or CSV file (edgekit data list).")
-@click.option("--epochs", "-e", type=int, default=10, show_default=True)
+@click.option("--epochs", "-e", type=int, help="Epoch budget (default: sized to the data, 12-120 epochs).")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Run folder to create.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", "learning_rate", type=float, default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--patience", type=int, default=10, show_default=True, help="Early stopping; 0 turns it off.")
+@click.option("--patience", type=int, help="Early stopping after this many epochs without improvement "
+              "(default: a quarter of the budget, at least 8; 0 turns it off).")
 @click.option("--limit", type=int, help="At most this many examples per split (quick runs).")
-@click.option("--no-augment", is_flag=True, help="No image augmentation in the input pipeline.")
+@click.option("--no-augment", is_flag=True, help="No augmentation (images: shifts/rotations; audio: noise, shift, "
+              "gain, speed, SpecAugment).")
+@click.option("--augment-option", "augment_options", multiple=True, metavar="KEY=VALUE",
+              help="Audio augmentation: copies, shift_ms, gain_db=[lo,hi], noise_prob, snr_db=[lo,hi], speed=[lo,hi], "
+                   "keep_clean.")
+@click.option("--weights", help="Start from pretrained weights: 'imagenet' (MobileNets) or a .keras / .weights.h5 "
+              "backbone file.")
+@click.option("--freeze-epochs", type=int, help="With --weights: epochs with the backbone frozen before fine-tuning "
+              "(default: a fifth of the budget).")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]), default="auto", show_default=True,
               help="auto: MirroredStrategy when several GPUs are visible.")
 @click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE", help="Builder option, e.g. alpha=0.5.")
@@ -26,18 +35,27 @@ from .data import data_option, parse_options
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @quiet_option
 @json_option
-def train(model_name, data, epochs, out_dir, batch_size, learning_rate, seed, patience, limit, no_augment, strategy,
-          model_options, options, overwrite, quiet, json_path):
+def train(model_name, data, epochs, out_dir, batch_size, learning_rate, seed, patience, limit, no_augment,
+          augment_options, weights, freeze_epochs, strategy, model_options, options, overwrite, quiet, json_path):
     """Train a zoo model on a dataset into a run folder; re-running resumes an interrupted run."""
     from ..report import dump_json
     from ..train import train as run
 
+    from ..errors import ConfigError
+
+    augment = parse_options(augment_options) or True
+    if no_augment and augment_options:
+        raise ConfigError("--no-augment and --augment-option contradict each other; give one")
+    if patience is not None and patience < 0:
+        raise ConfigError(f"--patience must be >= 0; received {patience}")
     r = run(model_name, data, epochs, out_dir, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-            patience=patience or None, limit=limit, augment=not no_augment, strategy=strategy,
+            patience=patience, limit=limit, augment=False if no_augment else augment, strategy=strategy,
+            weights=weights, freeze_epochs=freeze_epochs,
             model_options=parse_options(model_options), data_options=parse_options(options), overwrite=overwrite,
             quiet=quiet)
     m = r.metrics
     if json_path != "-":
-        click.echo(f"{r.model_path}: {m['split']} top-1 {m['top1']:.4f} (best epoch {m['best_epoch']} of "
-                   f"{m['epochs_run']}, {m['train_seconds']:.0f} s, {m['params']:,} params, {m['macs']:,} MACs)")
+        click.echo(f"{r.model_path}: {m['split']} top-1 {m['top1']:.4f} ({m['correct']}/{m['samples']}; best epoch "
+                   f"{m['best_epoch']} of {m['epochs_run']}, budget {m['epochs_budget']}, {m['train_seconds']:.0f} s, "
+                   f"{m['params']:,} params, {m['macs']:,} MACs)")
     dump_json({"model": str(r.model_path), **m}, json_path)

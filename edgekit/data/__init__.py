@@ -52,14 +52,19 @@ def _guess_kind(p: Path) -> str:
 
 
 def load_dataset(name_or_path: str | os.PathLike, *, kind: str | None = None, limit: int | None = None,
-                 **options) -> Dataset:
+                 augment=None, **options) -> Dataset:
     """A registered dataset by name, or a folder / CSV file (``kind``: images, speech-commands, csv;
-    guessed when omitted). ``limit`` caps each split for quick runs; other options go to the loader."""
+    guessed when omitted). ``limit`` caps each split for quick runs; other options go to the loader.
+    ``augment`` (True, False or a dict of audio augmentation options) reaches loaders that augment
+    raw data (audio); others ignore it, an explicit ``augment`` option wins."""
     if isinstance(name_or_path, Dataset):
         return name_or_path.subset(limit)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be an integer >= 1; received {limit!r}")
     s = str(name_or_path)
     if s in datasets:
-        return _call(s, datasets.get(s), options).subset(limit, options.get("seed", 0))
+        loader = datasets.get(s)
+        return _call(s, loader, _with_augment(loader, options, augment)).subset(limit, options.get("seed", 0))
     p = Path(s)
     if not p.exists():
         if os.sep in s or "." in Path(s).name:
@@ -74,7 +79,15 @@ def load_dataset(name_or_path: str | os.PathLike, *, kind: str | None = None, li
         from .folders import load_image_folder as loader
     else:
         raise ConfigError(allowed(kind, FOLDER_KINDS, "dataset kind"))
-    return _call(str(p), loader, options, p).subset(limit, options.get("seed", 0))
+    return _call(str(p), loader, _with_augment(loader, options, augment), p).subset(limit, options.get("seed", 0))
+
+
+def _with_augment(loader, options: dict, augment) -> dict:
+    import inspect
+
+    if augment is None or "augment" in options or "augment" not in inspect.signature(loader).parameters:
+        return options
+    return {**options, "augment": augment}
 
 
 def _call(what: str, loader, options: dict, *args) -> Dataset:

@@ -136,7 +136,8 @@ def silence_clips(noises: list[np.ndarray], n: int, length: int, rng, max_gain: 
 
 def load_speech_commands_folder(path, keywords=None, frontend: dict | None = None, seed: int = 0,
                                 unknown_fraction: float = 1.0, silence_fraction: float = 1.0,
-                                resample: bool = True, limit_per_class: int | None = None) -> Dataset:
+                                resample: bool = True, limit_per_class: int | None = None,
+                                augment=True, require_train: bool = True) -> Dataset:
     """A Speech Commands layout: one folder per word of 1-s WAVs, ``_background_noise_/``,
     ``validation_list.txt`` and ``testing_list.txt`` (paths relative to the root) decide the split.
 
@@ -144,7 +145,15 @@ def load_speech_commands_folder(path, keywords=None, frontend: dict | None = Non
     become ``_unknown_`` (about ``unknown_fraction`` times a keyword's count) and clips cut from the
     background noise become ``_silence_``. Without it every word folder is a class. WAVs at another
     rate or with several channels are resampled and mixed down unless ``resample=False``.
+    ``require_train=False`` accepts a held-out folder (every clip in the lists): to evaluate on.
+
+    ``augment`` (True, False or a dict of :class:`edgekit.data.augment.AudioAugment` fields) gives the
+    training split augmented copies of every clip: speed, shift, gain, and the folder's own background
+    recordings (mixed with generated noise) at a random SNR. Validation and test stay as recorded.
     """
+    from .augment import augmented_copies, parse_augment
+
+    aug = parse_augment(augment)
     from ..features import Frontend
     from .audio import fit_length, read_wav
 
@@ -194,12 +203,18 @@ def load_speech_commands_folder(path, keywords=None, frontend: dict | None = Non
             n_sil = int(round(per_class * silence_fraction))
             audio = np.concatenate([audio, silence_clips(noises, n_sil, fe.clip_samples, rng)])
             y = np.concatenate([y, np.zeros(n_sil, np.int64)])
+        if s == "train" and aug.copies:
+            audio, y = augmented_copies(audio, y, aug, np.random.default_rng([seed, 77]), noises=noises,
+                                        silence_label=0 if keywords else None, sample_rate=fe.sample_rate)
+            order = np.random.default_rng([seed, 78]).permutation(len(y))
+            audio, y = audio[order], y[order]
         splits[s] = (fe.batch(audio), y)
-    if "train" not in splits:
+    if "train" not in splits and require_train:
         raise DataError(f"Speech Commands folder {root}: every file is listed for validation or testing; nothing to train on")
-    check_classes(root.name, labels, splits["train"][1], root)
+    if "train" in splits:
+        check_classes(root.name, labels, splits["train"][1], root)
     return Dataset(root.name, "audio-classification", labels, splits, fe.preprocessing(),
-                   {"source": str(root), "background_noise_files": len(noises)})
+                   {"source": str(root), "background_noise_files": len(noises), "augment": aug.to_dict()})
 
 
 # --- CSV text ----------------------------------------------------------------------------------------
@@ -258,6 +273,11 @@ def load_csv_text(path, text_col: str = "text", label_col: str = "label", vocab_
         if bad:
             raise DataError(f"CSV file {p}: unknown split value(s) {', '.join(bad)}; allowed: train, val, test")
         idx = {s: np.flatnonzero(where == s) for s in ("train", "val", "test") if (where == s).any()}
+        if "train" not in idx:
+            raise DataError(f"CSV file {p}: the 'split' column has no 'train' rows (found: "
+                            + ", ".join(f"{s} {len(i)}" for s, i in idx.items())
+                            + "); the vocabulary is built from the training rows, so at least one row must be "
+                            "'train' (an empty split cell counts as train)")
     else:
         idx = stratified_split(y, {"train": 1 - val - test, "val": val, "test": test}, seed)
     train_tokens = [tokenize(texts[i]) for i in idx["train"]]

@@ -38,17 +38,58 @@ DESCRIPTIONS = {
 }
 
 
+def _builder_params(builder) -> dict:
+    """Keyword parameters of a builder, following ``**kw`` into the ``ds_cnn``-style function it wraps."""
+    import inspect
+
+    params = dict(inspect.signature(builder).parameters)
+    out = {n: p for n, p in params.items() if n not in ("input_shape", "num_classes") and p.kind is not p.VAR_KEYWORD}
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        inner = getattr(inspect.getmodule(builder), builder.__name__.rsplit("_", 1)[0], None)
+        if callable(inner) and inner is not builder:
+            out.update({n: p for n, p in inspect.signature(inner).parameters.items()
+                        if n not in ("input_shape", "num_classes", "size") and p.kind is not p.VAR_KEYWORD})
+        else:
+            out["**"] = None
+    return out
+
+
+def check_model_options(name: str, options: dict) -> None:
+    """Unknown option names and values of the wrong type are a ConfigError before anything is built."""
+    params = _builder_params(models.get(name))
+    known = sorted(n for n in params if n != "**")
+    for k, v in (options or {}).items():
+        if k not in params:
+            if "**" in params:
+                continue
+            raise ConfigError(f"Model {name!r} has no option {k!r}; options: {', '.join(known) or '(none)'}")
+        default = params[k].default
+        if isinstance(default, bool):
+            ok = isinstance(v, bool)
+        elif isinstance(default, (int, float)):
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        elif isinstance(default, str):
+            ok = isinstance(v, str)
+        else:
+            ok = True
+        if not ok:
+            raise ConfigError(f"Model {name!r} option {k}={v!r}: expected {type(default).__name__} like the default "
+                              f"{default!r}")
+
+
 def build_model(name: str, input_shape, num_classes: int, **options):
     """Build zoo model ``name`` for inputs of ``input_shape`` (no batch dim) and ``num_classes`` outputs."""
     builder = models.get(name)
     if num_classes < 2:
         raise ConfigError(f"num_classes must be >= 2; received {num_classes}")
+    check_model_options(name, options)
     try:
         return builder(tuple(int(d) for d in input_shape), int(num_classes), **options)
-    except TypeError as e:
-        if "unexpected keyword" in str(e):
-            raise ConfigError(f"Model {name!r}: {e}") from None
+    except ConfigError:
         raise
+    except (TypeError, ValueError) as e:
+        opts = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "no options"
+        raise ConfigError(f"Model {name!r} can't be built for input {tuple(input_shape)} with {opts}: {e}") from None
 
 
 def model_stats(model) -> dict:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from ..errors import ConfigError
 
 
-def _wrap(app, input_shape, num_classes, name, min_size, dropout, bn_momentum, **app_kw):
+def _wrap(app, input_shape, num_classes, name, min_size, dropout, bn_momentum, pretrained=False, resolution=None,
+          **app_kw):
     import keras
     from keras import layers
 
@@ -19,9 +20,18 @@ def _wrap(app, input_shape, num_classes, name, min_size, dropout, bn_momentum, *
     inp = keras.Input(input_shape, name="image")
     x = inp
     th, tw = max(h, min_size), max(w, min_size)
+    if resolution:
+        th = tw = int(resolution)
     if (th, tw) != (h, w):
         x = layers.Resizing(th, tw, interpolation="bilinear", name="upsample")(x)
-    base = app(input_shape=(th, tw, c), include_top=False, weights=None, **app_kw)
+    if pretrained:  # ImageNet weights: RGB in [-1, 1], whatever the dataset's channels and scale
+        if c == 1:
+            x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+        elif c != 3:
+            raise ConfigError(f"ImageNet weights need 1 or 3 input channels; received {c}")
+        x = layers.Rescaling(2.0, offset=-1.0, name="imagenet_scale")(x)
+        c = 3
+    base = app(input_shape=(th, tw, c), include_top=False, weights="imagenet" if pretrained else None, **app_kw)
     for layer in base.layers:
         # Applications hard-code momentum 0.999: too slow for short from-scratch trainings.
         if isinstance(layer, layers.BatchNormalization):
@@ -34,19 +44,22 @@ def _wrap(app, input_shape, num_classes, name, min_size, dropout, bn_momentum, *
 
 
 def mobilenet_v2(input_shape, num_classes, alpha: float = 0.35, min_size: int = 32, dropout: float = 0.2,
-                 bn_momentum: float = 0.99):
-    """MobileNetV2 with width multiplier ``alpha`` (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)."""
+                 bn_momentum: float = 0.99, pretrained: bool = False, resolution: int = 0):
+    """MobileNetV2 with width multiplier ``alpha`` (0.35, 0.5, 0.75, 1.0, 1.3, 1.4); ``pretrained``
+    loads ImageNet weights (Keras' cache) at ``resolution`` (96, 128, 160, 192, 224)."""
     import keras
 
     return _wrap(keras.applications.MobileNetV2, input_shape, num_classes, "mobilenet_v2", min_size, dropout,
-                 bn_momentum, alpha=alpha)
+                 bn_momentum, pretrained, resolution, alpha=alpha)
 
 
 def mobilenet_v3_small(input_shape, num_classes, alpha: float = 0.75, min_size: int = 32, dropout: float = 0.2,
-                       bn_momentum: float = 0.99, minimalistic: bool = False):
+                       bn_momentum: float = 0.99, minimalistic: bool = False, pretrained: bool = False,
+                       resolution: int = 0):
     """MobileNetV3-Small with width multiplier ``alpha``; inputs are already scaled, so Keras'
-    built-in rescaling is off."""
+    built-in rescaling is off. ``pretrained``: ImageNet weights (alpha 0.75 or 1.0)."""
     import keras
 
     return _wrap(keras.applications.MobileNetV3Small, input_shape, num_classes, "mobilenet_v3_small", min_size,
-                 dropout, bn_momentum, alpha=alpha, minimalistic=minimalistic, include_preprocessing=False)
+                 dropout, bn_momentum, pretrained, resolution, alpha=alpha, minimalistic=minimalistic,
+                 include_preprocessing=False)

@@ -1,0 +1,152 @@
+"""Transfer learning: start a zoo MobileNet from a pretrained backbone.
+
+    train("mobilenet_v3_small", "my_photos/", weights="imagenet")        # Keras' published ImageNet weights
+    train("mobilenet_v3_small", "my_photos/", weights="runs/mnist/model.keras")   # a backbone edgekit trained
+
+ImageNet weights are fetched once into Keras' own cache (``$KERAS_HOME/models`` or
+``~/.keras/models``); offline, the error names the file and where to put it. A ``.keras`` file
+donates its backbone (the nested application model); a ``.weights.h5`` file must hold the weights
+of the same backbone (``base.save_weights``). Training then runs a frozen-backbone phase (its
+BatchNorm layers in inference mode, as Keras' transfer-learning guide prescribes) and fine-tunes
+everything at a lower learning rate with the backbone's BatchNorm layers kept frozen.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ConfigError, DataError
+
+# model -> (allowed alphas, allowed resolutions or None for any >= 32, default resolution)
+IMAGENET = {
+    "mobilenet_v2": ((0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224), 96),
+    "mobilenet_v3_small": ((0.75, 1.0), None, 96),
+}
+V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+V3_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
+DEFAULT_ALPHA = {"mobilenet_v2": 0.35, "mobilenet_v3_small": 0.75}
+
+
+def keras_cache() -> Path:
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def imagenet_file(model: str, alpha: float, resolution: int, minimalistic: bool = False) -> tuple[str, str]:
+    """(file name, URL) of the no-top ImageNet weights Keras loads for this backbone."""
+    if model == "mobilenet_v2":
+        name = f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{resolution}_no_top.h5"
+        return name, V2_URL + name
+    name = f"weights_mobilenet_v3_small{'_minimalistic' if minimalistic else ''}_224_{float(alpha)}_float_no_top_v2.h5"
+    return name, V3_URL + name
+
+
+def _resolution(model: str, opts: dict) -> int:
+    _, sizes, default = IMAGENET[model]
+    res = int(opts.get("resolution") or default)
+    if sizes and res not in sizes:
+        raise ConfigError(f"{model} has ImageNet weights for resolution {', '.join(map(str, sizes))}; "
+                          f"received resolution={res}")
+    if res < 32:
+        raise ConfigError(f"{model} needs a resolution of at least 32; received {res}")
+    return res
+
+
+def check_weights(model: str, weights, opts: dict) -> None:
+    """Fail before any data is loaded: unknown model/width for ImageNet, a missing or foreign file,
+    and (offline) ImageNet weights that are not in Keras' cache."""
+    weights = str(weights)
+    if weights == "imagenet":
+        if model not in IMAGENET:
+            raise ConfigError(f"ImageNet weights exist for {', '.join(IMAGENET)}; received model {model!r}")
+        alphas = IMAGENET[model][0]
+        alpha = float(opts.get("alpha", DEFAULT_ALPHA[model]))
+        minimal = bool(opts.get("minimalistic", False))
+        if minimal and alpha != 1.0 or alpha not in alphas:
+            ok = "1.0 (minimalistic)" if minimal else ", ".join(map(str, alphas))
+            raise ConfigError(f"{model} has ImageNet weights for alpha {ok}; received alpha={alpha}")
+        name, url = imagenet_file(model, alpha, _resolution(model, opts), minimal)
+        fetch_imagenet(name, url)
+        return
+    p = Path(weights)
+    if model not in IMAGENET:
+        raise ConfigError(f"--weights works with the MobileNets ({', '.join(IMAGENET)}); received model {model!r}")
+    if not p.exists():
+        raise ConfigError(f"Weights file {p} does not exist; give 'imagenet', a .keras model or a .weights.h5 file")
+    if not (p.name.endswith(".keras") or p.name.endswith(".weights.h5")):
+        raise ConfigError(f"Weights file {p}: expected a .keras model or a .weights.h5 file")
+
+
+def fetch_imagenet(name: str, url: str) -> Path:
+    """The cached ImageNet weights file, downloading it once; offline, say what to place where."""
+    target = keras_cache() / name
+    if target.exists():
+        return target
+    try:
+        import keras
+
+        return Path(keras.utils.get_file(name, url, cache_subdir="models"))
+    except Exception as e:  # offline: URLError, or an HTTP error behind a proxy
+        raise DataError(f"Can't download the ImageNet weights {name} ({type(e).__name__}); with no internet, "
+                        f"place that file (from {url}) in {keras_cache()}/") from None
+
+
+def pretrained_options(model: str, opts: dict, weights) -> dict:
+    """Builder options for a model that takes ``weights``."""
+    if str(weights) == "imagenet":
+        return {**opts, "pretrained": True, "resolution": _resolution(model, opts)}
+    return dict(opts)
+
+
+def backbone(model):
+    """The nested Keras application inside a zoo MobileNet."""
+    import keras
+
+    inner = [l for l in model.layers if isinstance(l, keras.Model)]
+    if len(inner) != 1:
+        raise ConfigError(f"Model {model.name!r} has no single nested backbone to transfer")
+    return inner[0]
+
+
+def load_backbone(model, model_name: str, weights, opts: dict, say=lambda m: None) -> None:
+    """Copy ``weights`` into ``model``'s backbone (ImageNet weights were loaded when it was built)."""
+    if str(weights) == "imagenet":
+        say(f"{model_name}: ImageNet backbone loaded from {keras_cache()}")
+        return
+    p = Path(weights)
+    dst = backbone(model)
+    if p.name.endswith(".weights.h5"):
+        try:
+            dst.load_weights(str(p))
+        except Exception as e:
+            raise ConfigError(f"Weights file {p} doesn't fit {model_name}'s backbone with options {opts or '{}'} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    else:
+        from .zoo import load_model
+
+        try:
+            src = backbone(load_model(p))
+        except ConfigError:
+            raise ConfigError(f"{p} holds no MobileNet backbone to transfer") from None
+        except Exception as e:
+            raise ConfigError(f"Can't load {p} as a Keras model: {type(e).__name__}") from None
+        a, b = src.get_weights(), dst.get_weights()
+        if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+            first = next((f"{x.shape} vs {y.shape}" for x, y in zip(a, b) if x.shape != y.shape),
+                         f"{len(a)} vs {len(b)} arrays")
+            raise ConfigError(f"{p}'s backbone ({src.name}) doesn't match {model_name} with options {opts or '{}'}: "
+                              f"{first}. Use the same model, alpha and input channels it was trained with")
+        dst.set_weights(a)
+    say(f"{model_name}: backbone weights from {p}")
+
+
+def set_backbone_trainable(model, trainable: bool) -> None:
+    """Freeze or unfreeze the backbone; its BatchNorm layers stay frozen (inference mode) either way."""
+    import keras
+
+    base = backbone(model)
+    base.trainable = True
+    for layer in base.layers:
+        layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
+    if not trainable:
+        base.trainable = False
