@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 
 META_KEY = "edgekit"
 SCHEMA_VERSION = 1
@@ -75,6 +75,8 @@ class ArtifactMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ArtifactMeta":
+        """Build from a metadata dict; a field of the wrong type is a ValueError that names it."""
+        check_meta_dict(d)
         known = {f.name for f in fields(cls)}
         kw = {k: v for k, v in d.items() if k in known}
         extra = dict(kw.get("extra") or {})
@@ -96,6 +98,40 @@ class ArtifactMeta:
         return [TensorSpec.from_dict(s) for s in self.outputs]
 
 
+# Field -> the JSON types it may hold (None is allowed where the default is None).
+_FIELD_TYPES = {"format": (str,), "task": (str,), "labels": (list,), "inputs": (list,), "outputs": (list,),
+                "preprocessing": (dict,), "quantization": (dict,), "provenance": (dict,), "metrics": (dict,),
+                "verification": (dict,), "sparsity": (int, float, type(None)), "extra": (dict,), "schema": (int,)}
+_JSON_NAMES = {str: "a string", list: "a list", dict: "an object", int: "a number", float: "a number",
+               type(None): "null", bool: "true/false"}
+
+
+def _json_type(v) -> str:
+    return _JSON_NAMES.get(type(v), type(v).__name__)
+
+
+def check_meta_dict(d) -> None:
+    """Raise ValueError naming the first field whose type can't be edgekit metadata."""
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object of fields; received {_json_type(d)}")
+    for name, types in _FIELD_TYPES.items():
+        if name not in d:
+            continue
+        v = d[name]
+        if isinstance(v, bool) or not isinstance(v, types):
+            want = " or ".join(dict.fromkeys(_JSON_NAMES[t] for t in types))
+            raise ValueError(f"field {name!r} must be {want}; received {_json_type(v)} {json.dumps(v, default=str)[:60]}")
+    for i, lab in enumerate(d.get("labels") or []):
+        if isinstance(lab, bool) or not isinstance(lab, (str, int)):
+            raise ValueError(f"labels[{i}] must be a class name (string or number); received {_json_type(lab)} "
+                             f"{json.dumps(lab, default=str)[:60]}")
+    for kind in ("inputs", "outputs"):
+        for i, t in enumerate(d.get(kind) or []):
+            if not isinstance(t, dict) or not {"name", "shape", "dtype"} <= set(t) or not isinstance(t["shape"], list):
+                raise ValueError(f"{kind}[{i}] must be an object with name, shape (a list) and dtype; received "
+                                 f"{json.dumps(t, default=str)[:60]}")
+
+
 def model_format(path: str | os.PathLike) -> str:
     """Format name from a path: a file by its suffix, a folder holding saved_model.pb is 'savedmodel'."""
     p = Path(path)
@@ -110,6 +146,16 @@ def model_format(path: str | os.PathLike) -> str:
             f"Allowed: {', '.join(sorted(FORMATS_BY_SUFFIX))} or a SavedModel folder"
         )
     return fmt
+
+
+def check_file_stem(name, what: str = "name") -> str:
+    """A file name stem that stays in its folder: no separators, not '.'/'..', not hidden (temp files are)."""
+    s = name if isinstance(name, str) else ""
+    if (not s.strip() or s in (".", "..") or s.startswith(".") or "/" in s or "\\" in s or os.sep in s
+            or "\0" in s or s != s.strip()):
+        raise ConfigError(f"{what} must be a plain file name stem like 'model' (no folders, no leading '.'); "
+                          f"received {name!r}")
+    return s
 
 
 def sidecar_path(model_path: str | os.PathLike) -> Path:
@@ -143,13 +189,20 @@ def read_meta(model_path: str | os.PathLike, *, embedded: bool = True) -> Artifa
     side = sidecar_path(model_path)
     if side.exists():
         try:
-            return ArtifactMeta.from_dict(json.loads(side.read_text()))
-        except (ValueError, KeyError, TypeError) as e:
-            raise ModelError(f"Metadata file {side} is not valid edgekit metadata: {e}") from None
+            return ArtifactMeta.from_dict(json.loads(side.read_text(encoding="utf-8")))
+        except (ValueError, KeyError, TypeError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            raise ModelError(f"Metadata file {side} is not valid edgekit metadata: {e}. Fix it, or delete it to "
+                             "use the model without metadata") from None
+        except OSError as e:
+            raise ModelError(f"Can't read metadata file {side}: {e}") from None
     if embedded:
         d = read_embedded(model_path)
         if d is not None:
-            return ArtifactMeta.from_dict(d)
+            try:
+                return ArtifactMeta.from_dict(d)
+            except (ValueError, KeyError, TypeError) as e:
+                raise ModelError(f"Metadata embedded in {model_path} is not valid edgekit metadata: {e}. Write a "
+                                 f"valid sidecar {side.name} next to it to override") from None
     return None
 
 

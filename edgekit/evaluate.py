@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, ModelError
+from .errors import ConfigError, DataError, ModelError
 
 
 def evaluate_predictions(probs: np.ndarray, y: np.ndarray, labels: list) -> dict:
@@ -44,6 +44,18 @@ def _data_options_from_meta(meta, data) -> dict:
     return opts
 
 
+def _held_out_ok(data, opts: dict) -> dict:
+    """Evaluation needs no training split: a Speech Commands folder whose clips are all in
+    testing_list.txt / validation_list.txt (a held-out set) is fine to evaluate on."""
+    from .data import _guess_kind, datasets
+
+    p = Path(str(data))
+    if ("require_train" in opts or str(data) in datasets or not p.is_dir()
+            or opts.get("kind", "speech-commands") != "speech-commands" or _guess_kind(p) != "speech-commands"):
+        return opts
+    return {**opts, "require_train": False}
+
+
 def evaluate(model, data=None, split: str = "test", *, batch_size: int = 256, device: str = "cpu",
              threads: int | None = None, limit: int | None = None, data_options: dict | None = None) -> dict:
     """Evaluate ``model`` (a keras.Model or a .keras/.tflite/.onnx/.xml path) on ``data``'s ``split``.
@@ -53,6 +65,8 @@ def evaluate(model, data=None, split: str = "test", *, batch_size: int = 256, de
     from .artifact import model_format, read_meta
     from .data import Dataset, load_dataset
 
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ConfigError(f"limit must be an integer >= 1; received {limit!r}")
     meta, fmt, session, keras_model = None, "keras", None, None
     if isinstance(model, (str, os.PathLike)):
         path = Path(model)
@@ -79,7 +93,7 @@ def evaluate(model, data=None, split: str = "test", *, batch_size: int = 256, de
         if not data:
             raise DataError(f"No dataset given and {path or 'the model'} records none; pass --data")
     opts = {**_data_options_from_meta(meta, data), **(data_options or {})} if not isinstance(data, Dataset) else {}
-    ds = data if isinstance(data, Dataset) else load_dataset(data, **opts)
+    ds = data if isinstance(data, Dataset) else load_dataset(data, **_held_out_ok(data, opts))
     x, y = ds.split(split)
     if limit:
         x, y = x[:limit], y[:limit]

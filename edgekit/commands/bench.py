@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
-from ._common import emit, json_option, parse_int_list, quiet_option, split_csv
+from ._common import COUNT, POSITIVE_FLOAT, POSITIVE_INT, emit, json_option, parse_int_list, quiet_option, split_csv
 
 COLUMNS = ["model", "backend", "device", "threads", "batch", "size_kb", "load_ms", "first_ms", "min_ms", "p50_ms",
            "p90_ms", "p99_ms", "max_ms", "throughput", "peak_rss_mb"]
@@ -18,10 +18,10 @@ COLUMNS = ["model", "backend", "device", "threads", "batch", "size_kb", "load_ms
 @click.option("--device", "devices", default="cpu", show_default=True,
               help="Comma-separated devices: cpu, gpu, npu, auto or backend-specific names.")
 @click.option("--threads", default=None, help="Comma-separated thread counts to compare, e.g. 1,2 (default: backend's).")
-@click.option("--batch", default=1, show_default=True, type=int, help="Items per run.")
-@click.option("--warmup", default=10, show_default=True, type=int, help="Untimed runs before measuring.")
-@click.option("--runs", default=100, show_default=True, type=int, help="Timed runs.")
-@click.option("--duration", default=None, type=float, help="Time budget in seconds per configuration (replaces --runs).")
+@click.option("--batch", default=1, show_default=True, type=POSITIVE_INT, help="Items per run.")
+@click.option("--warmup", default=10, show_default=True, type=COUNT, help="Untimed runs before measuring.")
+@click.option("--runs", default=100, show_default=True, type=POSITIVE_INT, help="Timed runs.")
+@click.option("--duration", default=None, type=POSITIVE_FLOAT, help="Time budget in seconds per configuration (replaces --runs).")
 @click.option("--isolate/--no-isolate", default=True, show_default=True,
               help="Measure each configuration in a fresh process (clean load time and peak RSS).")
 @json_option

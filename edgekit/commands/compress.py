@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, DataError, ModelError, allowed
-from ._common import json_option, quiet_option
+from ._common import OutputFolder, json_option, quiet_option
 
 QUANTIZE = ("int8",)
 
@@ -15,7 +15,7 @@ QUANTIZE = ("int8",)
 @click.command()
 @click.argument("model")
 @click.option("-d", "--data", required=True, help="Dataset name, folder or CSV (the model's training data).")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
+@click.option("--out", "out_dir", type=OutputFolder(), required=True, help="Output folder.")
 @click.option("--prune", "sparsity", type=float, default=None,
               help="Fraction in (0, 1): of weights zeroed (magnitude) or of filters removed (channels).")
 @click.option("--prune-mode", type=click.Choice(["magnitude", "channels"]), default="magnitude", show_default=True)

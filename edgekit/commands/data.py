@@ -6,7 +6,7 @@ import json
 
 import click
 
-from ._common import emit, json_option
+from ._common import POSITIVE_INT, emit, json_option
 
 
 def parse_options(pairs) -> dict:
@@ -45,7 +45,7 @@ def list_(json_path):
 
 @data.command("info")
 @click.argument("dataset")
-@click.option("--limit", type=int, help="At most this many examples per split.")
+@click.option("--limit", type=POSITIVE_INT, help="At most this many examples per split.")
 @data_option
 @json_option
 def info(dataset, limit, options, json_path):

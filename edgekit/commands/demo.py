@@ -9,11 +9,12 @@ import click
 
 from ..apps import kws
 from ..errors import ConfigError, UnsupportedError
-from ._common import emit, json_option, quiet_option, split_csv
+from ._common import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, Number, OutputFolder, emit, json_option,
+                      quiet_option, split_csv)
 
 
 @click.group("demo", invoke_without_command=True)
-@click.option("--out", default=None, metavar="DIR", help="Run folder of the built-in pipeline demo.")
+@click.option("--out", default=None, metavar="DIR", type=OutputFolder(), help="Run folder of the built-in pipeline demo.")
 @quiet_option
 @click.pass_context
 def demo(ctx, out, quiet):
@@ -38,7 +39,7 @@ def demo(ctx, out, quiet):
 
 
 def _model_options(f):
-    f = click.option("--threads", type=int, default=None, help="Intra-op threads for the local model.")(f)
+    f = click.option("--threads", type=POSITIVE_INT, default=None, help="Intra-op threads for the local model.")(f)
     f = click.option("--device", default="cpu", show_default=True, help="Runtime device for the local model.")(f)
     f = click.option("--url", default=None, metavar="URL",
                      help="An edgekit serve server instead: http://HOST:PORT[/v2/models/NAME].")(f)
@@ -53,8 +54,8 @@ def _model_options(f):
               help="Camera index, 'picamera', a video file, a stream URL or a folder of images.")
 @click.option("--headless", is_flag=True, help="No window: one JSON line per frame on stdout, a summary line last.")
 @click.option("--save", default=None, metavar="FILE", help="Write the annotated frames as a video (.mp4, .avi, ...).")
-@click.option("--top-k", default=3, show_default=True, type=int, help="Labels shown per frame.")
-@click.option("--max-frames", default=None, type=int, help="Stop after this many frames.")
+@click.option("--top-k", default=3, show_default=True, type=POSITIVE_INT, help="Labels shown per frame.")
+@click.option("--max-frames", default=None, type=POSITIVE_INT, help="Stop after this many frames.")
 @json_option
 @quiet_option
 def camera(model, url, device, threads, source, headless, save, top_k, max_frames, json_path, quiet):
@@ -62,8 +63,6 @@ def camera(model, url, device, threads, source, headless, save, top_k, max_frame
     from ..apps import open_model
     from ..apps.camera import CameraDemo, display_available, open_source
 
-    if max_frames is not None and max_frames < 1:
-        raise ConfigError(f"--max-frames must be >= 1; received {max_frames}")
     m = open_model(model, url, device, threads)
     app = CameraDemo(m, top_k=top_k)
     show = not headless
@@ -96,12 +95,12 @@ def camera(model, url, device, threads, source, headless, save, top_k, max_frame
               help="Truth for --wav ({\"events\": [{\"label\", \"start\", \"end\"}]}): report hits, misses, false alarms.")
 @click.option("--threshold", default=kws.THRESHOLD, show_default=True, type=float,
               help="Smoothed posterior that fires a keyword.")
-@click.option("--hop-ms", default=kws.HOP_MS, show_default=True, type=float, help="Classify the 1-s window this often.")
-@click.option("--smooth-ms", default=kws.SMOOTH_MS, show_default=True, type=float, help="Average posteriors over this span.")
-@click.option("--refractory-ms", default=kws.REFRACTORY_MS, show_default=True, type=float,
+@click.option("--hop-ms", default=kws.HOP_MS, show_default=True, type=Number(float, min=1), help="Classify the 1-s window this often.")
+@click.option("--smooth-ms", default=kws.SMOOTH_MS, show_default=True, type=NON_NEGATIVE_FLOAT, help="Average posteriors over this span.")
+@click.option("--refractory-ms", default=kws.REFRACTORY_MS, show_default=True, type=NON_NEGATIVE_FLOAT,
               help="Quiet time after a detection.")
 @click.option("--keywords", default=None, help="Comma-separated labels that may fire (default: all but _silence_/_unknown_).")
-@click.option("--duration", default=None, type=float, help="Listen to the microphone for this many seconds (default: until Ctrl-C).")
+@click.option("--duration", default=None, type=POSITIVE_FLOAT, help="Listen to the microphone for this many seconds (default: until Ctrl-C).")
 @click.option("--input-device", default=None, help="Microphone (sounddevice index or name).")
 @json_option
 @quiet_option

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError, ModelError
-from ._common import emit, json_option, quiet_option
+from ._common import NON_NEGATIVE_FLOAT, POSITIVE_INT, Number, OutputFolder, emit, json_option, quiet_option
 
 
 def _labels(value: str | None) -> list[str] | None:
@@ -15,9 +15,13 @@ def _labels(value: str | None) -> list[str] | None:
         return None
     if value.startswith("@"):
         p = Path(value[1:])
-        if not p.exists():
-            raise ConfigError(f"Labels file {p} does not exist")
-        return [ln.strip() for ln in p.read_text().splitlines() if ln.strip()]
+        if not p.is_file():
+            raise ConfigError(f"Labels file {p} {'is a folder' if p.is_dir() else 'does not exist'}; --labels @FILE "
+                              "takes a text file with one label per line")
+        try:
+            return [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"Can't read labels file {p}: {e}") from None
     return [v.strip() for v in value.split(",") if v.strip()]
 
 
@@ -25,14 +29,15 @@ def _labels(value: str | None) -> list[str] | None:
 @click.argument("model", type=click.Path(path_type=Path))
 @click.option("--to", "formats", default="tflite,onnx,openvino", show_default=True,
               help="Comma-separated formats: tflite, onnx, openvino.")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Output folder.")
-@click.option("--name", default="model", show_default=True, help="File stem of the artifacts.")
+@click.option("--out", "out_dir", type=OutputFolder(), required=True, help="Output folder.")
+@click.option("--name", default="model", show_default=True, help="File stem of the artifacts (no folders).")
 @click.option("--verify/--no-verify", default=True, show_default=True,
               help="Compare each artifact with the source model through edgekit's runtime.")
-@click.option("--samples", default=32, show_default=True, help="Random inputs used for verification.")
-@click.option("--atol", default=1e-4, show_default=True, help="Allowed max abs difference of the first output.")
-@click.option("--batch", type=int, default=None, help="Fix the batch dimension (default: dynamic).")
-@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+@click.option("--samples", default=32, show_default=True, type=POSITIVE_INT, help="Random inputs used for verification.")
+@click.option("--atol", default=1e-4, show_default=True, type=NON_NEGATIVE_FLOAT,
+              help="Allowed max abs difference of the first output.")
+@click.option("--batch", type=POSITIVE_INT, default=None, help="Fix the batch dimension (default: dynamic).")
+@click.option("--opset", type=Number(int, min=9), default=17, show_default=True, help="ONNX opset.")
 @click.option("--labels", default=None, help="Class labels 'a,b,c' or @file (one per line); default: sidecar.")
 @json_option
 @quiet_option
@@ -45,16 +50,16 @@ def export(model, formats, out_dir, name, verify, samples, atol, batch, opset, l
     """
     from ..export import exporters
 
+    from ..artifact import ArtifactMeta, check_file_stem, read_meta
+
     fmts = exporters.parse_list(formats)  # before importing TensorFlow: bad names fail fast
+    check_file_stem(name, "--name")
     if not model.exists():
         raise ModelError(f"No such model: {model}")
-    if batch is not None and batch < 1:
-        raise ConfigError(f"--batch must be >= 1; received {batch}")
-    from ..artifact import ArtifactMeta, read_meta
+    lab = _labels(labels)
+    meta = read_meta(model) or ArtifactMeta()
     from ..export import export_model
 
-    meta = read_meta(model) or ArtifactMeta()
-    lab = _labels(labels)
     if lab:
         meta.labels = lab
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))

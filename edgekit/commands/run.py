@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..report import dump_json, format_table
-from ._common import json_option, quiet_option
+from ._common import OutputFolder, json_option, quiet_option
 
 
 def print_run_summary(report: dict, json_path: str | None) -> None:
@@ -31,7 +31,7 @@ def print_run_summary(report: dict, json_path: str | None) -> None:
 
 @click.command()
 @click.argument("recipe")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default: runs/<recipe name>).")
+@click.option("--out", type=OutputFolder(), default=None, help="Run folder (default: runs/<recipe name>).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a recipe field, e.g. --set train.epochs=3 --set steps.0.sparsity=0.8 (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Validate the recipe and print the plan; train nothing.")

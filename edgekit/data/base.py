@@ -61,8 +61,10 @@ class Dataset:
 
     def subset(self, limit: int | None = None, seed: int = 0) -> "Dataset":
         """At most ``limit`` examples per split (random, stratification not guaranteed): for quick runs."""
-        if not limit:
+        if limit is None:
             return self
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise ConfigError(f"limit must be an integer >= 1; received {limit!r}")
         rng = np.random.default_rng(seed)
         splits = {}
         for s, (x, y) in self.splits.items():

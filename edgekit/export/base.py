@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..artifact import ArtifactMeta, model_format, provenance, read_meta, sidecar_path, write_meta
+from ..artifact import (ArtifactMeta, check_file_stem, model_format, provenance, read_meta, sidecar_path,
+                        write_meta)
 from ..errors import ConfigError, ModelError, VerificationError
 
 
@@ -65,6 +66,15 @@ class SourceModel:
         fn = self.serving_fn()
         specs = fn.structured_input_signature[1]
         return [(k, tuple(v.shape.as_list()), v.dtype.name) for k, v in sorted(specs.items())]
+
+    def output_width(self) -> int | None:
+        """Size of the last dimension of the first output (classes, for a classifier); None if unknown."""
+        if self.keras_model is not None:
+            shape = tuple(self.keras_model.outputs[0].shape)
+        else:
+            outs = self.serving_fn().structured_outputs
+            shape = tuple(outs[sorted(outs)[0]].shape.as_list()) if outs else ()
+        return int(shape[-1]) if shape and shape[-1] is not None else None
 
     @property
     def num_inputs(self) -> int:
@@ -263,13 +273,17 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
     if samples < 1:
         raise ConfigError(f"samples must be >= 1; received {samples}")
     say = progress or (lambda s: None)
+    check_file_stem(name, "name")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"Output folder {out_dir} is a file; give a folder")
     is_path = isinstance(model, (str, os.PathLike))
     src = SourceModel(model=None if is_path else model, path=model if is_path else None, meta=meta, batch=batch)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     result = ExportResult()
     failures = []
     try:
+        _check_labels(src)
+        out_dir.mkdir(parents=True, exist_ok=True)
         inputs = sample_inputs if sample_inputs is not None else src.sample_inputs(samples)
         inputs = inputs if isinstance(inputs, list) else [inputs]
         reference = src.predict(inputs) if verify else None
@@ -324,6 +338,16 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
         raise VerificationError("Exported model(s) disagree with the source, not written: " + "; ".join(lines)
                                 + ". Use --no-verify to write them anyway.")
     return result
+
+
+def _check_labels(src: SourceModel) -> None:
+    """Labels (from --labels or the sidecar) must name every class the model outputs, no more, no fewer."""
+    labels = src.meta.labels or []
+    width = src.output_width()
+    if labels and width and width > 1 and len(labels) != width:
+        shown = ", ".join(map(str, labels[:6])) + (" ..." if len(labels) > 6 else "")
+        raise ConfigError(f"{len(labels)} labels ({shown}) for a model with {width} outputs"
+                          f"{f' ({src.path})' if src.path else ''}: give exactly {width} labels, one per output")
 
 
 def _artifact_meta(base: ArtifactMeta, fmt: str, src: SourceModel, details: dict) -> ArtifactMeta:

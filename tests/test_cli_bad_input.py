@@ -1,0 +1,392 @@
+"""Every command, every path and number option, given what a careless user gives: exit code 2, one
+``Error:`` line that names what was wrong, no traceback, and nothing written anywhere (issue 17, class
+"tracebacks for user mistakes" and "bad input accepted").
+
+Commands run in process through ``edgekit.cli.main`` (exit codes and messages as a user sees them,
+TensorFlow imported once); the server and deploy commands run in a subprocess with a timeout, so a
+bad value that is wrongly accepted shows up as a server that starts, not a hung test. Rows for items
+other engineers own are ``xfail(strict=True)``: when their fix lands the row passes and strict xfail
+says to flip it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.cli import main
+
+LABELS5 = ["a", "b", "c", "d", "e"]
+
+
+# --- assets: a tiny model, exported through the CLI; files that are wrong in one way each --------
+@pytest.fixture(scope="module")
+def assets(keras_classifier, tmp_path_factory):
+    from edgekit.artifact import sidecar_path
+    from edgekit.data.audio import write_wav
+
+    d = tmp_path_factory.mktemp("assets")
+    shutil.copy(keras_classifier, d / "m.keras")  # the 5-class tiny CNN of tests/conftest.py
+    shutil.copy(sidecar_path(keras_classifier), sidecar_path(d / "m.keras"))
+    # The good path of --labels: as many labels as outputs replaces the sidecar's.
+    code, out, err = invoke(["export", str(d / "m.keras"), "--to", "tflite", "--out", str(d / "exp"), "-q",
+                             "--labels", ",".join(LABELS5)])
+    assert code == 0, err
+    tfl = d / "exp" / "model.tflite"
+    assert json.loads((d / "exp" / "model.tflite.json").read_text())["labels"] == LABELS5
+    for name, side in {"labels_str": lambda s: {**s, "labels": "cat"},
+                       "labels_nested": lambda s: {**s, "labels": [["a"], "b"]},
+                       "meta_list": lambda s: [s],
+                       "sparsity_str": lambda s: {**s, "sparsity": "half"}}.items():
+        (d / name).mkdir()
+        shutil.copy(tfl, d / name / "model.tflite")
+        (d / name / "model.tflite.json").write_text(json.dumps(side(json.loads((d / "exp" / "model.tflite.json")
+                                                                             .read_text()))))
+    (d / "latin1").mkdir()
+    shutil.copy(tfl, d / "latin1" / "model.tflite")
+    (d / "latin1" / "model.tflite.json").write_bytes(b'{"labels": ["caf\xe9"]}')
+    (d / "afile").write_text("x")
+    (d / "adir").mkdir()
+    (d / "notrain.csv").write_text("text,label,split\nhello there,a,test\nbye now,b,test\ngood day,a,val\n")
+    (d / "bad.yaml").write_bytes(b"name: caf\xe9\n")
+    write_wav(d / "tone.wav", np.zeros(16000, np.float32))
+    return {"dir": str(d), "keras": str(d / "m.keras"), "tflite": str(tfl), "file": str(d / "afile"),
+            "folder": str(d / "adir"), "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
+            "wav": str(d / "tone.wav"), **{k: str(d / k / "model.tflite") for k in
+                                           ("labels_str", "labels_nested", "meta_list", "sparsity_str", "latin1")}}
+
+
+def invoke(argv: list[str]) -> tuple[int, str, str]:
+    """``edgekit ARGV`` in process: (exit code, stdout, stderr); an escaping exception is exit 1 and its
+    traceback, as the real entry point would print."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            main(list(argv))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    return code, out.getvalue(), err.getvalue()
+
+
+def invoke_process(argv: list[str], timeout: float) -> tuple[int, str, str]:
+    try:
+        p = subprocess.run([sys.executable, "-c", "from edgekit.cli import main; main()", *argv],
+                           capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:  # a bad value accepted: the command went on to do the work
+        return -1, str(e.stdout or ""), f"(still running after {timeout:.0f} s)\n{e.stderr or ''}"
+    return p.returncode, p.stdout, p.stderr
+
+
+def snapshot(*roots: Path) -> dict:
+    return {str(p): (p.is_dir(), None if p.is_dir() else (p.stat().st_size, p.stat().st_mtime_ns))
+            for r in roots for p in [r, *r.rglob("*")]}
+
+
+# --- the table ---------------------------------------------------------------------------------
+# (id, argv with {placeholders} from ``assets`` (``{work}`` is the case's empty folder), what the error
+# line must say (regex, case-insensitive), options). Options: proc=SECONDS runs it in a subprocess.
+def owned(who: str):
+    return pytest.mark.xfail(strict=True, reason=f"owned by {who}")
+
+
+RECIPE = "the recipe/compress engineer"
+
+CASES = [
+    # export
+    ("export-out-file", ["export", "{keras}", "--out", "{file}"], r"--out.*is a file"),
+    ("export-out-under-file", ["export", "{keras}", "--out", "{file}/sub"], r"--out.*afile.*is a file"),
+    ("export-name-dotdot", ["export", "{keras}", "--to", "tflite", "--out", "out", "--name", "../../evil"], r"--name"),
+    ("export-name-absolute", ["export", "{keras}", "--to", "tflite", "--out", "out", "--name", "{work}/evil"],
+     r"--name"),
+    ("export-name-empty", ["export", "{keras}", "--out", "out", "--name", ""], r"--name"),
+    ("export-labels-count", ["export", "{keras}", "--to", "tflite", "--out", "out", "--labels", "a,b"],
+     r"2 labels.*5 outputs"),
+    ("export-labels-file-missing", ["export", "{keras}", "--out", "out", "--labels", "@nope.txt"], r"labels file"),
+    ("export-labels-file-folder", ["export", "{keras}", "--out", "out", "--labels", "@{folder}"], r"labels file"),
+    ("export-samples-0", ["export", "{keras}", "--out", "out", "--samples", "0"], r"--samples.*>= 1"),
+    ("export-atol-negative", ["export", "{keras}", "--out", "out", "--atol", "-1"], r"--atol.*>= 0"),
+    ("export-atol-nan", ["export", "{keras}", "--out", "out", "--atol", "nan"], r"--atol.*finite"),
+    ("export-batch-0", ["export", "{keras}", "--out", "out", "--batch", "0"], r"--batch"),
+    ("export-opset-0", ["export", "{keras}", "--out", "out", "--opset", "0"], r"--opset"),
+    ("export-format", ["export", "{keras}", "--out", "out", "--to", "tflitee"], r"tflitee"),
+    ("export-model-missing", ["export", "nope.keras", "--out", "out"], r"nope\.keras"),
+    ("export-json-folder", ["export", "{keras}", "--out", "out", "--json", "{folder}"], r"--json.*folder"),
+    ("export-already-tflite", ["export", "{tflite}", "--out", "out"], r"already a tflite"),
+    # info
+    ("info-json-folder", ["info", "{tflite}", "--json", "{folder}"], r"--json.*folder"),
+    ("info-json-slash", ["info", "{tflite}", "--json", "new/"], r"--json.*folder"),
+    ("info-json-under-file", ["info", "{tflite}", "--json", "{file}/x.json"], r"--json.*afile.*is a file"),
+    ("info-model-missing", ["info", "nope.tflite"], r"nope\.tflite"),
+    ("info-model-suffix", ["info", "{file}"], r"model file type"),
+    ("info-labels-not-list", ["info", "{labels_str}"], r"labels.*must be a list"),
+    ("info-labels-nested", ["info", "{labels_nested}"], r"labels\[0\]"),
+    ("info-meta-not-object", ["info", "{meta_list}"], r"metadata.*JSON object"),
+    ("info-sparsity-string", ["info", "{sparsity_str}"], r"sparsity"),
+    ("info-meta-not-utf8", ["info", "{latin1}"], r"metadata"),
+    ("info-device", ["info", "{tflite}", "--device", "warp"], r"warp"),
+    # devices, zoo
+    ("devices-json-folder", ["devices", "--json", "{folder}"], r"--json.*folder"),
+    ("devices-profiles-json-folder", ["devices", "--profiles", "--json", "{folder}"], r"--json.*folder"),
+    ("zoo-input-text", ["zoo", "list", "--input", "a,b"], r"--input"),
+    ("zoo-input-zero", ["zoo", "list", "--input", "0,0,3"], r"input"),
+    ("zoo-models", ["zoo", "list", "--models", "nosuch"], r"nosuch"),
+    ("zoo-json-folder", ["zoo", "list", "--json", "{folder}"], r"--json.*folder"),
+    # bench
+    ("bench-json-folder", ["bench", "{tflite}", "--json", "{folder}"], r"--json.*folder"),
+    ("bench-runs-0", ["bench", "{tflite}", "--runs", "0"], r"--runs"),
+    ("bench-batch-0", ["bench", "{tflite}", "--batch", "0"], r"--batch"),
+    ("bench-warmup-negative", ["bench", "{tflite}", "--warmup", "-1"], r"--warmup"),
+    ("bench-duration-0", ["bench", "{tflite}", "--duration", "0"], r"--duration"),
+    ("bench-duration-nan", ["bench", "{tflite}", "--duration", "nan"], r"--duration"),
+    ("bench-threads-0", ["bench", "{tflite}", "--threads", "0"], r"--threads"),
+    ("bench-threads-text", ["bench", "{tflite}", "--threads", "two"], r"--threads"),
+    ("bench-device-empty", ["bench", "{tflite}", "--device", ","], r"--device"),
+    ("bench-model-missing", ["bench", "nope.tflite", "--no-isolate"], r"nope\.tflite"),
+    ("bench-bad-sidecar", ["bench", "{labels_str}", "--no-isolate", "--runs", "1"], r"labels.*must be a list"),
+    # data
+    ("data-list-json-folder", ["data", "list", "--json", "{folder}"], r"--json.*folder"),
+    ("data-info-limit-0", ["data", "info", "digits", "--limit", "0"], r"--limit.*>= 1"),
+    ("data-info-limit-negative", ["data", "info", "digits", "--limit", "-3"], r"--limit.*>= 1"),
+    ("data-info-csv-no-train", ["data", "info", "{csv}"], r"no 'train' rows"),
+    ("data-info-missing-path", ["data", "info", "no/such/folder"], r"no/such/folder"),
+    ("data-info-name", ["data", "info", "digitz"], r"digitz"),
+    ("data-info-option-syntax", ["data", "info", "digits", "-o", "seed"], r"key=value"),
+    ("data-info-option-unknown", ["data", "info", "digits", "-o", "nosuch=1"], r"nosuch"),
+    ("data-info-json-folder", ["data", "info", "digits", "--json", "{folder}"], r"--json.*folder"),
+    ("data-prepare-name", ["data", "prepare", "digitz"], r"digitz"),
+    # eval
+    ("eval-limit-0", ["eval", "{tflite}", "--data", "digits", "--limit", "0"], r"--limit.*>= 1"),
+    ("eval-limit-negative", ["eval", "{tflite}", "--data", "digits", "--limit", "-3"], r"--limit.*>= 1"),
+    ("eval-threads-0", ["eval", "{tflite}", "--data", "digits", "--threads", "0"], r"--threads"),
+    ("eval-json-folder", ["eval", "{tflite}", "--data", "digits", "--json", "{folder}"], r"--json.*folder"),
+    ("eval-model-missing", ["eval", "nope.tflite", "--data", "digits"], r"nope\.tflite"),
+    ("eval-data-missing", ["eval", "{tflite}", "--data", "no/such.csv"], r"no/such\.csv"),
+    ("eval-no-data", ["eval", "{tflite}"], r"--data"),
+    ("eval-split", ["eval", "{tflite}", "--data", "digits", "--split", "testt"], r"testt"),
+    ("eval-bad-sidecar", ["eval", "{labels_str}", "--data", "digits"], r"labels.*must be a list"),
+    ("eval-csv-no-train", ["eval", "{tflite}", "--data", "{csv}"], r"no 'train' rows"),
+    # compress
+    ("compress-out-file", ["compress", "{keras}", "-d", "digits", "--quantize", "int8", "--out", "{file}"],
+     r"--out.*is a file"),
+    ("compress-json-folder", ["compress", "{keras}", "-d", "digits", "--quantize", "int8", "--out", "out",
+                              "--json", "{folder}"], r"--json.*folder"),
+    ("compress-prune-range", ["compress", "{keras}", "-d", "digits", "--prune", "1.5", "--out", "out"], r"--prune"),
+    ("compress-calibration-samples-0", ["compress", "{keras}", "-d", "digits", "--quantize", "int8",
+                                        "--calibration-samples", "0", "--out", "out"], r"--calibration-samples"),
+    ("compress-calibration-missing", ["compress", "{keras}", "-d", "digits", "--quantize", "int8",
+                                      "--calibration", "nope.npy", "--out", "out"], r"nope\.npy"),
+    ("compress-epochs-negative", ["compress", "{keras}", "-d", "digits", "--prune", "0.5", "--epochs", "-1",
+                                  "--out", "out"], r"--epochs"),
+    ("compress-quantize", ["compress", "{keras}", "-d", "digits", "--quantize", "int4", "--out", "out"], r"int4"),
+    ("compress-model-missing", ["compress", "nope.keras", "-d", "digits", "--quantize", "int8", "--out", "out"],
+     r"nope\.keras"),
+    ("compress-max-drop-negative", ["compress", "{keras}", "-d", "digits", "--quantize", "int8", "--max-drop", "-1",
+                                    "--out", "out"], r"--max-drop", owned(RECIPE)),
+    ("compress-name-dotdot", ["compress", "{keras}", "-d", "digits", "--quantize", "int8", "--name", "../evil",
+                              "--out", "out"], r"--name", owned(RECIPE)),
+    # run
+    ("run-out-file", ["run", "kws-ds-cnn", "--out", "{file}"], r"--out.*is a file"),
+    ("run-dry-run-out-file", ["run", "kws-ds-cnn", "--dry-run", "--out", "{file}"], r"--out.*is a file"),
+    ("run-json-folder", ["run", "kws-ds-cnn", "--dry-run", "--json", "{folder}"], r"--json.*folder"),
+    ("run-recipe-missing", ["run", "nope.yaml"], r"nope\.yaml"),
+    ("run-set-path", ["run", "kws-ds-cnn", "--dry-run", "--set", "train.nosuch=1"], r"train\.nosuch"),
+    ("run-set-value", ["run", "kws-ds-cnn", "--dry-run", "--set", "train.epochs=0"], r"train\.epochs",
+     owned(RECIPE + ": one wrong field prints on two lines")),
+    ("run-recipe-not-utf8", ["run", "{badyaml}", "--dry-run"], r"bad\.yaml", owned(RECIPE)),
+    ("run-dry-run-data-option", ["run", "kws-ds-cnn", "--dry-run", "--set", "data.options={{\"nosuch\": 1}}"],
+     r"nosuch", owned(RECIPE)),
+    # demo
+    ("demo-out-file", ["demo", "--out", "{file}"], r"--out.*is a file"),
+    ("demo-camera-top-k-0", ["demo", "camera", "-m", "{tflite}", "--top-k", "0", "--headless"], r"--top-k"),
+    ("demo-camera-max-frames-0", ["demo", "camera", "-m", "{tflite}", "--max-frames", "0"], r"--max-frames"),
+    ("demo-camera-threads-0", ["demo", "camera", "-m", "{tflite}", "--threads", "0"], r"--threads"),
+    ("demo-camera-model-missing", ["demo", "camera", "-m", "nope.tflite", "--headless", "-s", "{folder}"],
+     r"nope\.tflite"),
+    ("demo-camera-json-folder", ["demo", "camera", "-m", "{tflite}", "--json", "{folder}"], r"--json.*folder"),
+    ("demo-mic-threshold-0", ["demo", "mic", "-m", "{tflite}", "--wav", "{wav}", "--threshold", "0"],
+     r"threshold.*\(0, 1\]"),
+    ("demo-mic-threshold-nan", ["demo", "mic", "-m", "{tflite}", "--wav", "{wav}", "--threshold", "nan"],
+     r"threshold.*\(0, 1\]"),
+    ("demo-mic-hop-0", ["demo", "mic", "-m", "{tflite}", "--wav", "{wav}", "--hop-ms", "0"], r"--hop-ms"),
+    ("demo-mic-hop-inf", ["demo", "mic", "-m", "{tflite}", "--wav", "{wav}", "--hop-ms", "inf"], r"--hop-ms"),
+    ("demo-mic-smooth-negative", ["demo", "mic", "-m", "{tflite}", "--wav", "{wav}", "--smooth-ms", "-5"],
+     r"--smooth-ms"),
+    ("demo-mic-duration-negative", ["demo", "mic", "-m", "{tflite}", "--duration", "-1"], r"--duration"),
+    ("demo-mic-labels-file-without-wav", ["demo", "mic", "-m", "{tflite}", "--labels-file", "x.json"], r"--wav"),
+    ("demo-mic-json-folder", ["demo", "mic", "-m", "{tflite}", "--wav", "{wav}", "--json", "{folder}"],
+     r"--json.*folder"),
+    # train (the lead is rewriting edgekit/train.py and commands/train.py)
+    ("train-limit-0", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--limit", "0"], r"limit.*(>= 1|> 0)"),
+    ("train-limit-negative", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--limit", "-3"],
+     r"limit.*(>= 1|> 0)"),
+    ("train-json-folder", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--json", "{folder}"],
+     r"--json.*folder"),
+    ("train-model", ["train", "-m", "nosuch", "-d", "digits", "--out", "out"], r"nosuch"),
+    ("train-out-file", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "{file}", "--epochs", "1", "--limit",
+                        "30"], r"--out|afile"),
+    ("train-lr-negative", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--lr", "-1", "--epochs", "1",
+                           "--limit", "30", "-q"], r"--lr|learning.rate"),
+    ("train-model-option-text", ["train", "-m", "mobilenet_v2", "-d", "digits", "--out", "out", "--model-option",
+                                 "alpha=abc", "--epochs", "1", "--limit", "30", "-q"], r"alpha='abc'"),
+    # serve, bundle, deploy, status, doctor: in a subprocess (an accepted bad value would start serving)
+    ("serve-model-missing", ["serve", "nope.tflite", "--port", "0"], r"nope\.tflite", {"proc": 20}),
+    ("serve-bad-sidecar", ["serve", "{labels_str}", "--port", "0"], r"labels.*must be a list", {"proc": 20}),
+    ("serve-port-negative", ["serve", "{tflite}", "--port", "-1"], r"port", {"proc": 20}),
+    ("serve-max-body-inf", ["serve", "{tflite}", "--port", "0", "--max-body-mb", "inf"], r"max-body-mb.*inf",
+     {"proc": 10}),
+    ("bundle-out-folder", ["bundle", "{tflite}", "-p", "x86-cpu", "--out", "{folder}"], r"--out", {"proc": 30}),
+    ("bundle-threads-0", ["bundle", "{tflite}", "-p", "x86-cpu", "--out", "b.tar.gz", "--threads", "0"],
+     r"--threads", {"proc": 30}),
+    ("bundle-profile", ["bundle", "{tflite}", "-p", "nosuch", "--out", "b.tar.gz"], r"nosuch", {"proc": 30}),
+    ("bundle-bad-sidecar", ["bundle", "{labels_str}", "-p", "x86-cpu", "--out", "b.tar.gz"], r"labels",
+     {"proc": 30}),
+    ("bundle-device", ["bundle", "{tflite}", "-p", "x86-cpu", "--out", "b.tar.gz", "--device", "warp"], r"warp",
+     {"proc": 30}),
+    ("deploy-bundle-missing", ["deploy", "nope.tar.gz", "--host", "pi@127.0.0.1"], r"nope\.tar\.gz", {"proc": 30}),
+    ("deploy-port-0", ["deploy", "nope.tar.gz", "--host", "pi@127.0.0.1", "--port", "0"], r"--port", {"proc": 30}),
+    ("status-port-0", ["status", "--host", "pi@127.0.0.1", "--port", "0"], r"--port", {"proc": 30}),
+    ("doctor-profile", ["doctor", "-p", "nosuch"], r"nosuch", {"proc": 30}),
+]
+
+
+def _params():
+    out = []
+    for case in CASES:
+        cid, argv, expect, *rest = case
+        opts = next((r for r in rest if isinstance(r, dict)), {})
+        marks = [r for r in rest if not isinstance(r, dict)]
+        out.append(pytest.param(argv, expect, opts, id=cid, marks=marks))
+    return out
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [ln for ln in stderr.splitlines() if ln.startswith("Error")]
+
+
+@pytest.mark.parametrize("argv, expect, opts", _params())
+def test_bad_input_is_one_clean_error_and_writes_nothing(argv, expect, opts, assets, tmp_path, monkeypatch):
+    work = tmp_path / "a" / "b" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    args = [a.format(work=work, **assets) for a in argv]
+    before = snapshot(tmp_path, Path(assets["dir"]))
+    code, out, err = invoke_process(args, opts["proc"]) if "proc" in opts else invoke(args)
+    shown = f"edgekit {' '.join(args)}\n--- exit {code}\n--- stdout\n{out[-2000:]}\n--- stderr\n{err[-3000:]}"
+    assert "Traceback" not in err + out, shown
+    assert code == 2, shown
+    errors = error_lines(err)
+    assert len(errors) == 1, shown
+    # One line: nothing after the Error line but blank lines (click's usage lines come before it).
+    tail = err[err.index(errors[0]):].strip().splitlines()
+    assert len(tail) == 1, shown
+    assert re.search(expect, errors[0], re.I), f"expected /{expect}/ in the error line\n{shown}"
+    assert snapshot(tmp_path, Path(assets["dir"])) == before, f"something was written\n{shown}"
+
+
+# --- the reverse: good input that was refused, and the fixed paths doing their job ----------------
+def _held_out_speech_folder(root: Path, words=("yes", "no", "up")) -> Path:
+    from edgekit.data.audio import write_wav
+
+    test = []
+    for wi, w in enumerate(words):
+        (root / w).mkdir(parents=True)
+        for i in range(2):
+            t = np.arange(16000) / 16000
+            write_wav(root / w / f"s{i}_nohash_0.wav", (0.3 * np.sin(2 * np.pi * (300 + 200 * wi + 10 * i) * t))
+                      .astype(np.float32))
+            test.append(f"{w}/s{i}_nohash_0.wav")
+    (root / "testing_list.txt").write_text("\n".join(test) + "\n")
+    return root
+
+
+def test_eval_on_a_held_out_speech_commands_folder(tmp_path):
+    import keras
+
+    from edgekit.artifact import ArtifactMeta, write_meta
+    from edgekit.data import load_dataset
+    from edgekit.errors import DataError
+
+    sc = _held_out_speech_folder(tmp_path / "sc")
+    with pytest.raises(DataError, match="nothing to train on"):  # training on it is still refused
+        load_dataset(sc)
+    ds = load_dataset(sc, require_train=False)
+    assert list(ds.splits) == ["test"] and len(ds.split("test")[1]) == 6
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input(ds.input_shape), keras.layers.Flatten(),
+                              keras.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "kws.keras")
+    write_meta(tmp_path / "kws.keras", ArtifactMeta(format="keras", task="audio-classification",
+                                                    labels=list(ds.labels), preprocessing=ds.preprocessing))
+    code, out, err = invoke(["eval", str(tmp_path / "kws.keras"), "--data", str(sc), "--split", "test",
+                             "--json", str(tmp_path / "r.json"), "--limit", "4"])
+    assert code == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["samples"] == 4 and r["split"] == "test" and r["labels"] == ["no", "up", "yes"]
+    assert sum(map(sum, r["confusion"])) == 4
+
+
+def test_limit_is_honoured_exactly(tmp_path):
+    code, out, err = invoke(["data", "info", "digits", "--limit", "7", "--json", str(tmp_path / "d.json")])
+    assert code == 0, err
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert (d["train"], d["val"], d["test"]) == (7, 7, 7)
+
+
+def test_json_into_a_missing_folder_creates_it(tmp_path, assets):
+    code, out, err = invoke(["info", assets["tflite"], "--json", str(tmp_path / "new" / "deep" / "i.json")])
+    assert code == 0, err
+    assert json.loads((tmp_path / "new" / "deep" / "i.json").read_text())["metadata"]["labels"] == LABELS5
+
+
+def test_library_readers_get_the_same_clear_errors(assets, tmp_path):
+    from edgekit.artifact import ArtifactMeta, check_file_stem, read_meta
+    from edgekit.data import Dataset, load_dataset
+    from edgekit.errors import ConfigError, DataError, ModelError
+
+    with pytest.raises(ModelError, match=r"labels' must be a list; received a string \"cat\""):
+        read_meta(assets["labels_str"])
+    with pytest.raises(ValueError, match="inputs\\[0\\]"):
+        ArtifactMeta.from_dict({"inputs": [{"name": "x"}]})
+    assert ArtifactMeta.from_dict(ArtifactMeta(labels=["a", 1], sparsity=0.5).to_dict()).labels == ["a", 1]
+    for bad in ("../x", "/abs", "a/b", ".hidden", "", " m", "a\\b"):
+        with pytest.raises(ConfigError, match="name"):
+            check_file_stem(bad, "name")
+    assert check_file_stem("model-int8_v2") == "model-int8_v2"
+    with pytest.raises(DataError, match="no 'train' rows .found: val 1, test 2"):
+        load_dataset(assets["csv"])
+    ds = load_dataset("digits")
+    assert isinstance(ds, Dataset)
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ConfigError, match="limit must be an integer >= 1"):
+            ds.subset(bad)
+    from edgekit.evaluate import evaluate
+
+    with pytest.raises(ConfigError, match="limit"):
+        evaluate(assets["tflite"], "digits", limit=-3)
+
+
+def test_export_refuses_mismatched_labels_before_writing(assets, tmp_path):
+    from edgekit.artifact import ArtifactMeta
+    from edgekit.errors import ConfigError
+    from edgekit.export import export_model
+
+    with pytest.raises(ConfigError, match="6 labels .* 5 outputs"):
+        export_model(assets["keras"], ("tflite",), tmp_path / "out", meta=ArtifactMeta(labels=list("abcdef")))
+    with pytest.raises(ConfigError, match="name"):
+        export_model(assets["keras"], ("tflite",), tmp_path / "out", name="../evil")
+    assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
