@@ -27,12 +27,6 @@ DISTRACTORS = ["the weather is nice today", "please call me later", "seven eight
                "visual", "forward", "learn", "follow", "tree", "bed", "wow", "zero", "backward"]
 
 
-def _trim(x: np.ndarray, rel: float = 0.02) -> np.ndarray:
-    """Drop espeak's leading and trailing silence, so the truth marks the word itself."""
-    loud = np.flatnonzero(np.abs(x) > rel * (np.abs(x).max() + 1e-9))
-    return x[loud[0]:loud[-1] + 1] if loud.size else x
-
-
 def stream_speakers(voices: list[str] | None = None, seed: int = 0) -> list:
     """The speakers a stream may use: each entry of ``voices`` is a speaker (``flite:slt~2``, ``espeak:m3``),
     a voice (``dectalk:betty``: all its speakers) or a source (``dectalk``: all of its speakers).
@@ -71,7 +65,7 @@ def keyword_stream(duration_s: float = 60.0, n_keywords: int = 20, *, seed: int 
     """
     from ..data.audio import resample
     from ..data.folders import SPEECH_KEYWORDS
-    from ..data.keywords import ACCENTS, background_noise
+    from ..data.keywords import ACCENTS, background_noise, trim_silence
     from ..data.tts import Job, get_source
 
     if n_keywords < 1 or duration_s <= 0:
@@ -85,7 +79,7 @@ def keyword_stream(duration_s: float = 60.0, n_keywords: int = 20, *, seed: int 
         voice = f"{ACCENTS[rng.integers(len(ACCENTS))]}+{sp.voice}" if sp.source == "espeak" else sp.voice
         job = Job(text, voice, float(sp.tempo * rng.uniform(0.88, 1.12)), float(sp.semitones + rng.uniform(-1.5, 1.5)))
         a = get_source(sp.source).synthesize([job])[0]
-        a = _trim(resample(a, 16000, sample_rate))
+        a = trim_silence(resample(a, 16000, sample_rate))  # so the truth marks the word itself
         gain = 0.5 * 10 ** (rng.uniform(-6, 3) / 20)  # the training clips' peak 0.5, give or take
         return (a / (np.abs(a).max() + 1e-9) * gain).astype(np.float32), f"{sp.name}" + (
             f" ({voice})" if sp.source == "espeak" else "")

@@ -47,7 +47,7 @@ SAMPLE_RATE = 16000
 # Speakers per recorded voice (base tempo and pitch), so the few voices of flite/festival/DECtalk weigh
 # something beside espeak's 67 variants.
 VARIANTS_PER_VOICE = {"espeak": 1, "flite": 4, "festival": 4, "dectalk": 3}
-_VERSION = 2  # bump when synthesis changes so old caches are not reused
+_VERSION = 3  # bump when synthesis changes so old caches are not reused
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,13 @@ def jobs_for(sp: Speaker, reps: int, seed: int) -> list[tuple[Job, int]]:
     return jobs
 
 
+def trim_silence(x: np.ndarray, rel: float = 0.02) -> np.ndarray:
+    """Drop leading and trailing near-silence (below ``rel`` of the peak): sources pad words differently
+    (DECtalk 0.45 s after, flite 0.25 s before), and a centred word must mean the same for all."""
+    loud = np.flatnonzero(np.abs(x) > rel * (np.abs(x).max() + 1e-9))
+    return x[loud[0]:loud[-1] + 1] if loud.size else x
+
+
 def _corpus(source: str, reps: int, seed: int, quiet: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Clean 1-s clips of every speaker of ``source``: (int16 audio [n, 16000], label ids, speaker per clip)."""
     sps = speakers(seed, source)
@@ -147,6 +154,7 @@ def _corpus(source: str, reps: int, seed: int, quiet: bool) -> tuple[np.ndarray,
     step = 256
     for i in range(0, len(jobs), step):
         for k, a in enumerate(get_source(source).synthesize(jobs[i:i + step])):
+            a = trim_silence(a)
             a = a / max(float(np.abs(a).max()), 1e-6) * 0.5
             audio[i + k] = (fit_length(a, SAMPLE_RATE) * 32767).astype(np.int16)
         bar.update(min(step, len(jobs) - i))
