@@ -16,7 +16,7 @@ VIDEO_FRAMES, VIDEO_SIZE = 48, (320, 240)
 
 @pytest.fixture(scope="session")
 def kws_model(tmp_path_factory) -> Path:
-    """ds_cnn_s trained briefly on the espeak keywords (training voices only, shifted for streaming), as TFLite."""
+    """ds_cnn_s trained briefly on the built-in keywords (training speakers only, shifted for streaming), as TFLite."""
     pytest.importorskip("espeakng_loader")
     from edgekit.apps.synth import streaming_keywords
     from edgekit.export import export_model
