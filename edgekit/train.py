@@ -109,7 +109,8 @@ def training_augmentation(ds, seed: int, augment=True):
     return None, None
 
 
-def inference_validation(x_cal, val, batch_size: int, seed: int, chance: float | None = None, say=None):
+def inference_validation(x_cal, val, batch_size: int, seed: int, chance: float | None = None, say=None,
+                         all_batchnorm: bool = False):
     """A callback that, at each epoch's end, re-estimates BatchNorm statistics on clean training data and
     then scores ``val`` in inference mode — exactly how the exported model will run — as ``val_loss`` and
     ``val_accuracy``. It warns once when validation sits at chance while training accuracy climbs."""
@@ -125,7 +126,7 @@ def inference_validation(x_cal, val, batch_size: int, seed: int, chance: float |
                 return
             from .compat import recalibrate_batchnorm
 
-            recalibrate_batchnorm(self.model, x_cal, seed=seed + epoch)
+            recalibrate_batchnorm(self.model, x_cal, seed=seed + epoch, trainable_only=not all_batchnorm)
             p = np.asarray(self.model.predict(xv, batch_size=batch_size * 4, verbose=0), np.float64)
             yy = np.asarray(yv, np.int64)
             logs["val_accuracy"] = float(np.mean(np.argmax(p, 1) == yy))
@@ -357,10 +358,15 @@ def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.Pa
                 from .transfer import load_backbone
 
                 load_backbone(model, model_name, weights, mopts, say)
+                # AdaBN: the frozen backbone's BatchNorm keeps its scale and shift but takes the target
+                # data's statistics (it runs in inference mode throughout, never on batch statistics).
+                from .compat import recalibrate_batchnorm
+
+                recalibrate_batchnorm(model, xtr, seed=seed, trainable_only=False)
     aug, spec = training_augmentation(ds, seed, augment)
     clock = lambda: base_seconds + time.time() - t0  # noqa: E731
     chance = 1.0 / max(2, ds.num_classes)
-    cbs = [inference_validation(xtr, (xv, yv), batch_size, seed, chance, say),
+    cbs = [inference_validation(xtr, (xv, yv), batch_size, seed, chance, say, all_batchnorm=bool(weights)),
            _checkpointer(work, monitor, patience, state, clock), _Progress(steps, quiet), *callbacks]
     stopped = state.get("stopped_early", False)
     pipe = input_pipeline(xtr, ytr, batch_size, shuffle=True, seed=seed, augment=aug, spec=spec)

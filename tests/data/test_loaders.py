@@ -91,7 +91,8 @@ def test_speech_commands_folder_all_words(speech_folder):
     assert ds.input_shape == (49, 10)
     # validation_list / testing_list honoured: one file per word in each
     assert ds.counts()["val"] == [1, 1, 1, 1] and ds.counts()["test"] == [1, 1, 1, 1]
-    assert ds.counts()["train"] == [4, 4, 4, 5]  # the resampled stereo file joined "yes"
+    assert ds.counts()["train"] == [12, 12, 12, 15]  # 3 augmented copies; the resampled stereo file joined "yes"
+    assert load_dataset(speech_folder, augment=False).counts()["train"] == [4, 4, 4, 5]
     assert ds.preprocessing["frontend"]["kind"] == "mfcc"
 
 

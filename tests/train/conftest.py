@@ -122,5 +122,5 @@ def gray_shapes(tmp_path_factory):
 def digits_backbone(tmp_path_factory):
     from edgekit.train import train
 
-    return train("mobilenet_v3_small", "digits", epochs=3, out_dir=tmp_path_factory.mktemp("bb") / "r", quiet=True,
+    return train("mobilenet_v3_small", "digits", epochs=2, out_dir=tmp_path_factory.mktemp("bb") / "r", quiet=True,
                  model_options={"alpha": 0.35})

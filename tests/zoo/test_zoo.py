@@ -108,8 +108,10 @@ def test_errors():
         build_model("ds_cnn_s", (16000,), 12)
     with pytest.raises(ConfigError, match="images"):
         build_model("mobilenet_v2", (49, 10), 12)
-    with pytest.raises(ConfigError, match="unexpected keyword"):
+    with pytest.raises(ConfigError, match="Model 'ds_cnn_s' has no option 'alpha'; options: bn_momentum, dropout"):
         build_model("ds_cnn_s", (49, 10), 12, alpha=0.5)
+    with pytest.raises(ConfigError, match="option alpha='wide': expected float"):
+        build_model("mobilenet_v2", (32, 32, 3), 10, alpha="wide")
 
 
 def test_describe_lists_every_model():
