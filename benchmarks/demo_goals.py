@@ -68,7 +68,7 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("--seeds", type=int, default=4, help="Extra streams (seeds 1..N) reported beside the goal stream.")
     a = ap.parse_args()
-    from edgekit.report import dump_json, format_table
+    from edgekit.tables import dump_json, format_table
 
     model = kws_model()
     rows = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..report import dump_json, format_table
+from ..tables import dump_json, format_table
 
 json_option = click.option("--json", "json_path", metavar="FILE",
                            help="Also write the results as JSON to FILE ('-' for stdout, table suppressed).")
