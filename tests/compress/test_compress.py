@@ -200,7 +200,7 @@ def test_prune_config_validation():
 
 
 def test_profile_picks_the_fastest_passing_artifact_the_device_can_run():
-    from edgekit.compress.report import pick_for_profile
+    from edgekit.compress.engine import pick_for_profile
     from edgekit.devices import load_profile
 
     rows = [
