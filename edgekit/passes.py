@@ -65,7 +65,7 @@ class PassConfig:
         """Validate one value of field ``name``; returns it (a tuple becomes a list). Raises ConfigError."""
         f = next(x for x in dataclasses.fields(cls) if x.name == name)
         m = f.metadata
-        what = label or f"{cls.WHAT.lower()} {name}"
+        what = label or f"{cls.WHAT} {name}"
         typ, optional, is_list = _base_type(_hints(cls)[name])
         if value is None:
             if optional:
@@ -79,6 +79,7 @@ class PassConfig:
 
     @staticmethod
     def _check_scalar(what, typ, m, v):
+        # "Pruning stages must be ..." starts a sentence; "Unknown pruning mode 'x'" has the name inside one.
         if typ is bool:
             if not isinstance(v, bool):
                 raise ConfigError(f"{what} must be true or false; received {v!r}")
@@ -91,8 +92,8 @@ class PassConfig:
         elif typ is str and not isinstance(v, str):
             raise ConfigError(f"{what} must be a name; received {v!r}")
         if m["choices"] is not None and v not in m["choices"]:
-            raise ConfigError(allowed(v, m["choices"], what))
-        what = what[:1].upper() + what[1:]
+            inner = what if what.startswith("-") else what[:1].lower() + what[1:]
+            raise ConfigError(allowed(v, m["choices"], inner))
         bounds = [("ge", lambda a, b: a >= b, ">="), ("gt", lambda a, b: a > b, ">"),
                   ("le", lambda a, b: a <= b, "<="), ("lt", lambda a, b: a < b, "<")]
         for key, ok, sym in bounds:
@@ -288,3 +289,30 @@ def config_from_options(cls, options: dict, **fill):
     values = {k[len(prefix):]: v for k, v in options.items() if k.startswith(prefix) and v is not None}
     values.update({k: v for k, v in fill.items() if v is not None})
     return cls(**values).validate()
+
+
+PASSES = {"prune": PruneConfig, "distill": DistillConfig, "quantize": QuantizeConfig, "gate": GateConfig}
+
+
+def markdown() -> str:
+    """docs/passes.md: every pass field with its default, allowed values, CLI flag and recipe key."""
+    out = ["# Compression passes", "", "Generated from `edgekit/passes.py` by `python -m edgekit.passes > docs/passes.md`;",
+           "a test checks it is current. Recipe keys go under `steps: - {type: <pass>, ...}` (the gate's under",
+           "`gates:`); fields without a recipe key come from the recipe's `train` section.", ""]
+    for kind, cls in PASSES.items():
+        out += [f"## {kind}", "", "| field | default | allowed | `edgekit compress` | recipe | what |",
+                "|---|---|---|---|---|---|"]
+        for f in dataclasses.fields(cls):
+            m = f.metadata
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            rule = ", ".join(m["choices"]) if m["choices"] else _range_text(m) or "-"
+            flag = "-" if m["cli"] is False else f"`{m['cli'] or f'--{cls.WHAT.lower()}-' + f.name}`"
+            key = f"`{f.name}`" if m["recipe"] and kind != "gate" else "-"
+            text = m["help"].replace("|", "\\|")
+            out.append(f"| {f.name} | `{default!r}` | {rule} | {flag} | {key} | {text} |")
+        out.append("")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(markdown(), end="")

@@ -258,7 +258,7 @@ def test_channel_pruning_can_recover_by_distilling_from_the_unpruned_model(digit
     for a, b in zip(dense.get_weights(), before):
         np.testing.assert_array_equal(a, b)
     assert dense.trainable
-    with pytest.raises(ConfigError, match="pruning recovery"):
+    with pytest.raises(ConfigError, match="Unknown pruning recover .teacher."):
         PruneConfig(recover="teacher").validate()
 
 
