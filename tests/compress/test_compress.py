@@ -145,9 +145,9 @@ def test_gate_refuses_an_artifact_and_leaves_no_file(digits_cnn, tmp_path, cli):
     (["--prune", "1.5"], "between 0 and 1"),
     (["--prune", "0"], "between 0 and 1"),
     (["--quantize", "int8", "--formats", "tflite,coreml"], "Unknown format 'coreml'"),
-    (["--quantize", "int4"], "Unknown --quantize precision 'int4'"),
+    (["--quantize", "int4"], "Unknown --quantize 'int4'. Available: int8"),
     (["--quantize", "int8", "--profile", "toaster"], "toaster"),
-    (["--prune", "0.5", "--prune-mode", "channels", "--prune-stages", "0"], "stages must be an integer >= 1"),
+    (["--prune", "0.5", "--prune-mode", "channels", "--prune-stages", "0"], "--prune-stages must be >= 1; received 0"),
 ])
 def test_bad_input_fails_fast_with_exit_2(args, needle, digits_cnn, tmp_path, cli):
     out = tmp_path / "o"
