@@ -28,7 +28,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=7)
     a = ap.parse_args()
-    from edgekit.report import format_table
+    from edgekit.tables import format_table
 
     tfl = mobilenet_v3_small()["tflite"]
     py = sys.executable

@@ -55,7 +55,7 @@ def trained(kind: str, path: str | None, work: Path, epochs: int) -> Path:
 
 def run(model: Path, data: str, out: Path, **kw):
     from edgekit.compress import compress
-    from edgekit.compress.report import render
+    from edgekit.compress.summary import render
     from edgekit.errors import GateError
 
     if out.exists():
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
                           "met": bool(p and all(within(r["drop"], 1.0) for r in res.rows
                                                 if r["artifact"].startswith("model_float")))})
 
-    from edgekit.report import format_table
+    from edgekit.tables import format_table
 
     print("\n## Goals\n")
     print(format_table(goals, ["goal", "model", "format", "measured", "limit", "met"]))

@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=4, help="Extra streams (seeds 1..N) reported beside the goal stream.")
     ap.add_argument("--only", choices=("unseen", "espeak", "camera"), default=None)
     a = ap.parse_args()
-    from edgekit.report import dump_json, format_table
+    from edgekit.tables import dump_json, format_table
 
     rows = []
     want = (lambda part: a.only in (None, part))

@@ -65,7 +65,7 @@ def main() -> int:
     from edgekit.deploy.deploy import DeployOptions, deploy_host, rollback_host, status_host
     from edgekit.deploy.emulated import EmulatedPi, Unavailable, corrupt_model_bundle
     from edgekit.deploy.ssh import StepFailed
-    from edgekit.report import format_table
+    from edgekit.tables import format_table
 
     f32 = mobilenet_v3_small()["tflite"]
     i8 = int8_tflite()

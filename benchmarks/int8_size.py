@@ -57,7 +57,7 @@ def measure(label, name, shape, classes, options, work: Path) -> list[dict]:
     from edgekit.artifact import ArtifactMeta
     from edgekit.compat import settle_batchnorm
     from edgekit.artifact import model_files
-    from edgekit.compress.pipeline import export_float, quantize_format
+    from edgekit.compress.engine import export_float, quantize_format
     from edgekit.compress.quantize import QuantizeConfig
     from edgekit.zoo import build_model
 
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
             if want and name not in want:
                 continue
             rows += measure(label, name, shape, classes, options, Path(tmp) / str(i))
-    from edgekit.report import format_table
+    from edgekit.tables import format_table
 
     print(format_table([{"model": r["model"], "params": r["params"], "format": r["format"],
                          "float KB": round(r["float_kb"], 1), "int8 KB": round(r["int8_kb"], 1),

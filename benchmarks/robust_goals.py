@@ -182,7 +182,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     rows = {"image": goal_image, "sc": goal_sc, "transfer": goal_transfer, "demo": goal_demo,
             "keywords": goal_keywords}[a.goal](a, work)
-    from edgekit.report import format_table
+    from edgekit.tables import format_table
 
     print(format_table(rows))
     if a.json_path:

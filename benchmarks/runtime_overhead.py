@@ -51,7 +51,7 @@ def main():
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     from edgekit import runtime
-    from edgekit.report import format_table
+    from edgekit.tables import format_table
 
     files = mobilenet_v3_small()
     rows = []

@@ -57,7 +57,7 @@ def main(argv=None) -> int:
     bad = [n for n in names if n not in GOALS]
     if bad:
         ap.error(f"unknown goal(s) {', '.join(bad)}; available: {', '.join(GOALS)}")
-    from edgekit.report import format_table
+    from edgekit.tables import format_table
 
     rows = []
     for n in names:

@@ -16,18 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, ModelError
+from .formats import BY_SUFFIX, KERAS_SUFFIXES
 
 META_KEY = "edgekit"
 SCHEMA_VERSION = 1
 
-# Extension -> format name. OpenVINO IR is the .xml (its weights live in the sibling .bin).
-FORMATS_BY_SUFFIX = {
-    ".tflite": "tflite",
-    ".onnx": "onnx",
-    ".xml": "openvino",
-    ".keras": "keras",
-    ".h5": "keras",
-}
+# Extension -> format name (edgekit/formats.py), plus the build-side Keras files.
+FORMATS_BY_SUFFIX = {**{s: f.name for s, f in BY_SUFFIX.items()}, **{s: "keras" for s in KERAS_SUFFIXES}}
 
 
 @dataclass
@@ -168,10 +163,8 @@ def model_files(model_path: str | os.PathLike) -> list[Path]:
     p = Path(model_path)
     if p.is_dir():
         return sorted(x for x in p.rglob("*") if x.is_file())
-    files = [p]
-    if p.suffix.lower() == ".xml":
-        files.append(p.with_suffix(".bin"))
-    return files
+    fmt = BY_SUFFIX.get(p.suffix.lower())
+    return [p] + [p.with_suffix(c) for c in (fmt.companions if fmt else ())]
 
 
 def model_size(model_path: str | os.PathLike) -> int:

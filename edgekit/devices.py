@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, allowed
+from .formats import BACKENDS, BY_BACKEND, FORMATS
 
-BACKENDS = ("litert", "onnxruntime", "openvino")
-FORMATS = ("tflite", "onnx", "openvino")
 PRECISIONS = ("float32", "float16", "int8")
 SERVICE_MANAGERS = ("systemd", "supervisor")
-FORMAT_OF_BACKEND = {"litert": "tflite", "onnxruntime": "onnx", "openvino": "openvino"}
+FORMAT_OF_BACKEND = {b: f.name for b, f in BY_BACKEND.items()}
 # The edgekit extra that brings each backend's runtime (pyproject's optional-dependencies).
-EXTRA_OF_BACKEND = {"litert": "litert", "onnxruntime": "onnx", "openvino": "openvino"}
+EXTRA_OF_BACKEND = {b: f.extra for b, f in BY_BACKEND.items()}
 # `uname -m` spellings of the same architecture.
 ARCH_ALIASES = {"arm64": "aarch64", "amd64": "x86_64", "x64": "x86_64", "armhf": "armv7l"}
 

@@ -14,88 +14,17 @@ A re-run finds every finished step by its key and skips it; a step interrupted m
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import yaml
 
-from . import __version__
 from .errors import ConfigError, GateError
 from .fsutil import write_json_atomic, write_text_atomic
 from .recipe import Recipe, check_names, load_recipe
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    p = Path(path)
-    files = [p] if p.is_file() else sorted(x for x in p.rglob("*") if x.is_file())
-    for f in files:
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def step_key(kind: str, config: Any, inputs: dict[str, str]) -> str:
-    blob = json.dumps({"kind": kind, "config": config, "inputs": inputs, "edgekit": __version__},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-@dataclass
-class StepRecord:
-    index: int
-    kind: str
-    key: str
-    folder: Path
-    cached: bool = False
-    seconds: float = 0.0
-    outputs: dict = field(default_factory=dict)
-
-    def row(self) -> dict:
-        return {"step": f"{self.index:02d}", "kind": self.kind, "key": self.key,
-                "status": "cached" if self.cached else "ran", "seconds": round(self.seconds, 1)}
-
-
-class Run:
-    def __init__(self, recipe: Recipe, out: Path, quiet: bool = False, say: Callable[[str], None] | None = None):
-        self.recipe = recipe
-        self.out = Path(out)
-        self.quiet = quiet
-        self.say = say or (lambda s: None)
-        self.records: list[StepRecord] = []
-
-    def step(self, kind: str, config: Any, inputs: dict[str, str], fn: Callable[[Path], dict]) -> StepRecord:
-        """Run ``fn(folder) -> outputs`` unless a finished step with the same key exists."""
-        idx = len(self.records) + 1
-        key = step_key(kind, config, inputs)
-        folder = self.out / "steps" / f"{idx:02d}-{kind}-{key}"
-        marker = folder / "step.json"
-        if marker.exists():
-            rec = StepRecord(idx, kind, key, folder, cached=True, outputs=json.loads(marker.read_text())["outputs"])
-            self.say(f"[{idx:02d}] {kind}: cached ({folder.name})")
-            self.records.append(rec)
-            return rec
-        # Stale folders of this step index with another key belong to an older config.
-        for old in (self.out / "steps").glob(f"{idx:02d}-{kind}-*"):
-            if old != folder:
-                shutil.rmtree(old, ignore_errors=True)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.say(f"[{idx:02d}] {kind} ...")
-        t0 = time.time()
-        outputs = fn(folder)
-        rec = StepRecord(idx, kind, key, folder, cached=False, seconds=time.time() - t0, outputs=outputs)
-        write_json_atomic(marker, {"kind": kind, "key": key, "config": config, "inputs": inputs,
-                                   "outputs": outputs, "seconds": rec.seconds, "finished": time.time()})
-        self.say(f"[{idx:02d}] {kind}: done in {rec.seconds:.1f}s")
-        self.records.append(rec)
-        return rec
+from .runcache import Run
 
 
 def plan(recipe: Recipe) -> list[dict]:
@@ -143,6 +72,11 @@ def prepare(source, sets=None, out=None) -> tuple[Recipe, dict, Path]:
     recipe, raw = load_recipe(source, sets)
     check_names(recipe)
     out_dir = Path(out) if out else Path("runs") / recipe.name
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {out_dir} is a file; a run needs a folder (a new one, or an earlier run's)")
+    parent = next((p for p in out_dir.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise ConfigError(f"--out {out_dir}: {parent} is a file, so the run folder can't be made under it")
     return recipe, raw, out_dir
 
 
@@ -160,7 +94,7 @@ def run_recipe(source, sets=None, out=None, *, dry_run: bool = False, quiet: boo
     run = Run(recipe, out_dir, quiet=quiet, say=say)
     report = execute(run)
     report["steps"] = [r.row() for r in run.records]
-    from .reporting import write_reports
+    from .run_report import write_reports
 
     paths = write_reports(report, out_dir)
     report["report_paths"] = {k: str(v) for k, v in paths.items()}

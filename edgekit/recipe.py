@@ -7,6 +7,7 @@ path that doesn't exist is an error, never a silently added key.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -14,15 +15,16 @@ from typing import Annotated, Any, Literal, Union
 import yaml
 
 from .errors import ConfigError, allowed
+from .formats import FORMATS
+from .passes import DistillConfig, PruneConfig, QuantizeConfig, pydantic_fields
 
 try:
-    from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 except ImportError:  # pragma: no cover - pydantic ships with the train extra
     from .errors import MissingDependencyError
 
     raise MissingDependencyError("pydantic", "train", what="Recipes")
 
-FORMATS = ("tflite", "onnx", "openvino")
 
 
 class _Strict(BaseModel):
@@ -50,38 +52,23 @@ class TrainSpec(_Strict):
     seed: int = 0
 
 
-class PruneStep(_Strict):
-    type: Literal["prune"]
-    mode: Literal["magnitude", "channels"] = "magnitude"
-    sparsity: float = Field(gt=0, lt=1, description="Fraction of weights (magnitude) or channels (channels) removed")
-    epochs: int = Field(default=2, ge=1, description="Fine-tuning epochs")
-    criterion: Literal["l1", "bn"] = "l1"
-    recover: Literal["labels", "distill"] = Field(
-        default="labels", description="Fine-tune on the labels, or distill from the unpruned model")
-    stages: int = Field(default=1, ge=1, description="Channels: remove the filters in this many rounds")
-
-
-class DistillStep(_Strict):
-    type: Literal["distill"]
-    teacher: ModelSpec
-    teacher_epochs: int = Field(default=10, ge=1)
-    temperature: float = Field(default=4.0, gt=0)
-    alpha: float = Field(default=0.5, ge=0, le=1)
-    epochs: int | None = Field(default=None, ge=1, description="Student epochs (default: train.epochs)")
-
-
-class QuantizeStep(_Strict):
-    type: Literal["quantize"]
-    precision: Literal["int8"] = "int8"
-    calibration_samples: int = Field(default=200, ge=1)
-    int8_io: bool = Field(default=False, description="TFLite: int8 inputs/outputs instead of float")
+# The steps are derived from the pass schemas (edgekit/passes.py): one definition per field. A step adds only
+# what a recipe needs beyond the pass itself (distillation's teacher); batch size and seed come from `train`.
+PruneStep = create_model("PruneStep", __base__=_Strict, type=(Literal["prune"], ...), **pydantic_fields(PruneConfig))
+DistillStep = create_model(
+    "DistillStep", __base__=_Strict, type=(Literal["distill"], ...), teacher=(ModelSpec, ...),
+    teacher_epochs=(int, Field(default=10, ge=1, description="Teacher training epochs")),
+    epochs=(int | None, Field(default=None, ge=1, description="Student epochs (default: train.epochs)")),
+    **pydantic_fields(DistillConfig))
+QuantizeStep = create_model("QuantizeStep", __base__=_Strict, type=(Literal["quantize"], ...),
+                            **pydantic_fields(QuantizeConfig))
 
 
 Step = Annotated[Union[PruneStep, DistillStep, QuantizeStep], Field(discriminator="type")]
 
 
 class ExportSpec(_Strict):
-    formats: list[Literal["tflite", "onnx", "openvino"]] = Field(default_factory=lambda: list(FORMATS), min_length=1)
+    formats: list[Literal[FORMATS]] = Field(default_factory=lambda: list(FORMATS), min_length=1)
     float: bool = Field(default=True, description="Also keep float artifacts (the reference for the accuracy drop)")
 
 
@@ -132,9 +119,28 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"{loc}: unknown step type {e['ctx'].get('tag')!r} (allowed: distill, prune, quantize)")
         elif e["type"] == "union_tag_not_found":
             lines.append(f"{loc}: a step needs a 'type' (allowed: distill, prune, quantize)")
+        elif _pass_message(e["loc"], got):
+            lines.append(f"{loc}: {_pass_message(e['loc'], got)}")
         else:
             lines.append(f"{loc}: {e['msg']}; received {got!r}")
     return f"Invalid recipe {source}:\n  " + "\n  ".join(lines)
+
+
+PASS_OF_STEP = {"prune": PruneConfig, "distill": DistillConfig, "quantize": QuantizeConfig}
+
+
+def _pass_message(loc, value) -> str | None:
+    """The pass schema's own message for a bad step field, so a recipe and the CLI say the same thing."""
+    if len(loc) != 4 or loc[0] != "steps" or loc[2] not in PASS_OF_STEP:
+        return None
+    cls = PASS_OF_STEP[loc[2]]
+    if loc[3] not in {f.name for f in dataclasses.fields(cls)}:
+        return None
+    try:
+        cls.check_field(loc[3], value)
+    except ConfigError as err:
+        return str(err)
+    return None
 
 
 def _allowed_fields(loc) -> list[str]:
@@ -233,7 +239,12 @@ def load_recipe(source: str | os.PathLike, sets: list[str] | None = None) -> tup
             raise ConfigError(f"No recipe {str(source)!r}: not a file and not a shipped recipe. Shipped: {names}")
         p = found
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"Recipe {p} is not UTF-8 text: byte {e.object[e.start]:#04x} at offset {e.start} "
+                          "(save it as UTF-8)") from None
+    except IsADirectoryError:
+        raise ConfigError(f"Recipe {p} is a folder; give a recipe YAML file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"Recipe {p} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(raw, dict):
@@ -246,6 +257,28 @@ def load_recipe(source: str | os.PathLike, sets: list[str] | None = None) -> tup
     return recipe, raw
 
 
+def check_options(where: str, fn, options: dict, skip: int) -> None:
+    """Option names a builder or loader takes, and values of the type of its defaults — without calling it."""
+    import inspect
+
+    params = list(inspect.signature(fn).parameters.values())[skip:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    named = {p.name: p for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    for k, v in options.items():
+        if k not in named:
+            raise ConfigError(f"{where}: unknown option {k!r}. Options: {', '.join(named) or '(none)'}")
+        d = named[k].default
+        if d is named[k].empty or d is None or v is None:
+            continue
+        ok = (isinstance(v, bool) if isinstance(d, bool) else
+              isinstance(v, (int, float)) and not isinstance(v, bool) if isinstance(d, float) else
+              isinstance(v, int) and not isinstance(v, bool) if isinstance(d, int) else
+              isinstance(v, str) if isinstance(d, str) else True)
+        if not ok:
+            raise ConfigError(f"{where}.{k} must be a {type(d).__name__} like its default {d!r}; received {v!r}")
+
+
 def check_names(recipe: Recipe) -> None:
     """Names that registries know (model, formats, profile, dataset) — checked before any training."""
     from .data import datasets
@@ -253,12 +286,17 @@ def check_names(recipe: Recipe) -> None:
 
     if recipe.model.name not in models:
         raise ConfigError("model.name: " + allowed(recipe.model.name, models.names(), "model"))
-    for s in recipe.steps:
-        if s.type == "distill" and s.teacher.name not in models:
-            raise ConfigError("steps.distill.teacher.name: " + allowed(s.teacher.name, models.names(), "model"))
+    check_options("model.options", models.get(recipe.model.name), recipe.model.options, skip=2)
+    for i, s in enumerate(recipe.steps):
+        if s.type == "distill":
+            if s.teacher.name not in models:
+                raise ConfigError(f"steps.{i}.teacher.name: " + allowed(s.teacher.name, models.names(), "model"))
+            check_options(f"steps.{i}.teacher.options", models.get(s.teacher.name), s.teacher.options, skip=2)
     if recipe.data.name not in datasets and not Path(recipe.data.name).exists():
         raise ConfigError(f"data.name: no dataset {recipe.data.name!r} (built-in: {', '.join(datasets.names())}; "
                           "or a path to an existing folder/file)")
+    if recipe.data.name in datasets:
+        check_options("data.options", datasets.get(recipe.data.name), recipe.data.options, skip=0)
     if recipe.target:
         from .devices import load_profile
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from . import formats
 from .artifact import model_size, read_meta
+from .compress.gate import check_gates, judge, relative_to
 from .compress.measure import gzip_size
 from .errors import GateError
-from .pipeline import Run, file_hash
+from .passes import DistillConfig, PruneConfig, QuantizeConfig, from_recipe_step
+from .runcache import Run, file_hash
 
 
 class _Data:
@@ -87,8 +90,9 @@ def execute(run: Run) -> dict:
     base = report["training"].get("teacher") or report["training"].get("float")
     if current is not base and r.gates.max_drop is not None:
         # A compressed float model that already misses the bar can't be rescued by int8 remedies.
-        lost = (float(base["top1"]) - float(current["top1"])) * 100
-        if lost > r.gates.max_drop:
+        j = judge(float(current["top1"]), float(base["top1"]), r.gates.max_drop)
+        lost = j["drop"]
+        if not j["passed"]:
             kinds = ", ".join(s.type for s in r.steps if s.type != "quantize")
             raise GateError(f"The compressed float model ({kinds}) scores {current['top1']:.4f} against "
                             f"{base['top1']:.4f} before compression: {lost:.2f} points lost, gate max_drop is "
@@ -126,10 +130,14 @@ def execute(run: Run) -> dict:
         b = bn.outputs["results"][a["path"]]
         row = {**a, "top1": e["top1"], "drop": (reference - e["top1"]) * 100, "p50_ms": b["p50_ms"],
                "p99_ms": b["p99_ms"], "confusion": e.get("confusion_png")}
-        row["gates"] = _gates(r.gates, row)
+        row["gates"] = check_gates(r.gates, top1=row["top1"], reference_top1=reference,
+                                   size_bytes=row["size_bytes"], p50_ms=row["p50_ms"])
         row["gates_passed"] = all(g["passed"] for g in row["gates"].values())
         rows.append(row)
-    _speedups(rows)
+    floats = {r["format"]: r for r in rows if r["precision"] == "float32"}
+    for row in rows:
+        ratio = relative_to(row, floats.get(row["format"]))
+        row["speedup"], row["size_ratio"] = ratio["speedup"], ratio["size_x"]
     report["reference_top1"] = reference
     report["artifacts"] = rows
     report["best"] = _pick(rows, r.target)
@@ -155,43 +163,36 @@ def _save_model(run: Run, model, meta, folder: Path, ds, label: str, extra: dict
 
 def _distill(run: Run, ds: _Data, teacher: dict, spec, epochs: int, folder: Path) -> dict:
     from .compat import load_keras_model
-    from .compress.distill import DistillConfig, distill
-    from .compress.pipeline import jsonable
+    from .compress.distill import distill
+    from .compress.engine import jsonable
     from .zoo import build_model
 
     r = run.recipe
     data = ds.get()
     t_model = load_keras_model(_abs(run, teacher["model"]))
     student = build_model(r.model.name, data.input_shape, data.num_classes, **r.model.options)
-    cfg = DistillConfig(temperature=spec.temperature, alpha=spec.alpha, epochs=epochs,
-                        learning_rate=r.train.learning_rate, batch_size=r.train.batch_size, seed=r.train.seed,
-                        baseline=True)
+    cfg = from_recipe_step(DistillConfig, spec, epochs=epochs, learning_rate=r.train.learning_rate,
+                           batch_size=r.train.batch_size, seed=r.train.seed)
     model, info = distill(student, t_model, data, cfg, run.say)
     meta = read_meta(_abs(run, teacher["model"]))
     meta.provenance = {**(meta.provenance or {}), "step": "distill", "teacher": teacher["model"]}
-    alone = info.get("alone") or {}
     return _save_model(run, model, meta, folder, data, "distilled",
-                       {"alone_top1": alone.get("top1") if isinstance(alone, dict) else alone,
-                        "distill_info": jsonable(info)})
+                       {"alone_top1": info.get("alone_top1"), "distill_info": jsonable(info)})
 
 
 def _prune(run: Run, ds: _Data, inp: dict, spec, folder: Path) -> dict:
     from .compat import load_keras_model
-    from .compress.pipeline import jsonable
-    from .compress.prune import PruneConfig, prune
+    from .compress.engine import jsonable
+    from .compress.prune import kernel_sparsity, prune
 
     r = run.recipe
     data = ds.get()
     model = load_keras_model(_abs(run, inp["model"]))
-    cfg = PruneConfig(sparsity=spec.sparsity, mode=spec.mode, epochs=spec.epochs, criterion=spec.criterion,
-                      recover=spec.recover, stages=spec.stages,
-                      batch_size=r.train.batch_size, seed=r.train.seed)
+    cfg = from_recipe_step(PruneConfig, spec, batch_size=r.train.batch_size, seed=r.train.seed)
     pruned, info = prune(model, data, cfg, run.say)
     meta = read_meta(_abs(run, inp["model"]))
     meta.provenance = {**(meta.provenance or {}), "step": f"prune-{spec.mode}"}
     if spec.mode == "magnitude":
-        from .compress.prune import kernel_sparsity
-
         meta.sparsity = float(kernel_sparsity(pruned))
     info = {k: v for k, v in info.items() if k != "kept"}
     return _save_model(run, pruned, meta, folder, data, f"pruned-{spec.mode}",
@@ -200,46 +201,38 @@ def _prune(run: Run, ds: _Data, inp: dict, spec, folder: Path) -> dict:
 
 
 def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_top1: float, folder: Path) -> dict:
-    """int8 per format, each gated against the float Keras model, remedies tried in order on a miss."""
+    """int8 per format through the compression engine, each gated against the float Keras model."""
     from .compat import load_keras_model
-    from .compress.gate import GateConfig, promote
-    from .compress.pipeline import jsonable, quantize_gated
-    from .compress.quantize import QuantizeConfig, calibration_set
+    from .compress.engine import quantize_and_gate, target_arch
+    from .compress.gate import promote
+    from .compress.quantize import calibration_set
+    from .passes import GateConfig
 
     r = run.recipe
     data = ds.get()
     model = load_keras_model(_abs(run, current["model"]))
     meta = read_meta(_abs(run, current["model"]))
-    target_arch = None
-    if r.target:
+    cfg = from_recipe_step(QuantizeConfig, spec)
+    if cfg.target_arch is None and r.target:
         from .devices import load_profile
 
-        prof = load_profile(r.target)
-        target_arch = prof.arch[0] if prof.arch else None
-    cfg = QuantizeConfig(precision=spec.precision, calibration_samples=spec.calibration_samples,
-                         int8_io=spec.int8_io, target_arch=target_arch).validate()
+        cfg.target_arch = target_arch(load_profile(r.target))
     gate = GateConfig(max_drop=r.gates.max_drop if r.gates.max_drop is not None else 100.0).validate()
     split = gate.split if gate.split in data.splits else "val"
     ref = float(reference_top1)
     calib_full = calibration_set(data, 10 ** 9, cfg.seed, None)
-    arts, failures, attempts, qat_cache = [], [], {}, {}
-    for fmt in r.export.formats:
-        float_path = _abs(run, floats[fmt]) if fmt in floats else None
-        res = quantize_gated(fmt, model, float_path, folder / f".stage-{fmt}", "model_int8", meta, cfg, calib_full,
-                              data, split, ref, gate, run.say, qat_cache)
-        attempts[fmt] = jsonable(res["attempts"])
-        if res["path"] is None:
-            failures.append({"format": fmt, "attempts": attempts[fmt]})
-            continue
-        suffix = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}[fmt]
-        final = promote(res["path"], folder / f"model_int8{suffix}")
+    float_paths = {fmt: _abs(run, p) for fmt, p in floats.items()}
+    q = quantize_and_gate(model, r.export.formats, float_paths, folder / ".stage", "model_int8", meta, cfg,
+                          calib_full, data, split, ref, gate, run.say)
+    arts = []
+    for fmt, staged in q.passed.items():
+        final = promote(staged, folder / f"model_int8{formats.get(fmt).suffix}")
         arts.append({"format": fmt, "precision": "int8", "path": _rel(run, final), "size_bytes": model_size(final),
                      "gzip_bytes": gzip_size(final), "params": current.get("params"),
                      "sparsity": read_meta(final).sparsity if read_meta(final) else None,
-                     "remedy": res["attempts"][-1]["remedy"]})
-    for d in folder.glob(".stage-*"):
-        shutil.rmtree(d, ignore_errors=True)
-    return {"artifacts": arts, "failures": failures, "attempts": attempts, "reference_top1": ref}
+                     "remedy": q.remedy(fmt)})
+    shutil.rmtree(folder / ".stage", ignore_errors=True)
+    return {"artifacts": arts, "failures": q.failures, "attempts": q.attempts, "reference_top1": ref}
 
 
 def _export_float(run: Run, current: dict, folder: Path) -> dict:
@@ -283,54 +276,25 @@ def _bench(run: Run, artifacts: list[dict], cfg: dict) -> dict:
     return {"results": results}
 
 
-def _gates(g, row) -> dict:
-    out = {}
-    if g.max_drop is not None:
-        out["max_drop"] = {"limit": g.max_drop, "value": row["drop"], "passed": row["drop"] <= g.max_drop + 1e-9}
-    if g.min_top1 is not None:
-        out["min_top1"] = {"limit": g.min_top1, "value": row["top1"], "passed": row["top1"] >= g.min_top1}
-    if g.max_size_kb is not None:
-        kb = row["size_bytes"] / 1024
-        out["max_size_kb"] = {"limit": g.max_size_kb, "value": kb, "passed": kb <= g.max_size_kb}
-    if g.max_p50_ms is not None:
-        out["max_p50_ms"] = {"limit": g.max_p50_ms, "value": row["p50_ms"], "passed": row["p50_ms"] <= g.max_p50_ms}
-    return out
-
-
-def _speedups(rows: list[dict]) -> None:
-    floats = {r["format"]: r for r in rows if r["precision"] == "float32"}
-    for r in rows:
-        f = floats.get(r["format"])
-        r["speedup"] = (f["p50_ms"] / r["p50_ms"]) if f and r["p50_ms"] else None
-        r["size_ratio"] = (r["size_bytes"] / f["size_bytes"]) if f else None
-
-
 def _pick(rows: list[dict], target: str | None) -> dict | None:
     """Fastest artifact that passed every gate, among the formats the target device's backends run.
 
     Latency is measured here, on the build machine: the profile narrows the formats, the
     measurement picks, and the report says when that differs from the profile's preference.
     """
-    ok = [r for r in rows if r["gates_passed"]]
-    note = None
+    from .compress.engine import pick_for_device
+
+    prof = None
     if target:
         from .devices import load_profile
 
         prof = load_profile(target)
-        fmts = {FORMAT_OF_BACKEND[b] for b in prof.backends if b in FORMAT_OF_BACKEND}
-        ok = [r for r in ok if r["format"] in fmts]
-        pref = (prof.preferred.get("format"), prof.preferred.get("precision"))
-    if not ok:
+    pick = pick_for_device(rows, prof, lambda r: r["gates_passed"])
+    if pick is None:
         return None
-    best = min(ok, key=lambda r: r["p50_ms"])
-    if target and (best["format"], best["precision"]) != pref:
-        note = (f"{target} prefers {pref[0]} {pref[1]}; on this build machine {best['format']} {best['precision']} "
-                "was fastest. Measure on the device before choosing (edgekit bench there).")
+    best = pick.row
     return {"format": best["format"], "precision": best["precision"], "path": best["path"], "p50_ms": best["p50_ms"],
-            "top1": best["top1"], "note": note}
-
-
-FORMAT_OF_BACKEND = {"litert": "tflite", "onnxruntime": "onnx", "openvino": "openvino"}
+            "top1": best["top1"], "note": pick.note}
 
 
 def _publish(run: Run, rows: list[dict]) -> None:

@@ -11,7 +11,7 @@ CHECK = ("import sys, {mods}; bad = [m for m in ('tensorflow', 'keras', 'tf_kera
 
 
 @pytest.mark.parametrize("mods", ["edgekit.runtime, edgekit.cli", "edgekit.runtime.litert, edgekit.runtime.onnxruntime, "
-                                  "edgekit.runtime.openvino, edgekit.runtime.bench, edgekit.artifact, edgekit.report"])
+                                  "edgekit.runtime.openvino, edgekit.runtime.bench, edgekit.artifact, edgekit.tables"])
 def test_runtime_imports_no_tensorflow(mods):
     proc = subprocess.run([sys.executable, "-c", CHECK.format(mods=mods)], capture_output=True, text=True)
     assert proc.returncode == 0, f"{mods} pulled in: {proc.stdout.strip()} {proc.stderr[-500:]}"

@@ -284,7 +284,7 @@ class KeywordSpotter:
 # -- audio input ---------------------------------------------------------------------------------
 def read_audio(path: str | Path, sample_rate: int) -> np.ndarray:
     """A PCM WAV as float32 mono at ``sample_rate`` (resampled if needed); a clear error if unreadable."""
-    from ..data.audio import read_wav
+    from ..features.wav import read_wav
 
     p = Path(path)
     if not p.exists():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..report import dump_json, format_table
+from ..tables import dump_json, format_table
 
 
 def _blocking_file(p: Path) -> Path | None:

@@ -6,37 +6,28 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, DataError, ModelError, allowed
+from ..errors import ConfigError, DataError, ModelError
+from ..formats import FORMATS
 from ._common import OutputFolder, json_option, quiet_option
 
-QUANTIZE = ("int8",)
+from ..passes import DistillConfig, GateConfig, PruneConfig, QuantizeConfig, click_options, config_from_options
 
 
+# The pass options come from the pass schemas (edgekit/passes.py): names, defaults, help and the checks
+# on each value, which run while the command line is parsed, before anything heavy is imported.
 @click.command()
 @click.argument("model")
 @click.option("-d", "--data", required=True, help="Dataset name, folder or CSV (the model's training data).")
 @click.option("--out", "out_dir", type=OutputFolder(), required=True, help="Output folder.")
-@click.option("--prune", "sparsity", type=float, default=None,
-              help="Fraction in (0, 1): of weights zeroed (magnitude) or of filters removed (channels).")
-@click.option("--prune-mode", type=click.Choice(["magnitude", "channels"]), default="magnitude", show_default=True)
-@click.option("--prune-recover", type=click.Choice(["labels", "distill"]), default="labels", show_default=True,
-              help="Fine-tune after pruning on the labels, or distill from the unpruned model.")
-@click.option("--prune-stages", type=int, default=1, show_default=True,
-              help="Channels: remove the filters in this many rounds, fine-tuning after each.")
-@click.option("--criterion", type=click.Choice(["l1", "bn"]), default="l1", show_default=True,
-              help="Channel ranking: kernel L1 norm or BatchNorm |gamma|.")
+@click_options(PruneConfig, defaults={"sparsity": None})
 @click.option("--distill-from", "teacher", default=None,
               help="Teacher .keras; MODEL is the student (.keras, or a zoo name to train from scratch).")
-@click.option("--temperature", type=float, default=4.0, show_default=True)
-@click.option("--alpha", type=float, default=0.3, show_default=True, help="Weight of the hard-label loss.")
-@click.option("--quantize", default=None, help="Precision to quantize to: int8.")
-@click.option("--int8-io", is_flag=True, help="TFLite: int8 input and output tensors.")
+@click_options(DistillConfig)
+@click_options(QuantizeConfig, defaults={"precision": None})
 @click.option("--calibration", "calibration_path", type=click.Path(path_type=Path), default=None,
               help="A .npy array of calibration inputs (default: the training split).")
-@click.option("--calibration-samples", type=int, default=200, show_default=True)
-@click.option("--formats", default="tflite,onnx,openvino", show_default=True, help="Comma-separated formats.")
-@click.option("--max-drop", type=float, default=1.0, show_default=True,
-              help="Top-1 points an artifact may lose against the float model.")
+@click.option("--formats", default=",".join(FORMATS), show_default=True, help="Comma-separated formats.")
+@click_options(GateConfig)
 @click.option("--profile", default=None, help="Device profile: pick the fastest passing artifact for it.")
 @click.option("--epochs", type=int, default=None, help="Fine-tune (pruning) / distillation epochs.")
 @click.option("--lr", type=float, default=None, help="Learning rate for fine-tuning / distillation.")
@@ -45,9 +36,8 @@ QUANTIZE = ("int8",)
 @click.option("--seed", type=int, default=0, show_default=True)
 @json_option
 @quiet_option
-def compress(model, data, out_dir, sparsity, prune_mode, prune_recover, prune_stages, criterion, teacher,
-             temperature, alpha, quantize, int8_io, calibration_path, calibration_samples, formats, max_drop, profile,
-             epochs, lr, bench_runs, name, seed, json_path, quiet):
+def compress(model, data, out_dir, teacher, calibration_path, formats, profile, epochs, lr, bench_runs, name, seed,
+             json_path, quiet, **passes):
     """Prune, distill and quantize MODEL (.keras), export it, and gate every artifact on accuracy.
 
     Every artifact is evaluated on held-out data against the float model; one that loses more
@@ -59,16 +49,28 @@ def compress(model, data, out_dir, sparsity, prune_mode, prune_recover, prune_st
 
     # Everything a user can get wrong is checked here, before TensorFlow is imported.
     fmts = exporters.parse_list(formats)
-    if sparsity is not None and not 0.0 < sparsity < 1.0:
-        raise ConfigError(f"--prune must be strictly between 0 and 1; received {sparsity:g}")
-    if quantize is not None and quantize not in QUANTIZE:
-        raise ConfigError(allowed(quantize, QUANTIZE, "--quantize precision"))
-    if int8_io and quantize is None:
-        raise ConfigError("--int8-io needs --quantize int8")
+    sparsity, quantize = passes["prune_sparsity"], passes["quantize_precision"]
+    if quantize is None:
+        used = [f"--{k.removeprefix('quantize_').replace('_', '-')}" for k, v in passes.items()
+                if k.startswith("quantize_") and k != "quantize_precision"
+                and v not in (None, False, [], QuantizeConfig.__dataclass_fields__[k[9:]].default)]
+        if used:
+            raise ConfigError(f"{', '.join(used)} needs --quantize int8")
     if epochs is not None and epochs < 0:
         raise ConfigError(f"--epochs must be >= 0; received {epochs}")
-    if calibration_samples < 1:
-        raise ConfigError(f"--calibration-samples must be >= 1; received {calibration_samples}")
+    if lr is not None and not lr > 0:
+        raise ConfigError(f"--lr must be > 0; received {lr}")
+    if bench_runs < 0:
+        raise ConfigError(f"--bench-runs must be >= 0; received {bench_runs}")
+    # Every pass config is built and validated now: a bad value stops here, not after training.
+    prune_cfg = distill_cfg = quant_cfg = None
+    if sparsity is not None:
+        prune_cfg = config_from_options(PruneConfig, passes, seed=seed, epochs=epochs, learning_rate=lr)
+    if teacher is not None:
+        distill_cfg = config_from_options(DistillConfig, passes, seed=seed, epochs=epochs or None, learning_rate=lr)
+    if quantize is not None:
+        quant_cfg = config_from_options(QuantizeConfig, passes, seed=seed)
+    gate_cfg = config_from_options(GateConfig, passes)
     if profile:
         from ..devices import load_profile
 
@@ -96,29 +98,10 @@ def compress(model, data, out_dir, sparsity, prune_mode, prune_recover, prune_st
         except Exception as e:
             raise DataError(f"Calibration file {calibration_path} is not a .npy array ({e})") from None
 
-    from ..compress import (DistillConfig, ExportConfig, GateConfig, PruneConfig, QuantizeConfig,
-                            compress as run)
-    from ..compress.report import render
+    from ..compress import ExportConfig, compress as run
+    from ..compress.summary import render
 
-    prune_cfg = distill_cfg = quant_cfg = None
-    if sparsity is not None:
-        prune_cfg = PruneConfig(sparsity=sparsity, mode=prune_mode, criterion=criterion, recover=prune_recover,
-                                stages=prune_stages, seed=seed)
-        if epochs is not None:
-            prune_cfg.epochs = epochs
-        if lr is not None:
-            prune_cfg.learning_rate = lr
-    if teacher is not None:
-        distill_cfg = DistillConfig(temperature=temperature, alpha=alpha, seed=seed)
-        if epochs:
-            distill_cfg.epochs = epochs
-        if lr is not None:
-            distill_cfg.learning_rate = lr
-    if quantize is not None:
-        quant_cfg = QuantizeConfig(precision=quantize, int8_io=int8_io, calibration_samples=calibration_samples,
-                                   seed=seed)
-    export_cfg = ExportConfig(formats=tuple(fmts), gate=GateConfig(max_drop=max_drop), bench_runs=bench_runs,
-                              profile=profile, name=name)
+    export_cfg = ExportConfig(formats=tuple(fmts), gate=gate_cfg, bench_runs=bench_runs, profile=profile, name=name)
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     from ..errors import GateError
 
@@ -133,6 +116,6 @@ def compress(model, data, out_dir, sparsity, prune_mode, prune_recover, prune_st
         click.echo(render(res))
         click.echo(f"report: {out_dir / 'report.md'}")
     if json_path:
-        from ..report import dump_json
+        from ..tables import dump_json
 
         dump_json(res.to_dict(), json_path)

@@ -80,7 +80,7 @@ def camera(model, url, device, threads, source, headless, save, top_k, max_frame
     if lines:
         click.echo(json.dumps({"summary": summary}, separators=(",", ":")))
         if json_path:  # a file here: "-" turns the per-frame lines off
-            from ..report import dump_json
+            from ..tables import dump_json
 
             dump_json(summary, json_path)
         return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..report import dump_json, format_table
+from ..tables import dump_json, format_table
 from ._common import json_option
 
 

@@ -21,7 +21,7 @@ from .data import data_option, parse_options
 def eval_(model, data, split, device, threads, limit, options, confusion, json_path):
     """Evaluate MODEL (.keras, .tflite, .onnx or OpenVINO .xml) on a dataset split."""
     from ..evaluate import evaluate
-    from ..report import format_table
+    from ..tables import format_table
 
     r = evaluate(model, data, split, device=device, threads=threads, limit=limit, data_options=parse_options(options))
     rows = [{"class": k, "accuracy": v, "samples": sum(r["confusion"][i])} for i, (k, v) in enumerate(r["per_class"].items())]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..report import dump_json, human_bytes
+from ..tables import dump_json, human_bytes
 from ._common import json_option
 
 

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from ..report import dump_json, format_table
+from ..tables import dump_json, format_table
 from ._common import OutputFolder, json_option, quiet_option
 
 
 def print_run_summary(report: dict, json_path: str | None) -> None:
-    from ..reporting import terminal_table
+    from ..run_report import terminal_table
 
     if json_path:
         dump_json(report, json_path)

@@ -38,7 +38,7 @@ from .data import data_option, parse_options
 def train(model_name, data, epochs, out_dir, batch_size, learning_rate, seed, patience, limit, no_augment,
           augment_options, weights, freeze_epochs, strategy, model_options, options, overwrite, quiet, json_path):
     """Train a zoo model on a dataset into a run folder; re-running resumes an interrupted run."""
-    from ..report import dump_json
+    from ..tables import dump_json
     from ..train import train as run
 
     from ..errors import ConfigError

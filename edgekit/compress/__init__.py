@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .distill import DistillConfig, distill
 from .gate import GateConfig
-from .pipeline import CompressResult, ExportConfig, compress, quantize_format
+from .engine import CompressResult, ExportConfig, compress, quantize_format
 from .prune import PruneConfig, prune
 from .quantize import QuantizeConfig
 

@@ -36,7 +36,7 @@ def finetune(model, ds, *, epochs: int, learning_rate: float, batch_size: int, s
              teacher=None, temperature: float = 4.0, alpha: float = 0.3) -> dict:
     """Fit ``model`` on ``ds``'s train split (validation on val) and return the Keras history.
 
-    With ``teacher``, ``model`` learns from it by knowledge distillation (``distill.make_distiller``, which
+    With ``teacher``, ``model`` learns from it by knowledge distillation (``make_distiller``, which
     freezes the teacher); the weights trained are ``model``'s either way.
     """
     import keras
@@ -51,8 +51,6 @@ def finetune(model, ds, *, epochs: int, learning_rate: float, batch_size: int, s
         keras.utils.set_random_seed(seed)
         compile_for_finetune(model, learning_rate=learning_rate, epochs=epochs, steps=steps)
     else:
-        from .distill import make_distiller
-
         fitted = make_distiller(model, teacher, temperature, alpha)
         what = f"{what} (T={temperature:g}, alpha={alpha:g})"
         compile_for_finetune(fitted, learning_rate=learning_rate, epochs=epochs, steps=steps, loss=None)
@@ -72,3 +70,33 @@ def finetune(model, ds, *, epochs: int, learning_rate: float, batch_size: int, s
 
     recalibrate_batchnorm(model, x, seed=seed)
     return {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+
+
+def make_distiller(student, teacher, temperature: float, alpha: float):
+    """A ``keras.Model`` that trains ``student`` (what it calls and saves) with ``teacher`` inside its loss."""
+    import keras
+    from keras import ops
+
+    class Distiller(keras.Model):
+        def __init__(self):
+            super().__init__(name="distiller")
+            self.student = student
+            self.teacher = teacher
+            self.teacher.trainable = False
+            self.T = float(temperature)
+            self.alpha = float(alpha)
+            self.ce = keras.losses.SparseCategoricalCrossentropy()
+
+        def call(self, x, training=False):
+            return self.student(x, training=training)
+
+        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+            eps = 1e-7
+            t = self.teacher(x, training=False)
+            t_soft = ops.softmax(ops.log(t + eps) / self.T, axis=-1)
+            s_log = ops.log_softmax(ops.log(y_pred + eps) / self.T, axis=-1)
+            kl = ops.mean(ops.sum(t_soft * (ops.log(t_soft + eps) - s_log), axis=-1))
+            hard = self.ce(y, y_pred)
+            return self.alpha * hard + (1.0 - self.alpha) * (self.T ** 2) * kl
+
+    return Distiller()

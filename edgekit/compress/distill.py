@@ -9,30 +9,11 @@ parameters distillation often does not help, and the report must show it when it
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import ConfigError, DataError
-
-
-@dataclass
-class DistillConfig:
-    temperature: float = 4.0
-    alpha: float = 0.3  # weight of the hard-label loss; 1 - alpha goes to the teacher
-    epochs: int = 5
-    learning_rate: float = 3e-3
-    batch_size: int = 64
-    seed: int = 0
-    baseline: bool = True  # also train the student alone (same data, epochs, seed)
-
-    def validate(self) -> "DistillConfig":
-        if not self.temperature > 0:
-            raise ConfigError(f"Distillation temperature must be > 0; received {self.temperature}")
-        if not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"Distillation alpha must be in [0, 1]; received {self.alpha}")
-        if self.epochs < 1:
-            raise ConfigError(f"Distillation epochs must be >= 1; received {self.epochs}")
-        return self
+from ..passes import DistillConfig
+from ._fit import make_distiller
 
 
 def check_teacher(teacher, teacher_meta, student, ds) -> None:
@@ -53,38 +34,8 @@ def check_teacher(teacher, teacher_meta, student, ds) -> None:
                             f"data's labels ({', '.join(map(str, ds.labels[:6]))}...)")
 
 
-def make_distiller(student, teacher, temperature: float, alpha: float):
-    """A ``keras.Model`` that trains ``student`` (what it calls and saves) with ``teacher`` inside its loss."""
-    import keras
-    from keras import ops
-
-    class Distiller(keras.Model):
-        def __init__(self):
-            super().__init__(name="distiller")
-            self.student = student
-            self.teacher = teacher
-            self.teacher.trainable = False
-            self.T = float(temperature)
-            self.alpha = float(alpha)
-            self.ce = keras.losses.SparseCategoricalCrossentropy()
-
-        def call(self, x, training=False):
-            return self.student(x, training=training)
-
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-            eps = 1e-7
-            t = self.teacher(x, training=False)
-            t_soft = ops.softmax(ops.log(t + eps) / self.T, axis=-1)
-            s_log = ops.log_softmax(ops.log(y_pred + eps) / self.T, axis=-1)
-            kl = ops.mean(ops.sum(t_soft * (ops.log(t_soft + eps) - s_log), axis=-1))
-            hard = self.ce(y, y_pred)
-            return self.alpha * hard + (1.0 - self.alpha) * (self.T ** 2) * kl
-
-    return Distiller()
-
-
 def distill(student, teacher, ds, cfg: DistillConfig, say: Callable[[str], None] = lambda s: None):
-    """Return ``(distilled student, info)``; ``info["alone"]`` holds the student trained without a teacher."""
+    """Return ``(distilled student, info)``; ``info["alone_top1"]`` is the student trained without a teacher."""
     import keras
 
     from ..evaluate import evaluate_predictions
@@ -115,3 +66,6 @@ def distill(student, teacher, ds, cfg: DistillConfig, say: Callable[[str], None]
     if "alone_top1" in info:
         info["gain_points"] = 100.0 * (info["distilled_top1"] - info["alone_top1"])
     return s, info
+
+
+__all__ = ["DistillConfig", "check_teacher", "distill", "make_distiller"]

@@ -9,27 +9,10 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifact import model_files, sidecar_path
-from ..errors import ConfigError, allowed
-from .quantize import REMEDIES
-
-
-@dataclass
-class GateConfig:
-    max_drop: float = 1.0  # top-1 points the artifact may lose against the float model
-    split: str = "test"
-    remedies: tuple = REMEDIES
-
-    def validate(self) -> "GateConfig":
-        if not isinstance(self.max_drop, (int, float)) or self.max_drop != self.max_drop:
-            raise ConfigError(f"max_drop must be a number of top-1 points; received {self.max_drop!r}")
-        for r in self.remedies:
-            if r not in REMEDIES:
-                raise ConfigError(allowed(r, REMEDIES, "remedy"))
-        return self
+from ..passes import GateConfig
 
 
 def top1_of(model_or_path, ds, split: str) -> float:
@@ -43,6 +26,32 @@ def judge(top1: float, reference_top1: float, max_drop: float) -> dict:
     drop = 100.0 * (reference_top1 - top1)
     # A rounding hair must not fail an artifact that matches the reference exactly.
     return {"top1": top1, "drop": drop, "passed": bool(drop <= max_drop + 1e-9)}
+
+
+def check_gates(gates, *, top1: float, reference_top1: float, size_bytes: int, p50_ms: float | None) -> dict:
+    """Every gate ``gates`` sets (max_drop, min_top1, max_size_kb, max_p50_ms): limit, value, passed."""
+    out = {}
+    if getattr(gates, "max_drop", None) is not None:
+        j = judge(top1, reference_top1, gates.max_drop)
+        out["max_drop"] = {"limit": gates.max_drop, "value": j["drop"], "passed": j["passed"]}
+    if getattr(gates, "min_top1", None) is not None:
+        out["min_top1"] = {"limit": gates.min_top1, "value": top1, "passed": top1 >= gates.min_top1}
+    if getattr(gates, "max_size_kb", None) is not None:
+        kb = size_bytes / 1024
+        out["max_size_kb"] = {"limit": gates.max_size_kb, "value": kb, "passed": kb <= gates.max_size_kb}
+    if getattr(gates, "max_p50_ms", None) is not None:
+        out["max_p50_ms"] = {"limit": gates.max_p50_ms, "value": p50_ms,
+                             "passed": p50_ms is not None and p50_ms <= gates.max_p50_ms}
+    return out
+
+
+def relative_to(row: dict, ref: dict | None) -> dict:
+    """Size, gzip size and speed-up of an artifact against the float reference of its format."""
+    if ref is None:
+        return {"size_x": None, "gzip_x": None, "speedup": None}
+    return {"size_x": row["size_bytes"] / ref["size_bytes"],
+            "gzip_x": row["gzip_bytes"] / ref["gzip_bytes"] if ref.get("gzip_bytes") else None,
+            "speedup": ref["p50_ms"] / row["p50_ms"] if row.get("p50_ms") and ref.get("p50_ms") else None}
 
 
 def promote(staged: Path, final: Path) -> Path:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import model_files, model_format
+from ..artifact import model_files, model_format, model_size
+from .gate import top1_of
 
 
 def constant_tensors(path: str | Path) -> list[np.ndarray]:
@@ -74,3 +75,28 @@ def weight_sparsity(path: str | Path, min_size: int = 64) -> float:
 def gzip_size(path: str | Path) -> int:
     """Bytes of all the model's files gzip-compressed (level 9): what sparsity buys on the wire/flash."""
     return sum(len(gzip.compress(f.read_bytes(), compresslevel=9, mtime=0)) for f in model_files(path))
+
+
+# --- integer weights, measured -----------------------------------------------------------------------
+def weight_dtypes(path: Path) -> dict:
+    """Counts of weight tensors by dtype in an artifact (what 'int8 weights' means, measured)."""
+    out: dict[str, int] = {}
+    for a in constant_tensors(path):
+        # Kernels only: per-channel scales and ranges (OpenVINO's FakeQuantize limits) stay float.
+        if a.ndim >= 2 and a.size >= 256:
+            out[str(a.dtype)] = out.get(str(a.dtype), 0) + 1
+    return out
+
+
+# --- one artifact, measured ----------------------------------------------------------------------------
+def measure(path: Path, ds, split: str, bench_runs: int) -> dict:
+    row = {"top1": top1_of(path, ds, split), "size": model_size(path), "gzip": gzip_size(path),
+           "sparsity": weight_sparsity(path), "weights": weight_dtypes(path)}
+    row["p50_ms"] = p50_ms(path, bench_runs) if bench_runs else None
+    return row
+
+
+def p50_ms(path: Path, runs: int) -> float:
+    from ..runtime.bench import BenchConfig, run_in_process
+
+    return float(run_in_process(BenchConfig(model=str(path), threads=1, runs=runs, warmup=10)).p50_ms)

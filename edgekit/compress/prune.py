@@ -19,59 +19,18 @@ a DS-CNN every layer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
 from ..errors import ConfigError, ModelError, allowed
+from ..passes import DistillConfig, PruneConfig
 
 MODES = ("magnitude", "channels")
 CRITERIA = ("l1", "bn")
 SCOPES = ("global", "layer")
 RECOVER = ("labels", "distill")
-
-
-@dataclass
-class PruneConfig:
-    sparsity: float = 0.5  # magnitude: fraction of weights zeroed; channels: fraction of filters removed
-    mode: str = "magnitude"
-    epochs: int = 2
-    learning_rate: float = 1e-3
-    batch_size: int = 64
-    criterion: str = "l1"  # channels: rank filters by kernel L1 norm or BatchNorm |gamma|
-    schedule_end: float = 0.7  # magnitude: the target is reached at this fraction of fine-tuning, then held
-    power: int = 3  # polynomial schedule exponent
-    min_weights: int = 64  # magnitude: smaller kernels (a classifier bias-sized layer) stay dense
-    # magnitude: "layer" prunes every kernel to the same sparsity; "global" ranks all kernels together.
-    # Measured at 80%: global lost more (ds_cnn_s 4.9 vs 2.8 points, MobileNetV2 33 vs 21), so layer.
-    scope: str = "layer"
-    # How fine-tuning recovers accuracy: "labels" (cross-entropy) or "distill" (knowledge distillation from
-    # the unpruned model, T=4, alpha=0.3). Measured on ds_cnn_s/keywords, 50% channels, 30 epochs: see README.
-    recover: str = "labels"
-    # channels: remove the filters in this many rounds (geometric steps to the target), each followed by an
-    # equal share of the fine-tuning epochs. Several small cuts lose less than one big one at the same budget.
-    stages: int = 1
-    seed: int = 0
-
-    def validate(self) -> "PruneConfig":
-        if not isinstance(self.sparsity, (int, float)) or not 0.0 < float(self.sparsity) < 1.0:
-            raise ConfigError(f"Pruning sparsity must be strictly between 0 and 1; received {self.sparsity!r}")
-        if self.mode not in MODES:
-            raise ConfigError(allowed(self.mode, MODES, "pruning mode"))
-        if self.scope not in SCOPES:
-            raise ConfigError(allowed(self.scope, SCOPES, "magnitude pruning scope"))
-        if not isinstance(self.stages, int) or self.stages < 1:
-            raise ConfigError(f"Pruning stages must be an integer >= 1; received {self.stages!r}")
-        if self.recover not in RECOVER:
-            raise ConfigError(allowed(self.recover, RECOVER, "pruning recovery"))
-        if self.criterion not in CRITERIA:
-            raise ConfigError(allowed(self.criterion, CRITERIA, "channel ranking criterion"))
-        if self.epochs < 0:
-            raise ConfigError(f"Pruning fine-tune epochs must be >= 0; received {self.epochs}")
-        if not 0.0 < self.schedule_end <= 1.0:
-            raise ConfigError(f"schedule_end must be in (0, 1]; received {self.schedule_end}")
-        return self
 
 
 # --- unstructured magnitude pruning --------------------------------------------------------------
@@ -96,6 +55,9 @@ def _leaf_layers(model):
     from ..compat import _all_layers
 
     return _all_layers(model)  # nested models too; callers filter by layer type
+
+
+__all__ = ["PruneConfig", "prune", "kernel_sparsity", "clone_with_weights"]
 
 
 def polynomial_sparsity(step: int, end_step: int, final: float, initial: float = 0.0, power: int = 3) -> float:
@@ -207,7 +169,6 @@ def _recover(pruned, teacher, ds, cfg: PruneConfig, say, what: str, callbacks=()
     """Fine-tune ``pruned`` in place: on the labels, or (``teacher``: a copy of the unpruned model)
     distilled from it with DistillConfig's temperature and alpha."""
     from ._fit import finetune
-    from .distill import DistillConfig
 
     d = DistillConfig()
     if teacher is not None:

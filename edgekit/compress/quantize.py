@@ -1,4 +1,5 @@
-"""int8 post-training quantization for the three formats, calibrated on training data.
+"""int8 post-training quantization, calibrated on training data: what the formats share (the target CPU,
+calibration, remedies, metadata). Each format's quantizer is its own module in ``quantizers/``:
 
 * TFLite: full-integer PTQ (``TFLITE_BUILTINS_INT8``, representative dataset), int8 input/output on
   request. Keeping sensitive layers float goes through TFLite's QuantizationDebugger (selective
@@ -14,42 +15,16 @@
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from ..errors import ConfigError, DataError, MissingDependencyError, ModelError, allowed, first_line
+from ..errors import ConfigError, DataError, allowed
+from ..passes import REMEDIES, QuantizeConfig
 
 PRECISIONS = ("int8",)
 ACTIVATION_TYPES = ("auto", "int8", "uint8")
-FRONTEND_OV_TYPES = ["DFT", "RDFT", "IDFT", "IRDFT"]
-
-
-@dataclass
-class QuantizeConfig:
-    precision: str = "int8"
-    calibration_samples: int = 200
-    # Per-tensor first: one scale per weight tensor keeps the file smallest (TFLite stores a float scale
-    # and an int64 zero point per channel); per-channel is the gate's second remedy.
-    per_channel: bool = False
-    int8_io: bool = False  # TFLite: int8 input and output tensors (scale/zero point in the file)
-    activation_type: str = "auto"  # ONNX: auto picks by target CPU (see module doc)
-    reduce_range: bool | None = None  # ONNX: None = auto
-    keep_float: list = field(default_factory=list)  # layer/node names left in float ("sensitive" layers)
-    float_sensitive: bool = False  # keep the first and last weighted layers float
-    target_arch: str | None = None  # None = this machine
-    seed: int = 0
-
-    def validate(self) -> "QuantizeConfig":
-        if self.precision not in PRECISIONS:
-            raise ConfigError(allowed(self.precision, PRECISIONS, "quantization precision"))
-        if self.activation_type not in ACTIVATION_TYPES:
-            raise ConfigError(allowed(self.activation_type, ACTIVATION_TYPES, "ONNX activation type"))
-        if self.calibration_samples < 1:
-            raise ConfigError(f"calibration_samples must be >= 1; received {self.calibration_samples}")
-        return self
 
 
 # --- the target CPU --------------------------------------------------------------------------------
@@ -111,213 +86,16 @@ def check_calibration(x: np.ndarray, input_shape: tuple, what: str = "Calibratio
         raise DataError(f"{what} has examples of shape {got}, but the model takes {tuple(input_shape)}")
 
 
-# --- TFLite -----------------------------------------------------------------------------------------
+# --- what every format's quantizer shares ----------------------------------------------------------
 def _has_attention(model) -> bool:
     import keras
 
-    from .prune import _leaf_layers
+    from ..compat import _all_layers
 
-    return any(isinstance(l, keras.layers.MultiHeadAttention) for l in _leaf_layers(model))
-
-
-def tflite_configure(cfg: QuantizeConfig, calib: np.ndarray) -> Callable:
-    """A ``configure(converter)`` hook for :func:`edgekit.export.export_model` that makes it int8."""
-
-    def configure(conv):
-        import tensorflow as tf
-
-        def rep():
-            for i in range(len(calib)):
-                yield [calib[i:i + 1]]
-
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = rep
-        if not cfg.per_channel:
-            conv._experimental_disable_per_channel = True
-        keep = list(cfg.keep_float)
-        if cfg.float_sensitive or keep:
-            # Selective quantization: float kernels for the listed ops, int8 elsewhere.
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-            if cfg.int8_io:
-                conv.inference_input_type = tf.int8
-                conv.inference_output_type = tf.int8
-            nodes = keep or _tflite_sensitive_nodes(conv, rep)
-            opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes, fully_quantize=cfg.int8_io)
-            debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=rep,
-                                                                 debug_options=opts)
-            # export_model calls converter.convert(); hand it the selectively quantized model instead.
-            conv.convert = debugger.get_nondebug_quantized_model
-            conv._edgekit_kept_float = nodes
-            return
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if cfg.int8_io:
-            conv.inference_input_type = tf.int8
-            conv.inference_output_type = tf.int8
-
-    return configure
-
-
-def _tflite_sensitive_nodes(conv, rep) -> list[str]:
-    """Output tensor names of the first conv and the last fully connected op of the int8 model."""
-    import tensorflow as tf
-    from ai_edge_litert.interpreter import Interpreter
-
-    probe = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=rep)
-    # The fully quantized model: its op output names are the node names the denylist takes.
-    interp = Interpreter(model_content=probe.get_nondebug_quantized_model())
-    ops = interp._get_ops_details()
-    tensors = {t["index"]: t["name"] for t in interp.get_tensor_details()}
-    weighted = [o for o in ops if o["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")]
-    picks = [weighted[0], weighted[-1]] if weighted else []
-    return list(dict.fromkeys(tensors[o["outputs"][0]] for o in picks))
+    return any(isinstance(l, keras.layers.MultiHeadAttention) for l in _all_layers(model))
 
 
 # --- ONNX --------------------------------------------------------------------------------------------
-class _Reader:
-    def __init__(self, name: str, x: np.ndarray):
-        self.name, self.x, self.i = name, x, 0
-
-    def get_next(self):
-        if self.i >= len(self.x):
-            return None
-        self.i += 1
-        return {self.name: self.x[self.i - 1:self.i]}
-
-    def rewind(self):
-        self.i = 0
-
-
-def onnx_sensitive_nodes(model_path: Path) -> list[str]:
-    import onnx
-
-    m = onnx.load(str(model_path), load_external_data=False)
-    weighted = [n.name for n in m.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
-    return list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
-
-
-def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: np.ndarray, *,
-                  transformer: bool = False) -> dict:
-    """Static QDQ int8 of a float .onnx into ``out_path``; returns the settings used."""
-    try:
-        import onnx
-        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-        from onnxruntime.quantization.shape_inference import quant_pre_process
-    except ImportError as e:
-        raise MissingDependencyError(e.name or "onnxruntime", "onnx", what="ONNX int8 quantization") from None
-    out_path = Path(out_path)
-    pre = out_path.with_name(out_path.stem + ".pre.onnx")
-    pre_note = "quant_pre_process"
-    try:
-        try:
-            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=transformer)
-        except Exception:
-            # Symbolic shape inference gives up on some graphs; the ONNX shape pass alone still helps.
-            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
-            pre_note = "quant_pre_process (no symbolic shapes)"
-        m = onnx.load(str(pre))
-        in_name = m.graph.input[0].name
-        act = ort_activation_settings(cfg)
-        keep = list(cfg.keep_float) or (onnx_sensitive_nodes(pre) if cfg.float_sensitive else [])
-        qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
-        quantize_static(str(pre), str(out_path), _Reader(in_name, calib), quant_format=QuantFormat.QDQ,
-                        per_channel=cfg.per_channel, reduce_range=act["reduce_range"],
-                        activation_type=qt[act["activation_type"]], weight_type=QuantType.QInt8,
-                        nodes_to_exclude=keep or None, calibrate_method=CalibrationMethod.MinMax)
-    except (ModelError, DataError):
-        raise
-    except Exception as e:
-        msg = first_line(e)
-        raise ModelError(f"ONNX Runtime could not quantize {float_path}: {msg[:300]}") from None
-    finally:
-        pre.unlink(missing_ok=True)
-        for extra in out_path.parent.glob(out_path.stem + ".pre*"):
-            extra.unlink(missing_ok=True)
-    compact_onnx_names(out_path)
-    return {"scheme": "QDQ static", "preprocess": pre_note, "names": "compacted",
-            "activation_type": act["activation_type"], "reduce_range": act["reduce_range"], "why": act["reason"], "per_channel": cfg.per_channel,
-            "kept_float": keep}
-
-
-def compact_onnx_names(path: Path) -> None:
-    """Rename internal tensors and nodes to short ids (graph inputs/outputs keep theirs).
-
-    tf2onnx names every tensor after its TensorFlow scope, and QDQ adds four more names per weight:
-    on a small model the names outweigh the int8 weights.
-    """
-    import onnx
-
-    m = onnx.load(str(path))
-    g = m.graph
-    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
-        return  # control flow subgraphs refer to outer names; leave such models as they are
-    keep = {v.name for v in g.input} | {v.name for v in g.output}
-    names: dict[str, str] = {}
-
-    def short(n: str) -> str:
-        if not n or n in keep:
-            return n
-        if n not in names:
-            names[n] = f"t{len(names)}"
-        return names[n]
-
-    for t in g.initializer:
-        t.name = short(t.name)
-    for i, node in enumerate(g.node):
-        node.name = f"n{i}"
-        node.input[:] = [short(x) for x in node.input]
-        node.output[:] = [short(x) for x in node.output]
-    for vi in g.value_info:
-        vi.name = short(vi.name)
-    onnx.save(m, str(path))
-
-
-# --- OpenVINO ----------------------------------------------------------------------------------------
-def openvino_transform(cfg: QuantizeConfig, calib: np.ndarray, *, transformer: bool, record: dict) -> Callable:
-    """A ``transform(ov_model)`` hook for the OpenVINO exporter that runs NNCF PTQ."""
-
-    def transform(ov_model):
-        try:
-            import nncf
-        except ImportError:
-            raise MissingDependencyError("nncf", "train", what="OpenVINO int8 quantization") from None
-        types = sorted({op.get_type_name() for op in ov_model.get_ops()})
-        ignored_types = [t for t in FRONTEND_OV_TYPES if t in types]
-        names = list(cfg.keep_float)
-        if cfg.float_sensitive and not names:
-            weighted = [op.get_friendly_name() for op in ov_model.get_ordered_ops()
-                        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
-            names = list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
-        scope = nncf.IgnoredScope(types=ignored_types, names=names, validate=False) if (ignored_types or names) \
-            else None
-        dataset = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
-        kw = {}
-        if transformer:
-            kw["model_type"] = nncf.ModelType.TRANSFORMER
-        adv = nncf.AdvancedQuantizationParameters(
-            weights_quantization_params=None if cfg.per_channel else nncf.quantization.advanced_parameters
-            .QuantizationParameters(per_channel=False))
-        q = nncf.quantize(ov_model, dataset, subset_size=len(calib), ignored_scope=scope,
-                          advanced_parameters=adv, **kw)
-        record.update({"scheme": "NNCF PTQ", "model_type": "transformer" if transformer else "default",
-                       "ignored_types": ignored_types, "kept_float": names, "per_channel": cfg.per_channel})
-        return q
-
-    return transform
-
-
-# --- integer weights, measured -----------------------------------------------------------------------
-def weight_dtypes(path: Path) -> dict:
-    """Counts of weight tensors by dtype in an artifact (what 'int8 weights' means, measured)."""
-    from .measure import constant_tensors
-
-    out: dict[str, int] = {}
-    for a in constant_tensors(path):
-        # Kernels only: per-channel scales and ranges (OpenVINO's FakeQuantize limits) stay float.
-        if a.ndim >= 2 and a.size >= 256:
-            out[str(a.dtype)] = out.get(str(a.dtype), 0) + 1
-    return out
-
-
 def int8_meta(base, cfg: QuantizeConfig, details: dict, calib_n: int):
     q = {"precision": "int8", "calibration": {"samples": int(calib_n), "split": "train"}, **details}
     return base.copy(quantization=q)
@@ -334,5 +112,3 @@ def with_remedy(cfg: QuantizeConfig, remedy: str, train_size: int) -> QuantizeCo
         return replace(cfg, float_sensitive=True) if not (cfg.float_sensitive or cfg.keep_float) else None
     raise ConfigError(allowed(remedy, REMEDIES, "remedy"))
 
-
-REMEDIES = ("more-calibration", "per-channel", "float-sensitive", "qat")

@@ -8,12 +8,7 @@ agrees (or verification is off). Build side: imports TensorFlow.
 
 from __future__ import annotations
 
-from ..registry import Registry
 from .base import ExportResult, Exporter, SourceModel, export_model, verify_against
-
-exporters: Registry[type[Exporter]] = Registry("format", "edgekit.exporters")
-exporters.register("tflite", "edgekit.export.tflite:TFLiteExporter")
-exporters.register("onnx", "edgekit.export.onnx:ONNXExporter")
-exporters.register("openvino", "edgekit.export.openvino:OpenVINOExporter")
+from .registry import exporters
 
 __all__ = ["exporters", "export_model", "ExportResult", "Exporter", "SourceModel", "verify_against"]

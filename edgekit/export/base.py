@@ -267,7 +267,7 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
     first output and top-1 agreement on ``samples`` random inputs). A format that fails verification
     raises VerificationError and leaves no file under its final name.
     """
-    from . import exporters
+    from .registry import exporters
 
     fmts = exporters.parse_list(formats if isinstance(formats, (list, tuple, str)) else list(formats))
     if samples < 1:

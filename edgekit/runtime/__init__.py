@@ -11,18 +11,18 @@ from pathlib import Path
 
 from ..artifact import read_meta
 from ..errors import ConfigError, ModelError, allowed
+from ..formats import BY_SUFFIX, KERAS_SUFFIXES, TABLE
 from ..registry import Registry
 from .base import GENERIC_DEVICES, Backend, Session, TensorInfo, check_threads
 
 __all__ = ["load", "backends", "Backend", "Session", "TensorInfo", "backend_for", "describe_backends"]
 
 backends: Registry[type[Backend]] = Registry("backend", "edgekit.backends")
-backends.register("litert", "edgekit.runtime.litert:LiteRTBackend")
-backends.register("onnxruntime", "edgekit.runtime.onnxruntime:ORTBackend")
-backends.register("openvino", "edgekit.runtime.openvino:OpenVINOBackend")
+for _f in TABLE:
+    backends.register(_f.backend, _f.runtime)
 
 # Known without importing any backend, so choosing one costs nothing.
-_SUFFIX_TO_BACKEND = {".tflite": "litert", ".onnx": "onnxruntime", ".xml": "openvino"}
+_SUFFIX_TO_BACKEND = {s: f.backend for s, f in BY_SUFFIX.items()}
 
 
 def backend_for(path: str | os.PathLike) -> str:
@@ -36,7 +36,7 @@ def backend_for(path: str | os.PathLike) -> str:
         cls = backends.get(name)
         if suffix in cls.suffixes:
             return name
-    if suffix in (".keras", ".h5") or p.is_dir():
+    if suffix in KERAS_SUFFIXES or p.is_dir():
         raise ModelError(f"{p} is a build-side model; export it first (edgekit export {p} --to tflite,onnx,openvino). "
                          f"The runtime loads: {', '.join(sorted(_SUFFIX_TO_BACKEND))}")
     raise ModelError(f"Unknown model file type {suffix or '(no extension)'!r} for {p}. "
@@ -57,7 +57,7 @@ def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = Non
         found = sorted(x for x in p.iterdir() if x.suffix.lower() in _SUFFIX_TO_BACKEND)
         if len(found) != 1:
             raise ModelError(f"{p} is a folder; give a model file. Found: "
-                             + (", ".join(x.name for x in found) or "no .tflite/.onnx/.xml file"))
+                             + (", ".join(x.name for x in found) or f"no {'/'.join(_SUFFIX_TO_BACKEND)} file"))
         p = found[0]
     name = backend or backend_for(p)
     if name not in backends:

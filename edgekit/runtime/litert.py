@@ -1,4 +1,5 @@
-"""LiteRT (TFLite) backend: ai_edge_litert, else tflite_runtime, else tensorflow.lite (last resort).
+"""LiteRT (TFLite) backend: ai_edge_litert, else tflite_runtime; tensorflow.lite only when asked for
+(``EDGEKIT_ALLOW_TF_LITE=1``): the device side never imports TensorFlow on its own.
 
 XNNPACK is on by default (it is ~3x faster on CPU here). GPU and NPU go through external
 delegates: the TFLite GPU delegate, or an Edge TPU (``libedgetpu.so.1``), or any
@@ -37,7 +38,7 @@ def _interpreter_module():
         return mod, "tflite_runtime"
     except ImportError:
         pass
-    if os.environ.get("EDGEKIT_ALLOW_TF_LITE", "1") == "1":
+    if os.environ.get("EDGEKIT_ALLOW_TF_LITE", "0") == "1":  # opt-in: a build machine without ai-edge-litert
         try:
             import tensorflow.lite as mod  # last resort: heavy, build machines only
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, ModelError
-
-MODEL_SUFFIXES = (".tflite", ".onnx", ".xml")
+from ..formats import SUFFIXES as MODEL_SUFFIXES
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 

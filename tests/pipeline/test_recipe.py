@@ -22,7 +22,7 @@ def test_shipped_recipes_validate_and_plan(cli):
 
 @pytest.mark.parametrize("edit,message", [
     ("steps: [{type: sparsify, sparsity: 0.5}]", "unknown step type 'sparsify' (allowed: distill, prune, quantize)"),
-    ("steps: [{type: prune, sparsity: 1.5}]", "steps.0.prune.sparsity: Input should be less than 1; received 1.5"),
+    ("steps: [{type: prune, sparsity: 1.5}]", "steps.0.prune.sparsity: Pruning sparsity must be strictly between 0 and 1; received 1.5"),
     ("gates: {max_size_kb: -10}", "gates.max_size_kb: Input should be greater than 0; received -10"),
     ("train: {epochs: 2, epoch: 3}", "train.epoch: unknown field (allowed: augment, batch_size, epochs,"),
     ("steps: [{type: quantize}, {type: prune, sparsity: 0.5}]", "quantize must be the last step"),

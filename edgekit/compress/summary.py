@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..fsutil import write_json_atomic, write_text_atomic
-from ..report import format_table, markdown_table
+from ..tables import format_table, markdown_table
+from .gate import relative_to
 
 COLUMNS = ["artifact", "format", "precision", "sparsity", "params", "size_kb", "gzip_kb", "size_x", "gzip_x",
            "top1", "drop", "p50_ms", "speedup", "gate", "remedy"]
@@ -16,7 +17,7 @@ HEADERS = {"size_kb": "size KB", "gzip_kb": "gzip KB", "size_x": "size x", "gzip
 
 
 def build_rows(entries, ds, split, ref_top1, bench_runs, out_dir: Path, say=lambda s: None) -> list[dict]:
-    from .pipeline import measure
+    from .measure import measure
 
     rows, refs = [], {}
     for kind, fmt, path, params, extra in entries:
@@ -33,36 +34,9 @@ def build_rows(entries, ds, split, ref_top1, bench_runs, out_dir: Path, say=lamb
         rows.append(row)
     for r in rows:
         ref = refs.get(r["format"])
-        if ref is None:
-            continue
-        r["size_x"] = r["size_bytes"] / ref["size_bytes"]
-        r["gzip_x"] = r["gzip_bytes"] / ref["gzip_bytes"]
-        if r["p50_ms"] and ref["p50_ms"]:
-            r["speedup"] = ref["p50_ms"] / r["p50_ms"]
+        if ref is not None:
+            r.update({k: v for k, v in relative_to(r, ref).items() if v is not None})
     return rows
-
-
-def pick_for_profile(rows, profile) -> dict | None:
-    """The fastest artifact that passed the gate in a format the device runs (measured here)."""
-    from ..devices import FORMAT_OF_BACKEND
-
-    formats = {FORMAT_OF_BACKEND[b] for b in profile.backends if b in FORMAT_OF_BACKEND}
-    ok = [r for r in rows if r["gate"] in ("pass", "reference") and r["format"] in formats]
-    if not ok:
-        return None
-    timed = [r for r in ok if r.get("p50_ms")]
-    pref = profile.preferred or {}
-
-    def key(r):
-        # Without latency, fall back to the device's preferred format/precision, then size.
-        return (r["p50_ms"] if r.get("p50_ms") else float("inf"),
-                r["format"] != pref.get("format"), r["precision"] != pref.get("precision"), r["size_bytes"])
-
-    best = min(timed or ok, key=key)
-    return {"profile": profile.name, "artifact": best["artifact"], "format": best["format"],
-            "precision": best["precision"], "p50_ms": best.get("p50_ms"), "top1": best["top1"],
-            "why": "fastest artifact passing the gate among the device's formats "
-                   f"({', '.join(sorted(formats))}); latency measured on this host, not on the device"}
 
 
 def render(result) -> str:

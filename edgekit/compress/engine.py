@@ -17,15 +17,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..artifact import ArtifactMeta, model_size, provenance, read_meta, write_meta
-from ..errors import ConfigError, DataError, GateError, ModelError, allowed
-from .distill import DistillConfig
-from .gate import GateConfig, discard, judge, promote, top1_of
-from .measure import gzip_size, weight_sparsity
-from .prune import PruneConfig
-from .quantize import QuantizeConfig
+from .. import formats
+from ..artifact import ArtifactMeta, provenance, read_meta, write_meta
+from ..errors import ConfigError, DataError, GateError, ModelError
+from ..passes import DistillConfig, GateConfig, PruneConfig, QuantizeConfig
+from .gate import discard, judge, promote, top1_of
 
-SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
 
 
 @dataclass
@@ -116,22 +113,6 @@ def base_meta(meta: ArtifactMeta | None, ds, source) -> ArtifactMeta:
     return m
 
 
-# --- one artifact, measured ----------------------------------------------------------------------------
-def measure(path: Path, ds, split: str, bench_runs: int) -> dict:
-    from .quantize import weight_dtypes
-
-    row = {"top1": top1_of(path, ds, split), "size": model_size(path), "gzip": gzip_size(path),
-           "sparsity": weight_sparsity(path), "weights": weight_dtypes(path)}
-    row["p50_ms"] = p50_ms(path, bench_runs) if bench_runs else None
-    return row
-
-
-def p50_ms(path: Path, runs: int) -> float:
-    from ..runtime.bench import BenchConfig, run_in_process
-
-    return float(run_in_process(BenchConfig(model=str(path), threads=1, runs=runs, warmup=10)).p50_ms)
-
-
 # --- steps ---------------------------------------------------------------------------------------------
 def export_float(model, formats, out_dir: Path, name: str, meta: ArtifactMeta, say) -> dict:
     """Float artifacts of ``model``, verified against it (1e-4, as edgekit export does)."""
@@ -143,57 +124,104 @@ def export_float(model, formats, out_dir: Path, name: str, meta: ArtifactMeta, s
 
 def quantize_format(fmt: str, model, float_artifact: Path | None, stage: Path, name: str, meta: ArtifactMeta,
                     cfg: QuantizeConfig, calib: np.ndarray, say, source=None) -> Path:
-    """One int8 artifact of ``model`` in ``fmt`` under ``stage`` (not gated yet)."""
-    from ..export import export_model
-    from .quantize import _has_attention, int8_meta, openvino_transform, quantize_onnx, tflite_configure
+    """One int8 artifact of ``model`` in ``fmt`` under ``stage`` (not gated yet), by that format's quantizer."""
+    from .quantize import _has_attention
+    from .quantizers import quantizers
 
-    transformer = _has_attention(model)
+    formats.get(fmt)
     stage.mkdir(parents=True, exist_ok=True)
-    if fmt == "tflite":
-        details = {"scheme": "TFLite full-integer PTQ", "per_channel": cfg.per_channel,
-                   "io": "int8" if cfg.int8_io else "float32", "kept_float": list(cfg.keep_float)}
-        if cfg.float_sensitive and not cfg.keep_float:
-            details["kept_float"] = "first and last weighted layers"
-        m = int8_meta(meta, cfg, details, len(calib))
-        res = export_model(model, ["tflite"], stage, name=name, meta=m, verify=False, progress=say,
-                           options={"tflite": {"configure": tflite_configure(cfg, calib)}})
-        return res.artifacts["tflite"]
-    if fmt == "openvino":
-        record: dict = {}
-        tr = openvino_transform(cfg, calib, transformer=transformer, record=record)
-        m = int8_meta(meta, cfg, {"scheme": "NNCF PTQ"}, len(calib))
-        res = export_model(model, ["openvino"], stage, name=name, meta=m, verify=False, progress=say,
-                           options={"openvino": {"transform": tr}})
-        path = res.artifacts["openvino"]
-        final_meta = read_meta(path)
-        final_meta.quantization.update(record)
-        write_meta(path, final_meta)
-        from ..export.openvino import OpenVINOExporter
+    return quantizers.get(fmt)(model, float_artifact, stage, name, meta, cfg, calib, say, source=source,
+                               transformer=_has_attention(model))
 
-        OpenVINOExporter().embed_metadata(path, final_meta)
-        return path
-    if fmt == "onnx":
-        if float_artifact is None:  # e.g. QAT weights: their float ONNX first
-            float_artifact = export_float(source if source is not None else model, ["onnx"], stage / "float",
-                                          name, meta, say)["onnx"]
-        out = stage / f"{name}.onnx"
-        say("quantizing onnx (QDQ) ...")
-        details = quantize_onnx(float_artifact, out, cfg, calib, transformer=transformer)
-        m = int8_meta(read_meta(float_artifact) or meta, cfg, details, len(calib))
-        m.verification = {}
-        from ..export.onnx import ONNXExporter
 
-        ONNXExporter().embed_metadata(out, m)
-        write_meta(out, m)
-        return out
-    raise ConfigError(allowed(fmt, list(SUFFIX), "format"))
+@dataclass
+class QuantizeOutcome:
+    """int8 per format, each gated: the staged artifacts that passed, every attempt, and the misses."""
+
+    passed: dict  # format -> staged path (promote it to its final name)
+    attempts: dict  # format -> list of attempt dicts (remedy, top1, drop, passed, ...)
+    failures: list  # [{"format", "attempts"}] for formats no remedy rescued
+
+    def remedy(self, fmt: str) -> str:
+        return self.attempts[fmt][-1]["remedy"]
+
+
+def quantize_and_gate(model, formats_: tuple | list, float_artifacts: dict, stage_root: Path, name: str,
+                      meta: ArtifactMeta, cfg: QuantizeConfig, calib_full: np.ndarray, ds, split: str,
+                      ref_top1: float, gate: GateConfig, say) -> QuantizeOutcome:
+    """int8 of ``model`` in every format, each gated against ``ref_top1`` with the remedies on a miss.
+
+    The stage of ``edgekit compress`` and of a recipe's quantize step alike; QAT, when a remedy needs it,
+    is trained once and shared by the formats.
+    """
+    out = QuantizeOutcome({}, {}, [])
+    qat_cache: dict = {}
+    for fmt in formats_:
+        res = quantize_gated(fmt, model, float_artifacts.get(fmt), stage_root / f"int8-{fmt}", name, meta, cfg,
+                             calib_full, ds, split, ref_top1, gate, say, qat_cache)
+        out.attempts[fmt] = jsonable(res["attempts"])
+        if res["path"] is None:
+            out.failures.append({"format": fmt, "attempts": out.attempts[fmt]})
+        else:
+            out.passed[fmt] = res["path"]
+    return out
+
+
+def target_arch(profile) -> str | None:
+    """The CPU architecture int8 settings follow for a device profile (None: this machine)."""
+    return profile.arch[0] if profile is not None and profile.arch else None
+
+
+@dataclass
+class DevicePick:
+    row: dict  # the chosen row, as the caller gave it
+    formats: list  # the formats the device runs
+    note: str | None  # set when the measured pick differs from the profile's preference
+
+
+def pick_for_device(rows: list[dict], profile, passed: Callable[[dict], bool]) -> DevicePick | None:
+    """The fastest row that ``passed`` among the formats the device's backends run (all, without a profile).
+
+    Latency is measured on the build machine; without it the profile's preferred format and precision,
+    then size, decide.
+    """
+    fmts = sorted(formats.formats_for_backends(profile.backends)) if profile is not None else list(formats.FORMATS)
+    ok = [r for r in rows if passed(r) and r["format"] in fmts]
+    if not ok:
+        return None
+    pref = (profile.preferred or {}) if profile is not None else {}
+
+    def key(r):
+        return (r["p50_ms"] if r.get("p50_ms") else float("inf"), r["format"] != pref.get("format"),
+                r["precision"] != pref.get("precision"), r["size_bytes"])
+
+    best = min(ok, key=key)
+    note = None
+    if profile is not None and pref and (best["format"], best["precision"]) != (pref.get("format"),
+                                                                               pref.get("precision")):
+        note = (f"{profile.name} prefers {pref.get('format')} {pref.get('precision')}; on this build machine "
+                f"{best['format']} {best['precision']} was fastest. Measure on the device before choosing "
+                "(edgekit bench there).")
+    return DevicePick(best, fmts, note)
 
 
 def _move_tree_files(src: dict, out_dir: Path, suffix_name: Callable[[str], str]) -> dict:
     out = {}
     for fmt, p in src.items():
-        out[fmt] = promote(Path(p), out_dir / (suffix_name(fmt) + SUFFIX[fmt]))
+        out[fmt] = promote(Path(p), out_dir / (suffix_name(fmt) + formats.get(fmt).suffix))
     return out
+
+
+def pick_for_profile(rows, profile) -> dict | None:
+    """The fastest artifact that passed the gate in a format the device runs (measured here)."""
+    pick = pick_for_device(rows, profile, lambda r: r["gate"] in ("pass", "reference"))
+    if pick is None:
+        return None
+    best = pick.row
+    return {"profile": profile.name, "artifact": best["artifact"], "format": best["format"],
+            "precision": best["precision"], "p50_ms": best.get("p50_ms"), "top1": best["top1"],
+            "why": "fastest artifact passing the gate among the device's formats "
+                   f"({', '.join(pick.formats)}); latency measured on this host, not on the device"}
 
 
 # --- the whole thing -----------------------------------------------------------------------------------
@@ -206,7 +234,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     Raises GateError (after writing the report) when an artifact misses ``max_drop`` and no
     remedy rescues it; that artifact is not written.
     """
-    from .report import build_rows, pick_for_profile, write_reports
+    from .summary import build_rows, write_reports
 
     say = progress or (lambda s: None)
     export = (export or ExportConfig()).validate()
@@ -222,8 +250,8 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
         from ..devices import load_profile
 
         profile = load_profile(export.profile)
-        if quantize is not None and quantize.target_arch is None and profile.arch:
-            quantize.target_arch = profile.arch[0]
+        if quantize is not None and quantize.target_arch is None:
+            quantize.target_arch = target_arch(profile)
     out_dir = Path(out_dir)
 
     # Inputs, all checked before any training or conversion.
@@ -327,31 +355,25 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
             for fmt, p in staged.items():
                 j = judge(top1_of(p, ds, split), ref_top1, export.gate.max_drop)
                 if j["passed"]:
-                    float_src[fmt] = promote(p, out_dir / f"{name}_float{SUFFIX[fmt]}")
+                    float_src[fmt] = promote(p, out_dir / f"{name}_float{formats.get(fmt).suffix}")
                     entries.append(("compressed", fmt, float_src[fmt], params, {"precision": "float32"}))
                 else:
-                    failures.append({"artifact": f"{name}_float{SUFFIX[fmt]}", "format": fmt,
+                    failures.append({"artifact": f"{name}_float{formats.get(fmt).suffix}", "format": fmt,
                                      "attempts": [{"remedy": "none", **j}]})
                     discard(p)
         elif not changed:
             float_src = {f: p for f, p in ref_arts.items()}
 
         # int8 per format, each gated, with remedies on a miss.
-        qat_cache: dict = {}
         if quantize is not None and float_ok:
-            steps["quantize"] = {}
-            for fmt in export.formats:
-                res = quantize_gated(fmt, current, float_src.get(fmt), stage_root / f"int8-{fmt}", name + "_int8",
-                                      comp_meta, quantize, calib_full, ds, split, ref_top1, export.gate, say,
-                                      qat_cache)
-                steps["quantize"][fmt] = res["attempts"]
-                if res["path"] is None:
-                    failures.append({"artifact": f"{name}_int8{SUFFIX[fmt]}", "format": fmt,
-                                     "attempts": res["attempts"]})
-                    continue
-                final = promote(res["path"], out_dir / f"{name}_int8{SUFFIX[fmt]}")
-                entries.append(("compressed", fmt, final, params,
-                                {"precision": "int8", "remedy": res["attempts"][-1]["remedy"]}))
+            q = quantize_and_gate(current, export.formats, float_src, stage_root, name + "_int8", comp_meta, quantize,
+                                  calib_full, ds, split, ref_top1, export.gate, say)
+            steps["quantize"] = q.attempts
+            for f in q.failures:
+                failures.append({"artifact": f"{name}_int8{formats.get(f['format']).suffix}", **f})
+            for fmt, staged in q.passed.items():
+                final = promote(staged, out_dir / f"{name}_int8{formats.get(fmt).suffix}")
+                entries.append(("compressed", fmt, final, params, {"precision": "int8", "remedy": q.remedy(fmt)}))
 
         say("measuring artifacts (accuracy, size, gzip, sparsity, latency) ...")
         rows = build_rows(entries, ds, split, ref_top1, export.bench_runs, out_dir, say)

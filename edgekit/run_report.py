@@ -9,7 +9,7 @@ import html
 from pathlib import Path
 
 from .fsutil import write_text_atomic
-from .report import format_table, markdown_table
+from .tables import format_table, markdown_table
 
 COLUMNS = ["format", "precision", "size_kb", "gzip_kb", "sparsity", "top1", "drop", "p50_ms", "p99_ms", "speedup",
            "gates"]
@@ -119,8 +119,10 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
             md += [notes[-1], ""]
     dist = report.get("distillation")
     if dist:
+        alone = dist.get("student_alone_top1")
+        alone = f"{alone:.4f}" if alone is not None else "not trained (steps.N.baseline: false)"
         notes.append(f"Teacher top-1 {dist['teacher_top1']:.4f}; student trained alone "
-                     f"{dist['student_alone_top1']:.4f}; distilled student {dist['student_distilled_top1']:.4f} "
+                     f"{alone}; distilled student {dist['student_distilled_top1']:.4f} "
                      f"(T={dist['temperature']}, alpha={dist['alpha']}, {dist['epochs']} epochs, same data and seed).")
         md += ["## Distillation", "", notes[-1], ""]
     int8 = _int8_note(report)

@@ -1,0 +1,131 @@
+"""ONNX int8: static QDQ with ``onnxruntime.quantization`` after ``quant_pre_process``. The activation type
+and ``reduce_range`` follow the target CPU (``quantize.ort_activation_settings``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...artifact import read_meta, write_meta
+from ...errors import DataError, MissingDependencyError, ModelError, first_line
+from ...passes import QuantizeConfig
+from ..quantize import int8_meta, ort_activation_settings
+
+
+def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, cfg: QuantizeConfig,
+             calib: np.ndarray, say, *, source=None, transformer: bool = False) -> Path:
+    """The int8 ``.onnx`` of ``model`` under ``stage``, from its float ONNX (exported first if not given)."""
+    from ...export import export_model
+    from ...export.onnx import ONNXExporter
+
+    if float_artifact is None:  # e.g. QAT weights: their float ONNX first
+        res = export_model(source if source is not None else model, ["onnx"], stage / "float", name=name, meta=meta,
+                           progress=say)
+        float_artifact = res.artifacts["onnx"]
+    out = stage / f"{name}.onnx"
+    say("quantizing onnx (QDQ) ...")
+    details = quantize_onnx(float_artifact, out, cfg, calib, transformer=transformer)
+    m = int8_meta(read_meta(float_artifact) or meta, cfg, details, len(calib))
+    m.verification = {}
+    ONNXExporter().embed_metadata(out, m)
+    write_meta(out, m)
+    return out
+
+
+class _Reader:
+    def __init__(self, name: str, x: np.ndarray):
+        self.name, self.x, self.i = name, x, 0
+
+    def get_next(self):
+        if self.i >= len(self.x):
+            return None
+        self.i += 1
+        return {self.name: self.x[self.i - 1:self.i]}
+
+    def rewind(self):
+        self.i = 0
+
+
+def onnx_sensitive_nodes(model_path: Path) -> list[str]:
+    import onnx
+
+    m = onnx.load(str(model_path), load_external_data=False)
+    weighted = [n.name for n in m.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    return list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
+
+
+def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: np.ndarray, *,
+                  transformer: bool = False) -> dict:
+    """Static QDQ int8 of a float .onnx into ``out_path``; returns the settings used."""
+    try:
+        import onnx
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as e:
+        raise MissingDependencyError(e.name or "onnxruntime", "onnx", what="ONNX int8 quantization") from None
+    out_path = Path(out_path)
+    pre = out_path.with_name(out_path.stem + ".pre.onnx")
+    pre_note = "quant_pre_process"
+    try:
+        try:
+            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=transformer)
+        except Exception:
+            # Symbolic shape inference gives up on some graphs; the ONNX shape pass alone still helps.
+            quant_pre_process(str(float_path), str(pre), skip_symbolic_shape=True)
+            pre_note = "quant_pre_process (no symbolic shapes)"
+        m = onnx.load(str(pre))
+        in_name = m.graph.input[0].name
+        act = ort_activation_settings(cfg)
+        keep = list(cfg.keep_float) or (onnx_sensitive_nodes(pre) if cfg.float_sensitive else [])
+        qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+        quantize_static(str(pre), str(out_path), _Reader(in_name, calib), quant_format=QuantFormat.QDQ,
+                        per_channel=cfg.per_channel, reduce_range=act["reduce_range"],
+                        activation_type=qt[act["activation_type"]], weight_type=QuantType.QInt8,
+                        nodes_to_exclude=keep or None, calibrate_method=CalibrationMethod.MinMax)
+    except (ModelError, DataError):
+        raise
+    except Exception as e:
+        msg = first_line(e)
+        raise ModelError(f"ONNX Runtime could not quantize {float_path}: {msg[:300]}") from None
+    finally:
+        pre.unlink(missing_ok=True)
+        for extra in out_path.parent.glob(out_path.stem + ".pre*"):
+            extra.unlink(missing_ok=True)
+    compact_onnx_names(out_path)
+    return {"scheme": "QDQ static", "preprocess": pre_note, "names": "compacted",
+            "activation_type": act["activation_type"], "reduce_range": act["reduce_range"], "why": act["reason"], "per_channel": cfg.per_channel,
+            "kept_float": keep}
+
+
+def compact_onnx_names(path: Path) -> None:
+    """Rename internal tensors and nodes to short ids (graph inputs/outputs keep theirs).
+
+    tf2onnx names every tensor after its TensorFlow scope, and QDQ adds four more names per weight:
+    on a small model the names outweigh the int8 weights.
+    """
+    import onnx
+
+    m = onnx.load(str(path))
+    g = m.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
+        return  # control flow subgraphs refer to outer names; leave such models as they are
+    keep = {v.name for v in g.input} | {v.name for v in g.output}
+    names: dict[str, str] = {}
+
+    def short(n: str) -> str:
+        if not n or n in keep:
+            return n
+        if n not in names:
+            names[n] = f"t{len(names)}"
+        return names[n]
+
+    for t in g.initializer:
+        t.name = short(t.name)
+    for i, node in enumerate(g.node):
+        node.name = f"n{i}"
+        node.input[:] = [short(x) for x in node.input]
+        node.output[:] = [short(x) for x in node.output]
+    for vi in g.value_info:
+        vi.name = short(vi.name)
+    onnx.save(m, str(path))

@@ -1,0 +1,57 @@
+"""The pass schemas are the one definition: recipe steps, compress options and docs/passes.md follow them."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from edgekit import passes
+from edgekit.errors import ConfigError
+
+
+def test_docs_are_generated_from_the_schema():
+    doc = Path(__file__).parents[1] / "docs" / "passes.md"
+    assert doc.read_text() == passes.markdown(), "regenerate: python -m edgekit.passes > docs/passes.md"
+
+
+def test_recipe_steps_expose_every_recipe_field_with_the_schema_default():
+    pytest.importorskip("pydantic")
+    from edgekit.recipe import DistillStep, PruneStep, QuantizeStep
+
+    for step, cls in ((PruneStep, passes.PruneConfig), (DistillStep, passes.DistillConfig),
+                      (QuantizeStep, passes.QuantizeConfig)):
+        for f in passes.recipe_fields(cls):
+            assert f.name in step.model_fields, (step.__name__, f.name)
+            if not f.metadata["required_in_recipe"] and f.default is not dataclasses.MISSING:
+                assert step.model_fields[f.name].default == f.default, (step.__name__, f.name)
+    assert len(passes.recipe_fields(passes.QuantizeConfig)) == len(dataclasses.fields(passes.QuantizeConfig)) == 10
+    assert DistillStep.model_fields["alpha"].default == passes.DistillConfig().alpha == 0.3
+
+
+def test_compress_options_come_from_the_schema():
+    from click.testing import CliRunner
+
+    from edgekit.commands.compress import compress
+
+    flags = {o for p in compress.params for o in p.opts}
+    for cls in (passes.PruneConfig, passes.DistillConfig, passes.QuantizeConfig, passes.GateConfig):
+        for f in dataclasses.fields(cls):
+            if f.metadata["cli"] is not False:
+                assert (f.metadata["cli"] or "").split("/")[0] in flags, f.name
+    help_text = CliRunner().invoke(compress, ["--help"], terminal_width=200).output
+    assert "Weight of the hard-label loss" in help_text and "[default: 0.3]" in help_text
+
+
+@pytest.mark.parametrize("cls,field,value,message", [
+    (passes.PruneConfig, "sparsity", 1.0, "Pruning sparsity must be strictly between 0 and 1; received 1.0"),
+    (passes.PruneConfig, "stages", 1.5, "Pruning stages must be an integer; received 1.5"),
+    (passes.DistillConfig, "alpha", -0.1, "Distillation alpha must be between 0 and 1; received -0.1"),
+    (passes.QuantizeConfig, "activation_type", "s8", "Unknown quantization activation_type 's8'. Available: auto"),
+    (passes.QuantizeConfig, "keep_float", "conv1", "Quantization keep_float must be a list; received 'conv1'"),
+    (passes.GateConfig, "max_drop", -1, "Gate max_drop must be >= 0; received -1"),
+    (passes.GateConfig, "max_drop", float("nan"), "Gate max_drop must be a number; received nan"),
+])
+def test_one_message_per_bad_value(cls, field, value, message):
+    with pytest.raises(ConfigError) as e:
+        cls(**{field: value}).validate()
+    assert message in str(e.value)
