@@ -43,12 +43,17 @@ class ModelSpec(_Strict):
 
 
 class TrainSpec(_Strict):
-    epochs: int = Field(default=10, ge=1)
+    epochs: int | None = Field(default=None, ge=1, description="Epoch budget (default: sized to the data)")
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=3e-3, gt=0)
     weight_decay: float = Field(default=1e-4, ge=0)
-    patience: int | None = Field(default=10, ge=1)
-    augment: bool = True
+    patience: int | None = Field(default=None, ge=0, description="Early stopping (default: a quarter of the "
+                                 "budget, at least 8; 0: off)")
+    augment: bool | dict = Field(default=True, description="true, false, or audio augmentation options "
+                                 "(copies, shift_ms, gain_db, noise_prob, snr_db, speed, keep_clean)")
+    weights: str | None = Field(default=None, description="Pretrained backbone: 'imagenet' or a .keras / "
+                                ".weights.h5 file")
+    freeze_epochs: int | None = Field(default=None, ge=0, description="With weights: frozen-backbone epochs")
     seed: int = 0
 
 

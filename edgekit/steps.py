@@ -20,13 +20,14 @@ class _Data:
 
     def __init__(self, recipe):
         self.spec = recipe.data
+        self.augment = recipe.train.augment  # audio loaders augment the training split from raw clips
         self._ds = None
 
     def get(self):
         if self._ds is None:
             from .data import load_dataset
 
-            self._ds = load_dataset(self.spec.name, limit=self.spec.limit, **self.spec.options)
+            self._ds = load_dataset(self.spec.name, limit=self.spec.limit, augment=self.augment, **self.spec.options)
         return self._ds
 
 
@@ -48,6 +49,8 @@ def _train(run: Run, ds: _Data, model, epochs: int, label: str) -> dict:
         res = train(model.name, ds.get(), epochs=epochs, out_dir=folder / "run", batch_size=r.train.batch_size,
                     learning_rate=r.train.learning_rate, weight_decay=r.train.weight_decay, seed=r.train.seed,
                     patience=r.train.patience, model_options=model.options, augment=r.train.augment,
+                    weights=r.train.weights if label != "teacher" else None,
+                    freeze_epochs=r.train.freeze_epochs if label != "teacher" else None,
                     overwrite=True, quiet=run.quiet)
         return {"model": _rel(run, res.model_path), "top1": res.metrics["top1"], "label": label,
                 "curves": _rel(run, res.out_dir / "curves.png"), "confusion": _rel(run, res.out_dir / "confusion.png"),
