@@ -128,6 +128,8 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"{loc}: {_pass_message(e['loc'], got)}")
         else:
             lines.append(f"{loc}: {e['msg']}; received {got!r}")
+    if len(lines) == 1:  # the usual case: one line, as every other error
+        return f"Invalid recipe {source}: {lines[0]}"
     return f"Invalid recipe {source}:\n  " + "\n  ".join(lines)
 
 

@@ -195,8 +195,13 @@ def _checkpointer(work: Path, monitor: str, patience: int | None, state: dict, c
                 raise ConfigError(f"Monitor {monitor!r} not in training logs ({', '.join(logs)})")
             best = state.get("best")
             improved = best is None or (value > best if mode_max else value < best)
+            # Accuracy on a small validation split saturates (e.g. 1.0 from epoch 12 on): among equal
+            # accuracies the lower validation loss wins, not the first epoch to get there.
+            loss, best_loss = logs.get("val_loss"), state.get("best_loss")
+            if mode_max and best is not None and value == best and loss is not None and best_loss is not None:
+                improved = loss < best_loss
             if improved:
-                state.update(best=value, best_epoch=epoch + 1, wait=0)
+                state.update(best=value, best_epoch=epoch + 1, wait=0, best_loss=loss)
                 _save(self.model, work / "best.keras")
             else:
                 state["wait"] = state.get("wait", 0) + 1

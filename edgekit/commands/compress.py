@@ -77,6 +77,10 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
         load_profile(profile)
     if sparsity is None and teacher is None and quantize is None:
         raise ConfigError("Nothing to do: give --prune, --distill-from and/or --quantize")
+    if name is not None:
+        from ..artifact import check_file_stem
+
+        check_file_stem(name, "--name")
     is_zoo_name = not Path(model).suffix and not Path(model).exists()
     if is_zoo_name and teacher is None:
         raise ModelError(f"No such model file: {model} (a zoo model name is only allowed as a student with "

@@ -15,3 +15,15 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, x):
         return x + self.pos
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class TimeMeanNormalization(keras.layers.Layer):
+    """Subtract each feature's mean over the time axis (cepstral mean normalization) within the window.
+
+    A constant spectral colouring (a microphone, a room, a voice's timbre) is an additive offset on
+    MFCCs or log-mels; removing it per window makes the model hear words rather than the recording
+    chain. It lowers to ReduceMean + Sub in TFLite, ONNX and OpenVINO."""
+
+    def call(self, x):
+        return x - keras.ops.mean(x, axis=1, keepdims=True)

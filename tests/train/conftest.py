@@ -123,4 +123,4 @@ def digits_backbone(tmp_path_factory):
     from edgekit.train import train
 
     return train("mobilenet_v3_small", "digits", epochs=2, out_dir=tmp_path_factory.mktemp("bb") / "r", quiet=True,
-                 model_options={"alpha": 0.35})
+                 model_options={"alpha": 0.35, "min_size": 32})

@@ -95,7 +95,7 @@ def test_transfer_from_a_backbone_edgekit_trained(digits_backbone, gray_shapes, 
     from edgekit.zoo import load_model
 
     r = train("mobilenet_v3_small", gray_shapes, epochs=3, freeze_epochs=1, batch_size=16, out_dir=tmp_path / "t",
-              quiet=True, model_options={"alpha": 0.35}, weights=digits_backbone.model_path)
+              quiet=True, model_options={"alpha": 0.35, "min_size": 32}, weights=digits_backbone.model_path)
     assert r.metrics["weights"] == str(digits_backbone.model_path) and r.metrics["epochs_run"] == 3
     assert read_meta(r.model_path).provenance["weights"] == str(digits_backbone.model_path)
     src, dst = backbone(load_model(digits_backbone.model_path)), backbone(load_model(r.model_path))
@@ -114,7 +114,7 @@ def test_transfer_from_a_backbone_edgekit_trained(digits_backbone, gray_shapes, 
 def test_weights_of_another_architecture_are_refused(digits_backbone, gray_shapes, tmp_path):
     with pytest.raises(ConfigError, match="doesn't match mobilenet_v3_small"):
         train("mobilenet_v3_small", gray_shapes, epochs=2, out_dir=tmp_path / "x", quiet=True,
-              model_options={"alpha": 0.75}, weights=digits_backbone.model_path)
+              model_options={"alpha": 0.75, "min_size": 32}, weights=digits_backbone.model_path)
     assert not list(tmp_path.iterdir()) or not (tmp_path / "x").exists()
 
 
