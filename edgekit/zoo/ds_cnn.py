@@ -28,7 +28,7 @@ def ds_cnn(input_shape, num_classes, size="s", dropout: float = 0.2, bn_momentum
     x = inp
     # Per-window mean over frames removed (zoo.layers.TimeMeanNormalization): on a 20-word folder of
     # synthesizer voices it never trained on, test top-1 0.65 -> 0.80 (measured, 3 augmented copies).
-    if normalize:
+    if normalize and len(input_shape) == 2:  # audio features (frames, coefficients), not images
         from .layers import TimeMeanNormalization
 
         x = TimeMeanNormalization(name="time_mean_norm")(x)
