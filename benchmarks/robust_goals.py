@@ -128,7 +128,8 @@ def goal_transfer(a, work: Path) -> list[dict]:
     test = fashion_folder(work / "fashion-test", 500, a.seed, split="test")  # its test split: 1,000 images
     bb = work / "backbone"
     if not (bb / "model.keras").exists():
-        edgekit("train", "-m", a.model, "-d", "mnist-5k", "--out", bb, "-q", "--overwrite", json_out=work / "bb.json")
+        edgekit("train", "-m", a.model, "-d", "mnist-5k", "--out", bb, "-q", "--overwrite", "--epochs",
+                a.backbone_epochs, json_out=work / "bb.json")
     rows = []
     for label, extra in (("from scratch", []), ("--weights mnist-5k backbone", ["--weights", bb / "model.keras"])):
         run = work / ("scratch" if not extra else "transfer")
@@ -173,6 +174,7 @@ def main(argv=None) -> int:
     ap.add_argument("--make", default="flite,festival,dectalk", help="speech sources for `sc` without --folder")
     ap.add_argument("--clips-per-word", type=int, default=50)
     ap.add_argument("--per-class", type=int, default=20)
+    ap.add_argument("--backbone-epochs", type=int, default=15, help="`transfer`: epochs of the mnist-5k backbone")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
