@@ -315,7 +315,7 @@ def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.Pa
             raise ConfigError(f"Dataset {ds.name!r} has no {s!r} split to train with")
     if isinstance(augment, dict) and ds.task != "audio-classification":
         raise ConfigError(f"Audio augmentation options apply to audio datasets; {ds.name!r} is {ds.task}")
-    _warn_small_classes(ds, quiet)
+    _warn_small_classes(ds, quiet, limited=bool(limit))
 
     import keras
 
@@ -354,7 +354,8 @@ def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.Pa
     mopts = _model_options_for(ds, model_options)
     t0, base_seconds = time.time(), float(state.get("train_seconds", 0.0))
     say = (lambda m: None) if quiet else _say
-    with _strategy(strategy).scope():
+    strat = _strategy(strategy)  # one object: Keras refuses variables made under two MirroredStrategy instances
+    with strat.scope():
         if resumed:
             model = _load_for_resume(work / "last.keras")
         else:
@@ -379,7 +380,7 @@ def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.Pa
     for start, end, frozen in phases:
         if resumed >= end or stopped:
             continue
-        with _strategy(strategy).scope():
+        with strat.scope():
             if weights:
                 from .transfer import set_backbone_trainable
 
@@ -483,14 +484,14 @@ def _with_pretrained(model_name: str, mopts: dict, weights) -> dict:
     return pretrained_options(model_name, mopts, weights)
 
 
-def _warn_small_classes(ds, quiet: bool) -> None:
+def _warn_small_classes(ds, quiet: bool, limited: bool = False) -> None:
     if ds.num_classes < 2:
         raise ConfigError(f"Dataset {ds.name!r} has {ds.num_classes} class ({', '.join(map(str, ds.labels))}); "
                           f"a classifier needs at least 2")
     counts = np.bincount(np.asarray(ds.split("train")[1], np.int64), minlength=ds.num_classes)
     if counts.max() < 1:
         return
-    if (counts < 3).any():
+    if (counts < 3).any() and not limited:  # a --limit quick run may thin a class out: warned below
         few = [f"{ds.labels[i]} ({c})" for i, c in enumerate(counts) if c < 3]
         raise ConfigError(f"Dataset {ds.name!r}: class(es) with fewer than 3 training examples: {', '.join(few)}; "
                           f"give each class at least 3 (10+ to learn anything useful)")

@@ -255,7 +255,9 @@ def test_channel_pruning_can_recover_by_distilling_from_the_unpruned_model(digit
     x, y = ds.split("test")
     runs = {}
     for recover in ("labels", "distill"):
-        cfg = PruneConfig(0.5, "channels", epochs=3, learning_rate=3e-3, recover=recover, seed=0)
+        # 6 epochs (120 steps): at 3 the distilled recovery sat at 0.59-0.74 by machine and test order, too near
+        # the bound; measured at 6 here: labels 0.82, distill 0.75.
+        cfg = PruneConfig(0.5, "channels", epochs=6, learning_rate=3e-3, recover=recover, seed=0)
         thin, info = prune(dense, ds, cfg)
         assert info["recover"] == recover and info["params_after"] < 0.45 * info["params_before"]
         top1 = float(np.mean(np.argmax(thin.predict(x, verbose=0), 1) == y))

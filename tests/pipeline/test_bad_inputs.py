@@ -40,9 +40,9 @@ def test_dry_run_refuses_an_out_that_is_a_file(cli, tmp_path):
     f = tmp_path / "taken"
     f.write_text("x")
     line = _one_clean_line(cli("run", str(p), "--dry-run", "--out", str(f)))
-    assert f"--out {f} is a file" in line
+    assert "--out" in line and f"{f}' is a file" in line
     line = _one_clean_line(cli("run", str(p), "--dry-run", "--out", str(f / "sub")))
-    assert "is a file, so the run folder can't be made under it" in line
+    assert "--out" in line and str(f) in line and "is a file" in line
     assert f.read_text() == "x"
 
 
