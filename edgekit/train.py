@@ -386,7 +386,7 @@ def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.Pa
 
                 set_backbone_trainable(model, not frozen)
             if not resumed or resumed == start or weights:
-                _compile(model, learning_rate * (1.0 if frozen or not weights else 0.3), end - start, steps,
+                compile_scheduled(model, learning_rate * (1.0 if frozen or not weights else 0.3), end - start, steps,
                          weight_decay, warmup=not frozen and not weights)
         model.fit(pipe, epochs=end, initial_epoch=max(resumed, start), callbacks=cbs, verbose=0,
                   shuffle=False)  # the pipeline shuffles (seeded)
@@ -463,7 +463,10 @@ def _seed_everything(seed: int) -> None:
         pass
 
 
-def _compile(model, learning_rate, epochs, steps, weight_decay, warmup=True):
+def compile_scheduled(model, learning_rate, epochs, steps, weight_decay, warmup=True,
+                      loss="sparse_categorical_crossentropy"):
+    """AdamW with cosine decay over ``epochs * steps`` (after a short warm-up when ``warmup``); shared by
+    training and compress's fine-tuning."""
     import keras
 
     total = max(1, epochs * steps)
@@ -471,8 +474,8 @@ def _compile(model, learning_rate, epochs, steps, weight_decay, warmup=True):
     schedule = keras.optimizers.schedules.CosineDecay(learning_rate * (0.1 if warm else 1.0), decay_steps=total - warm,
                                                       alpha=0.01, warmup_target=learning_rate if warm else None,
                                                       warmup_steps=warm)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay), loss=loss,
+                  metrics=["accuracy"])
 
 
 def _with_pretrained(model_name: str, mopts: dict, weights) -> dict:

@@ -23,11 +23,9 @@ def epoch_logger(say: Callable[[str], None], what: str):
 
 def compile_for_finetune(model, *, learning_rate: float, epochs: int, steps: int, weight_decay: float = 1e-4,
                          loss="sparse_categorical_crossentropy"):
-    import keras
+    from ..train import compile_scheduled
 
-    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=max(1, epochs * steps), alpha=0.01)
-    model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay), loss=loss,
-                  metrics=["accuracy"])
+    compile_scheduled(model, learning_rate, epochs, steps, weight_decay, warmup=False, loss=loss)
     return model
 
 

@@ -203,8 +203,6 @@ def load_speech_commands_folder(path, keywords=None, frontend: dict | None = Non
             n_sil = int(round(per_class * silence_fraction))
             audio = np.concatenate([audio, silence_clips(noises, n_sil, fe.clip_samples, rng)])
             y = np.concatenate([y, np.zeros(n_sil, np.int64)])
-        if s == "train":
-            aug = aug.resolved(len(y))
         if s == "train" and aug.copies:
             audio, y = augmented_copies(audio, y, aug, np.random.default_rng([seed, 77]), noises=noises,
                                         silence_label=0 if keywords else None, sample_rate=fe.sample_rate)

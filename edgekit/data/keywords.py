@@ -283,7 +283,6 @@ def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = Non
         clean = np.concatenate([clean, np.zeros((n_sil, fe.clip_samples), np.float32)])
         y = np.concatenate([y, np.full(n_sil, LABELS.index(SILENCE))])
         if s == "train":
-            cfg = cfg.resolved(len(y))
             audio, y = augmented_copies(clean, y, cfg, rng, silence_label=LABELS.index(SILENCE))
         else:  # held-out splits: real-world-like mild noise, no shifts beyond the speaker's own
             audio = _augment_clips(clean, y, rng, shift_ms=50, gain_db=(-6.0, 3.0), noise_prob=0.5, snr_db=(10.0, 30.0))
