@@ -6,8 +6,9 @@
     python benchmarks/robust_goals.py sc --folder DIR             # default `edgekit train -m ds_cnn_s` on a
                                                                   #   Speech Commands folder
     python benchmarks/robust_goals.py sc --make flite,festival,dectalk   # builds a 20-word folder of ~1,000 clips
-    python benchmarks/robust_goals.py transfer --per-class 20     # --weights (a backbone trained on mnist-5k)
-                                                                  #   vs from scratch, 20 Fashion images a class
+    python benchmarks/robust_goals.py transfer --per-class 20     # --weights (a backbone trained on Fashion's
+                                                                  #   other 5 classes; --backbone mnist-5k) vs
+                                                                  #   from scratch, 20 Fashion images a class
     python benchmarks/robust_goals.py demo --seeds 0,1,2,3,4      # the demo recipe's gates, seed by seed
     python benchmarks/robust_goals.py keywords --seeds 0,1,2      # ds_cnn_s on the built-in keywords
 
@@ -48,8 +49,9 @@ def edgekit(*args, json_out: Path | None = None) -> dict:
     return out
 
 
-def fashion_folder(root: Path, per_class: int, seed: int, split: str = "train", offset: int = 0) -> Path:
-    """``per_class`` Fashion-MNIST images a class as PNG files in class folders."""
+def fashion_folder(root: Path, per_class: int, seed: int, split: str = "train", offset: int = 0,
+                   classes=range(10)) -> Path:
+    """``per_class`` Fashion-MNIST images of each of ``classes`` as PNG files in class folders."""
     from PIL import Image
 
     from edgekit.data.builtin import read_idx
@@ -58,7 +60,7 @@ def fashion_folder(root: Path, per_class: int, seed: int, split: str = "train", 
     x = read_idx(FASHION / f"{prefix}-images-idx3-ubyte.gz")
     y = read_idx(FASHION / f"{prefix}-labels-idx1-ubyte.gz")
     rng = np.random.default_rng(seed)
-    for c in range(10):
+    for c in classes:
         d = root / f"class{c}"
         d.mkdir(parents=True, exist_ok=True)
         for i in rng.permutation(np.flatnonzero(y == c))[offset:offset + per_class]:
@@ -124,19 +126,25 @@ def goal_sc(a, work: Path) -> list[dict]:
 
 
 def goal_transfer(a, work: Path) -> list[dict]:
-    small = fashion_folder(work / f"fashion{a.per_class}", a.per_class, a.seed)
-    test = fashion_folder(work / "fashion-test", 500, a.seed, split="test")  # its test split: 1,000 images
-    bb = work / "backbone"
+    """Scratch vs ``--weights`` on ``a.per_class`` images a class. Backbones: ``mnist-5k`` (digits, another
+    domain), or ``fashion-other`` (Fashion-MNIST's other five classes, 1,000 images each: the same kind of
+    images, none of the target classes; how an ImageNet backbone relates to a user's photos)."""
+    target = range(10) if a.backbone == "mnist-5k" else range(5)
+    small = fashion_folder(work / f"fashion{a.per_class}-{a.backbone}", a.per_class, a.seed, classes=target)
+    test = fashion_folder(work / f"fashion-test-{a.backbone}", 500, a.seed, split="test", classes=target)
+    bb = work / f"backbone-{a.backbone}"
     if not (bb / "model.keras").exists():
-        edgekit("train", "-m", a.model, "-d", "mnist-5k", "--out", bb, "-q", "--overwrite", "--epochs",
-                a.backbone_epochs, json_out=work / "bb.json")
+        data = "mnist-5k" if a.backbone == "mnist-5k" else fashion_folder(work / "fashion-other", 1000, a.seed,
+                                                                          classes=range(5, 10))
+        edgekit("train", "-m", a.model, "-d", data, "--out", bb, "-q", "--overwrite", "--epochs",
+                a.backbone_epochs, json_out=work / f"bb-{a.backbone}.json")
     rows = []
-    for label, extra in (("from scratch", []), ("--weights mnist-5k backbone", ["--weights", bb / "model.keras"])):
-        run = work / ("scratch" if not extra else "transfer")
+    for label, extra in (("from scratch", []), (f"--weights {a.backbone} backbone", ["--weights", bb / "model.keras"])):
+        run = work / (f"scratch-{a.backbone}" if not extra else f"transfer-{a.backbone}")
         edgekit("train", "-m", a.model, "-d", small, "--out", run, "-q", "--overwrite", *extra,
                 json_out=work / f"{run.name}.json")
         ev = edgekit("eval", run / "model.keras", "--data", test, "--split", "test", json_out=work / f"{run.name}-eval.json")
-        rows.append(row("transfer, 20 a class", label, ev, 0.0))
+        rows.append(row(f"transfer, {a.per_class} a class", label, ev, 0.0))
     gain = rows[1]["top1"] - rows[0]["top1"]
     rows[1]["target"] = round(rows[0]["top1"] + 0.10, 4)
     rows[1]["met"] = gain >= 0.10
@@ -174,7 +182,9 @@ def main(argv=None) -> int:
     ap.add_argument("--make", default="flite,festival,dectalk", help="speech sources for `sc` without --folder")
     ap.add_argument("--clips-per-word", type=int, default=50)
     ap.add_argument("--per-class", type=int, default=20)
-    ap.add_argument("--backbone-epochs", type=int, default=15, help="`transfer`: epochs of the mnist-5k backbone")
+    ap.add_argument("--backbone-epochs", type=int, default=15, help="`transfer`: epochs of the backbone")
+    ap.add_argument("--backbone", choices=["mnist-5k", "fashion-other"], default="fashion-other",
+                    help="`transfer`: the backbone's data (see goal_transfer)")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
