@@ -10,7 +10,8 @@ import pytest
 
 # A few minutes of CPU at most: a small corpus, a short training, TFLite only. Stream hits over training
 # seeds 0-2 (of 12, the tests want >= 6): reps 2 x 2 copies 7/5/6 (4 on CI's machine); reps 3 x 3 copies
-# 8/8/9, false alarms 1/4/0 (<= 5 wanted).
+# 8/8/9, false alarms 1/4/0 (<= 5 wanted); with the default mean normalization 9/9/8 hits but 3/2/5 false
+# alarms, so this model leaves it off.
 KWS_DATA = {"reps": 3, "augment_copies": 3, "shift_ms": 200}
 KWS_EPOCHS = 12
 VIDEO_FRAMES, VIDEO_SIZE = 48, (320, 240)
@@ -27,7 +28,7 @@ def kws_model(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("kws")
     ds = streaming_keywords(**KWS_DATA)
     res = train("ds_cnn_s", ds, epochs=KWS_EPOCHS, out_dir=d / "run", patience=None, learning_rate=5e-3,
-                model_options={"bn_momentum": 0.9}, quiet=True)
+                model_options={"bn_momentum": 0.9, "normalize": False}, quiet=True)
     out = export_model(res.model_path, ("tflite",), d / "export")
     return Path(out.artifacts["tflite"])
 
