@@ -68,6 +68,23 @@ def fashion_folder(root: Path, per_class: int, seed: int, split: str = "train", 
     return root
 
 
+def digits_folder(root: Path, per_class: int, seed: int, test: bool = False) -> Path:
+    """scikit-learn's 1,797 8x8 digits (scanned at another resolution by other writers than MNIST) as PNG
+    class folders: ``per_class`` a digit, or with ``test`` the remaining images of each digit."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.images * (255.0 / 16.0)).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(d.target == c))
+        (root / f"digit{c}").mkdir(parents=True, exist_ok=True)
+        for i in (idx[per_class:] if test else idx[:per_class]):
+            Image.fromarray(x[i]).save(root / f"digit{c}" / f"{i}.png")
+    return root
+
+
 def speech_folder(root: Path, sources: list[str], clips_per_word: int, seed: int) -> Path:
     """A Speech Commands layout of SC_WORDS spoken by the given sources' voices (tempo and pitch drawn
     per clip); validation/testing lists by speaker; generated noises as _background_noise_."""
@@ -130,8 +147,12 @@ def goal_transfer(a, work: Path) -> list[dict]:
     domain), or ``fashion-other`` (Fashion-MNIST's other five classes, 1,000 images each: the same kind of
     images, none of the target classes; how an ImageNet backbone relates to a user's photos)."""
     target = range(10) if a.backbone == "mnist-5k" else range(5)
-    small = fashion_folder(work / f"fashion{a.per_class}-{a.backbone}", a.per_class, a.seed, classes=target)
-    test = fashion_folder(work / f"fashion-test-{a.backbone}", 500, a.seed, split="test", classes=target)
+    if a.target == "digits":  # 8x8 scans of other writers' digits: the same task, another domain
+        small = digits_folder(work / f"digits{a.per_class}", a.per_class, a.seed)
+        test = digits_folder(work / "digits-test", a.per_class, a.seed, test=True)
+    else:
+        small = fashion_folder(work / f"fashion{a.per_class}-{a.backbone}", a.per_class, a.seed, classes=target)
+        test = fashion_folder(work / f"fashion-test-{a.backbone}", 500, a.seed, split="test", classes=target)
     bb = work / f"backbone-{a.backbone}"
     if not (bb / "model.keras").exists():
         data = "mnist-5k" if a.backbone == "mnist-5k" else fashion_folder(work / "fashion-other", 1000, a.seed,
@@ -140,10 +161,10 @@ def goal_transfer(a, work: Path) -> list[dict]:
                 a.backbone_epochs, json_out=work / f"bb-{a.backbone}.json")
     rows = []
     for label, extra in (("from scratch", []), (f"--weights {a.backbone} backbone", ["--weights", bb / "model.keras"])):
-        run = work / (f"scratch-{a.backbone}" if not extra else f"transfer-{a.backbone}")
+        run = work / (f"scratch-{a.backbone}-{a.target}" if not extra else f"transfer-{a.backbone}-{a.target}")
         edgekit("train", "-m", a.model, "-d", small, "--out", run, "-q", "--overwrite", *extra,
                 json_out=work / f"{run.name}.json")
-        ev = edgekit("eval", run / "model.keras", "--data", test, "--split", "test", json_out=work / f"{run.name}-eval.json")
+        ev = edgekit("eval", run / "model.keras", "--data", test, "--split", a.eval_split, json_out=work / f"{run.name}-eval.json")
         rows.append(row(f"transfer, {a.per_class} a class", label, ev, 0.0))
     gain = rows[1]["top1"] - rows[0]["top1"]
     rows[1]["target"] = round(rows[0]["top1"] + 0.10, 4)
@@ -185,6 +206,9 @@ def main(argv=None) -> int:
     ap.add_argument("--backbone-epochs", type=int, default=15, help="`transfer`: epochs of the backbone")
     ap.add_argument("--backbone", choices=["mnist-5k", "fashion-other"], default="fashion-other",
                     help="`transfer`: the backbone's data (see goal_transfer)")
+    ap.add_argument("--target", choices=["fashion", "digits"], default="fashion",
+                    help="`transfer`: the small target set (digits: scikit-learn's 8x8 digits)")
+    ap.add_argument("--eval-split", default="test", help="`transfer`: split of the test folder scored")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--work", default=None, help="work folder (default: a temporary one)")
