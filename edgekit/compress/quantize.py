@@ -23,7 +23,8 @@ import numpy as np
 from ..errors import ConfigError, DataError, allowed
 from ..passes import REMEDIES, QuantizeConfig
 
-PRECISIONS = ("int8",)
+from ..formats import PRECISIONS  # noqa: F401  (the names, for callers of this module)
+
 ACTIVATION_TYPES = ("auto", "int8", "uint8")
 
 
@@ -95,9 +96,17 @@ def _has_attention(model) -> bool:
     return any(isinstance(l, keras.layers.MultiHeadAttention) for l in _all_layers(model))
 
 
-# --- ONNX --------------------------------------------------------------------------------------------
-def int8_meta(base, cfg: QuantizeConfig, details: dict, calib_n: int):
-    q = {"precision": "int8", "calibration": {"samples": int(calib_n), "split": "train"}, **details}
+# Mixed precision keeps these kinds of op float in int8 models: what LayerNorm decomposes into (a mean,
+# a variance, a reciprocal square root), softmax, and the embedding's gather. Per format, by its op names.
+SENSITIVE_TFLITE_OPS = ("MEAN", "SQUARED_DIFFERENCE", "RSQRT", "SOFTMAX", "GATHER")
+SENSITIVE_ONNX_OPS = ("LayerNormalization", "ReduceMean", "Pow", "Sqrt", "Reciprocal", "Softmax", "Gather")
+SENSITIVE_OV_OPS = ("MVN", "ReduceMean", "Power", "Sqrt", "Softmax", "Gather")
+
+
+def quant_meta(base, precision: str, details: dict, calib_n: int | None):
+    q = {"precision": precision, **details}
+    if calib_n is not None:
+        q["calibration"] = {"samples": int(calib_n), "split": "train"}
     return base.copy(quantization=q)
 
 
@@ -110,5 +119,7 @@ def with_remedy(cfg: QuantizeConfig, remedy: str, train_size: int) -> QuantizeCo
         return replace(cfg, per_channel=True) if not cfg.per_channel else None
     if remedy == "float-sensitive":
         return replace(cfg, float_sensitive=True) if not (cfg.float_sensitive or cfg.keep_float) else None
+    if remedy == "mixed-precision":
+        return replace(cfg, mixed_precision=True) if not (cfg.mixed_precision or cfg.keep_float) else None
     raise ConfigError(allowed(remedy, REMEDIES, "remedy"))
 
