@@ -21,33 +21,13 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from compress_goals import say, trained  # noqa: E402  (the same trained models, the same log lines)
+
 FP16_PAYLOAD, FP16_DROP = 0.52, 0.2
-
-
-def say(s: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {s}", file=sys.stderr, flush=True)
-
-
-def trained(kind: str, path: str | None, work: Path, epochs: int) -> Path:
-    if path:
-        return Path(path)
-    from edgekit.train import train
-
-    out = work / f"train-{kind}"
-    if (out / "model.keras").exists():
-        return out / "model.keras"
-    if kind == "image":
-        r = train("mobilenet_v2", "mnist-5k", epochs=epochs, out_dir=out, quiet=True,
-                  model_options={"alpha": 0.35, "bn_momentum": 0.9})
-    else:
-        r = train("ds_cnn_s", "keywords", epochs=epochs, out_dir=out, quiet=True, model_options={"bn_momentum": 0.9})
-    say(f"trained {kind}: top-1 {r.metrics['top1']:.4f}")
-    return r.model_path
 
 
 def measure(label: str, model: Path, data: str, precisions: list[str], out: Path, bench_runs: int) -> list[dict]:
