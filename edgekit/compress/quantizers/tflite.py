@@ -51,8 +51,9 @@ def _int16x8(cfg, calib):
 
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = _rep(calib)
-        # 16x8 kernels take per-channel int8 weights; ops without a 16x8 kernel would fail, not fall back.
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        # 16x8 kernels take per-channel int8 weights; an op without a 16x8 kernel stays float (the builtins).
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                                          tf.lite.OpsSet.TFLITE_BUILTINS]
 
     return configure
 
