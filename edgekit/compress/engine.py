@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import formats
 from ..artifact import ArtifactMeta, provenance, read_meta, write_meta
-from ..errors import ConfigError, DataError, GateError, ModelError
+from ..errors import ConfigError, DataError, GateError, ModelError, first_line
 from ..passes import DistillConfig, GateConfig, PruneConfig, QuantizeConfig
 from .gate import discard, judge, promote, top1_of
 
@@ -491,7 +491,17 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
             if remedy != "int16x8":
                 current = c
             continue
-        j = judge(top1_of(path, ds, split), ref_top1, gate.max_drop)
+        try:
+            top1 = top1_of(path, ds, split)
+        except Exception as e:  # noqa: BLE001 - converted, yet its runtime refuses it (e.g. an op with no int16 kernel)
+            attempts.append({"remedy": remedy, "precision": prec, "passed": False,
+                             "error": f"converted, but does not run in the runtime: {first_line(e)[:300]}"})
+            say(f"{fmt} {prec}: does not run ({first_line(e)[:120]}) -> miss")
+            discard(path)
+            if remedy != "int16x8":
+                current = c
+            continue
+        j = judge(top1, ref_top1, gate.max_drop)
         attempts.append({"remedy": remedy, "precision": prec, "calibration_samples": c.calibration_samples,
                          "per_channel": c.per_channel, "float_sensitive": c.float_sensitive,
                          "mixed_precision": c.mixed_precision, **j})

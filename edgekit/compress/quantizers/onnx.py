@@ -68,7 +68,10 @@ def onnx_mixed_nodes(model_path: Path) -> list[str]:
     import onnx
 
     m = onnx.load(str(model_path), load_external_data=False)
-    return list(dict.fromkeys([n.name for n in m.graph.node if n.op_type in SENSITIVE_ONNX_OPS]
+    weights = {t.name for t in m.graph.initializer}
+    # Attention's activation x activation MatMuls too; MatMuls with a weight input stay int8.
+    act_matmuls = [n.name for n in m.graph.node if n.op_type == "MatMul" and not (set(n.input) & weights)]
+    return list(dict.fromkeys([n.name for n in m.graph.node if n.op_type in SENSITIVE_ONNX_OPS] + act_matmuls
                               + onnx_sensitive_nodes(model_path)))
 
 
