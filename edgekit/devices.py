@@ -21,8 +21,11 @@ from typing import Any
 
 from .errors import ConfigError, allowed
 from .formats import BACKENDS, BY_BACKEND, FORMATS
+from .formats import PRECISIONS as _QUANTIZED
 
-PRECISIONS = ("float32", "float16", "int8")
+# What a profile may prefer, in order: float32 or any precision the quantizers make ("float16" reads fp16).
+PRECISIONS = ("float32",) + _QUANTIZED
+PRECISION_ALIASES = {"float16": "fp16", "fp32": "float32"}
 SERVICE_MANAGERS = ("systemd", "supervisor")
 FORMAT_OF_BACKEND = {b: f.name for b, f in BY_BACKEND.items()}
 # The edgekit extra that brings each backend's runtime (pyproject's optional-dependencies).
@@ -92,7 +95,7 @@ class DeviceProfile:
     python: PythonSpec = field(default_factory=PythonSpec)
     backends: list = field(default_factory=list)
     accelerators: list = field(default_factory=list)
-    preferred: dict = field(default_factory=dict)  # format, precision, backend, device
+    preferred: dict = field(default_factory=dict)  # format, precision (a list, best first), backend, device
     threads: int | None = None
     memory_mb: int | None = None
     min_free_memory_mb: int = 256
@@ -117,7 +120,7 @@ class DeviceProfile:
             "backends": ",".join(self.backends),
             "accelerators": ",".join(self.accelerators),
             "format": p.get("format"),
-            "precision": p.get("precision"),
+            "precision": ",".join(p.get("precision") or []) or None,
             "device": p.get("device"),
             "threads": self.threads,
             "memory_mb": self.memory_mb,
@@ -230,8 +233,17 @@ def profile_from_dict(d: Any, source: str = "<dict>") -> DeviceProfile:
     if not isinstance(pref, dict):
         raise ConfigError(f"{where}: preferred must be a mapping (format, precision, backend, device); received {pref!r}")
     allowed_pref = {"format": FORMATS, "precision": PRECISIONS, "backend": BACKENDS}
+    pref = dict(pref)
+    if "precision" in pref:
+        # One precision or several in order of preference (Jetson: fp16 on the GPU, float32 after).
+        precs = [PRECISION_ALIASES.get(str(p), str(p)) for p in _as_list(pref["precision"], "preferred.precision",
+                                                                        where)]
+        for p in precs:
+            if p not in PRECISIONS:
+                raise ConfigError(f"{where}: preferred.precision: {allowed(p, PRECISIONS, 'precision')}")
+        pref["precision"] = precs
     for key, value in pref.items():
-        if key == "device":
+        if key in ("device", "precision"):
             continue
         if key not in allowed_pref:
             raise ConfigError(f"{where}: preferred.{key} is not a known key. Allowed: format, precision, backend, device")

@@ -20,15 +20,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError, allowed
+from .formats import PRECISIONS
 
-REMEDIES = ("more-calibration", "per-channel", "float-sensitive", "qat")
+# The ladder an int8 miss climbs, in order: the int8 remedies, then mixed precision (the sensitive ops in
+# float), then int16 activations (in the formats that make them).
+REMEDIES = ("more-calibration", "per-channel", "float-sensitive", "qat", "mixed-precision", "int16x8")
 _NUMERIC = (int, float)
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, factory=None, choices=None, ge=None, gt=None,
-           le=None, lt=None, cli: str | bool | None = None, recipe: bool = True, required_in_recipe: bool = False):
+           le=None, lt=None, cli: str | bool | None = None, recipe: bool = True, required_in_recipe: bool = False,
+           csv: bool = False):
+    # csv: a list field that also takes one comma-separated string (--quantize int8,fp16; precision: int8).
     meta = {"help": help, "choices": tuple(choices) if choices else None, "ge": ge, "gt": gt, "le": le, "lt": lt,
-            "cli": cli, "recipe": recipe, "required_in_recipe": required_in_recipe}
+            "cli": cli, "recipe": recipe, "required_in_recipe": required_in_recipe, "csv": csv}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -72,6 +77,10 @@ class PassConfig:
                 return None
             raise ConfigError(f"{what} is required; received None")
         if is_list:
+            if m.get("csv") and isinstance(value, str):
+                value = split_csv(value)
+                if not value:
+                    raise ConfigError(f"{what} is empty; allowed: {', '.join(m['choices'] or ())}")
             if isinstance(value, str) or not isinstance(value, (list, tuple)):
                 raise ConfigError(f"{what} must be a list; received {value!r}")
             return [cls._check_scalar(what, typ, m, v) for v in value]
@@ -110,6 +119,10 @@ class PassConfig:
 
     def _check(self) -> None:
         pass
+
+
+def split_csv(value: str) -> list[str]:
+    return [p.strip() for p in value.split(",") if p.strip()]
 
 
 def _range_text(m) -> str:
@@ -166,7 +179,10 @@ class DistillConfig(PassConfig):
 @dataclass
 class QuantizeConfig(PassConfig):
     WHAT = "Quantization"
-    precision: str = option("int8", "Precision to quantize to: int8.", choices=("int8",), cli="--quantize")
+    precision: list[str] = option(factory=lambda: ["int8"], help="Precisions to make, one or several "
+                                  "(int8,fp16): int8; int16x8 (int16 activations, int8 weights); fp16 (float16 "
+                                  "weights, float32 I/O); int8-weights (weight-only int8).", choices=PRECISIONS,
+                                  cli="--quantize", csv=True)
     calibration_samples: int = option(200, "Calibration examples drawn from the training split.", ge=1,
                                       cli="--calibration-samples")
     # Per-tensor first: one scale per weight tensor keeps the file smallest (TFLite stores a float scale
@@ -183,9 +199,21 @@ class QuantizeConfig(PassConfig):
                                    cli="--keep-float")
     float_sensitive: bool = option(False, "Keep the first and last weighted layers in float.",
                                    cli="--float-sensitive")
+    mixed_precision: bool = option(False, "int8 with the sensitive ops (LayerNorm, Softmax, the embedding's "
+                                          "gather, first and last weighted layers) in float.",
+                                   cli="--mixed-precision")
     target_arch: str | None = option(None, "Target CPU architecture (default: this machine, or the device "
                                            "profile's).", cli="--target-arch")
     seed: int = option(0, "Random seed of the calibration draw.", cli=False)
+
+    def _check(self) -> None:
+        self.precision = list(dict.fromkeys(self.precision))
+        if not self.precision:
+            raise ConfigError(f"Quantization precision is empty; allowed: {', '.join(PRECISIONS)}")
+        if self.int8_io and self.precision != ["int8"]:
+            other = [p for p in self.precision if p != "int8"]
+            raise ConfigError(f"--int8-io (int8_io) is for int8 alone; received precision {','.join(self.precision)} "
+                              f"({', '.join(other)} keep float32 I/O). Allowed with --int8-io: int8")
 
 
 @dataclass
@@ -195,7 +223,8 @@ class GateConfig(PassConfig):
                              cli="--max-drop")
     split: str = option("test", "Held-out split the gate evaluates on (val when the data has no test split).",
                         cli="--gate-split")
-    remedies: list[str] = option(factory=lambda: list(REMEDIES), help="Remedies tried in order on an int8 miss.",
+    remedies: list[str] = option(factory=lambda: list(REMEDIES), help="Remedies tried in order on an int8 miss "
+                                 "(mixed-precision and int16x8 only in the formats that make them).",
                                  choices=REMEDIES, cli=False, recipe=False)
 
 
@@ -226,6 +255,12 @@ def pydantic_fields(cls) -> dict:
             typ, optional, is_list = _base_type(ann)
             lit = Literal[m["choices"]]
             ann = list[lit] if is_list else (lit | None if optional else lit)
+        if m.get("csv"):
+            from typing import Annotated
+
+            from pydantic import BeforeValidator
+
+            ann = Annotated[ann, BeforeValidator(lambda v: split_csv(v) if isinstance(v, str) else v)]
         kw = {k: m[k] for k in ("ge", "gt", "le", "lt") if m[k] is not None}
         if m["required_in_recipe"]:
             out[f.name] = (ann, Field(description=m["help"], **kw))
@@ -256,19 +291,24 @@ def click_options(cls, defaults: dict | None = None):
         typ, optional, is_list = _base_type(hints[f.name])
         default = defaults.get(f.name, f.default if f.default is not dataclasses.MISSING else None)
 
-        def check(ctx, p, value, f=f, flag=flag, is_list=is_list):
+        def check(ctx, p, value, f=f, flag=flag, is_list=is_list, csv=m.get("csv")):
+            if csv:
+                return None if value is None else cls.check_field(f.name, value, label=flag)
             if value is None or (is_list and not value):
                 return [] if is_list else None
             return cls.check_field(f.name, list(value) if is_list else value, label=flag)
 
         # Choices are checked by the schema (one message everywhere), so they are listed in the help.
-        text = m["help"] + (f" One of: {', '.join(m['choices'])}." if m["choices"] and typ is str else "")
+        text = m["help"] + (f" One of: {', '.join(m['choices'])}." if m["choices"] and typ is str and not m.get("csv")
+                            else "")
         kw: dict[str, Any] = {"help": text, "callback": check, "show_default": default is not None}
         if typ is bool:
             if "/" in flag:
                 kw.update(default=default)
             else:
                 kw.update(is_flag=True, default=bool(default))
+        elif is_list and m.get("csv"):
+            kw.update(default=None if default is None else ",".join(default), type=str)
         elif is_list:
             kw.update(multiple=True, type=typ)
         else:
@@ -305,6 +345,8 @@ def markdown() -> str:
         for f in dataclasses.fields(cls):
             m = f.metadata
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if m.get("csv"):
+                default = ",".join(default)
             rule = ", ".join(m["choices"]) if m["choices"] else _range_text(m) or "-"
             flag = "-" if m["cli"] is False else f"`{m['cli'] or f'--{cls.WHAT.lower()}-' + f.name}`"
             key = f"`{f.name}`" if m["recipe"] and kind != "gate" else "-"

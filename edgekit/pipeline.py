@@ -45,7 +45,7 @@ def plan(recipe: Recipe) -> list[dict]:
         if s.type == "prune":
             rows.append({"step": "prune", "what": f"{s.mode} {s.sparsity:.0%}, fine-tune {s.epochs} epochs"})
     quant = next((s for s in r.steps if s.type == "quantize"), None)
-    precisions = (["float32"] if r.export.float or not quant else []) + (["int8"] if quant else [])
+    precisions = (["float32"] if r.export.float or not quant else []) + (list(quant.precision) if quant else [])
     rows.append({"step": "export", "what": f"{', '.join(r.export.formats)} × {', '.join(precisions)}"})
     rows.append({"step": "evaluate + gate", "what": _gates_text(r)})
     rows.append({"step": "bench", "what": f"threads={r.bench.get('threads', 1)}, runs={r.bench.get('runs', 100)}"})

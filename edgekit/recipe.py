@@ -16,7 +16,7 @@ import yaml
 
 from .errors import ConfigError, allowed
 from .formats import FORMATS
-from .passes import DistillConfig, PruneConfig, QuantizeConfig, pydantic_fields
+from .passes import DistillConfig, PruneConfig, QuantizeConfig, from_recipe_step, pydantic_fields
 
 try:
     from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
@@ -138,6 +138,8 @@ PASS_OF_STEP = {"prune": PruneConfig, "distill": DistillConfig, "quantize": Quan
 
 def _pass_message(loc, value) -> str | None:
     """The pass schema's own message for a bad step field, so a recipe and the CLI say the same thing."""
+    if len(loc) == 5 and isinstance(loc[4], int):  # one item of a list field (precision: [int8, fp32])
+        loc, value = loc[:4], [value]
     if len(loc) != 4 or loc[0] != "steps" or loc[2] not in PASS_OF_STEP:
         return None
     cls = PASS_OF_STEP[loc[2]]
@@ -299,6 +301,15 @@ def check_names(recipe: Recipe) -> None:
             if s.teacher.name not in models:
                 raise ConfigError(f"steps.{i}.teacher.name: " + allowed(s.teacher.name, models.names(), "model"))
             check_options(f"steps.{i}.teacher.options", models.get(s.teacher.name), s.teacher.options, skip=2)
+        if s.type == "quantize":
+            # Cross-field rules (int8_io with another precision) and what each export format can make.
+            from .formats import check_precisions
+
+            try:
+                cfg = from_recipe_step(QuantizeConfig, s)
+                check_precisions(recipe.export.formats, cfg.precision)
+            except ConfigError as e:
+                raise ConfigError(f"steps.{i}.precision: {e}") from None
     if recipe.data.name not in datasets and not Path(recipe.data.name).exists():
         raise ConfigError(f"data.name: no dataset {recipe.data.name!r} (built-in: {', '.join(datasets.names())}; "
                           "or a path to an existing folder/file)")

@@ -109,13 +109,15 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
     notes = []  # the findings, shown in both reports
     for f in report.get("failures", []):
         last = f["attempts"][-1] if f["attempts"] else {}
-        notes.append(f"**{f['format']} int8 missed the accuracy gate and was not written** (top-1 "
+        notes.append(f"**{f['format']} {f.get('precision', 'int8')} missed the accuracy gate and was not written** (top-1 "
                      f"{last.get('top1', float('nan')):.4f}, drop {last.get('drop', float('nan')):.2f} points; "
-                     f"remedies tried: {', '.join(a['remedy'] for a in f['attempts'])}).")
+                     f"rungs tried: {', '.join(a['remedy'] for a in f['attempts'])}).")
         md += [notes[-1], ""]
     for a in report["artifacts"]:
         if a.get("remedy") and a["remedy"] != "none":
-            notes.append(f"{a['format']} int8 passed the gate after the remedy: **{a['remedy']}**.")
+            asked = a.get("asked", a["precision"])
+            notes.append(f"{a['format']} {asked} passed the gate at the rung **{a['remedy']}**"
+                         + (f" (shipped as {a['precision']})" if asked != a["precision"] else "") + ".")
             md += [notes[-1], ""]
     dist = report.get("distillation")
     if dist:
@@ -195,8 +197,9 @@ def _int8_note(report: dict) -> list[str]:
            None: "measured on the build machine"}[dot]
     for a in report["artifacts"]:
         # Below 0.95x, so timer noise isn't reported as a finding.
-        if a["precision"] == "int8" and a.get("speedup") is not None and a["speedup"] < 0.95:
-            lines.append(f"> int8 {a['format']} is slower than float here ({a['speedup']:.2f}x): {why}. "
+        if a["precision"] in ("int8", "int16x8", "int8-weights") and a.get("speedup") is not None \
+                and a["speedup"] < 0.95:
+            lines.append(f"> {a['precision']} {a['format']} is slower than float here ({a['speedup']:.2f}x): {why}. "
                          "Its win here is size; measure on the device.")
     return lines + ([""] if lines else [])
 

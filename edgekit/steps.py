@@ -110,7 +110,7 @@ def execute(run: Run) -> dict:
         artifacts += rec.outputs["artifacts"]
     if quant is not None:
         floats = {a["format"]: a["path"] for a in artifacts}
-        rec = run.step("quantize-int8", {**quant.model_dump(), "formats": r.export.formats,
+        rec = run.step(f"quantize-{'+'.join(quant.precision)}", {**quant.model_dump(), "formats": r.export.formats,
                                          "max_drop": r.gates.max_drop, "reference_top1": base["top1"]},
                        {"model": src_hash},
                        lambda folder: _quantize(run, ds, current, quant, floats, base["top1"], folder))
@@ -204,7 +204,7 @@ def _prune(run: Run, ds: _Data, inp: dict, spec, folder: Path) -> dict:
 
 
 def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_top1: float, folder: Path) -> dict:
-    """int8 per format through the compression engine, each gated against the float Keras model."""
+    """Every precision per format through the compression engine, each gated against the float Keras model."""
     from .compat import load_keras_model
     from .compress.engine import quantize_and_gate, target_arch
     from .compress.gate import promote
@@ -225,15 +225,15 @@ def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_
     ref = float(reference_top1)
     calib_full = calibration_set(data, 10 ** 9, cfg.seed, None)
     float_paths = {fmt: _abs(run, p) for fmt, p in floats.items()}
-    q = quantize_and_gate(model, r.export.formats, float_paths, folder / ".stage", "model_int8", meta, cfg,
+    q = quantize_and_gate(model, r.export.formats, float_paths, folder / ".stage", "model", meta, cfg,
                           calib_full, data, split, ref, gate, run.say)
     arts = []
-    for fmt, staged in q.passed.items():
-        final = promote(staged, folder / f"model_int8{formats.get(fmt).suffix}")
-        arts.append({"format": fmt, "precision": "int8", "path": _rel(run, final), "size_bytes": model_size(final),
-                     "gzip_bytes": gzip_size(final), "params": current.get("params"),
+    for (fmt, asked), got in q.passed.items():
+        final = promote(got["path"], folder / f"model_{got['precision']}{formats.get(fmt).suffix}")
+        arts.append({"format": fmt, "precision": got["precision"], "asked": asked, "path": _rel(run, final),
+                     "size_bytes": model_size(final), "gzip_bytes": gzip_size(final), "params": current.get("params"),
                      "sparsity": read_meta(final).sparsity if read_meta(final) else None,
-                     "remedy": q.remedy(fmt)})
+                     "remedy": got["remedy"]})
     shutil.rmtree(folder / ".stage", ignore_errors=True)
     return {"artifacts": arts, "failures": q.failures, "attempts": q.attempts, "reference_top1": ref}
 

@@ -24,7 +24,7 @@ def test_recipe_steps_expose_every_recipe_field_with_the_schema_default():
             assert f.name in step.model_fields, (step.__name__, f.name)
             if not f.metadata["required_in_recipe"] and f.default is not dataclasses.MISSING:
                 assert step.model_fields[f.name].default == f.default, (step.__name__, f.name)
-    assert len(passes.recipe_fields(passes.QuantizeConfig)) == len(dataclasses.fields(passes.QuantizeConfig)) == 10
+    assert len(passes.recipe_fields(passes.QuantizeConfig)) == len(dataclasses.fields(passes.QuantizeConfig)) == 11
     assert DistillStep.model_fields["alpha"].default == passes.DistillConfig().alpha == 0.3
 
 
@@ -48,6 +48,9 @@ def test_compress_options_come_from_the_schema():
     (passes.DistillConfig, "alpha", -0.1, "Distillation alpha must be between 0 and 1; received -0.1"),
     (passes.QuantizeConfig, "activation_type", "s8", "Unknown quantization activation_type 's8'. Available: auto"),
     (passes.QuantizeConfig, "keep_float", "conv1", "Quantization keep_float must be a list; received 'conv1'"),
+    (passes.QuantizeConfig, "precision", "int8,fp32", "Unknown quantization precision 'fp32'. Available: int8, "
+                                                      "int16x8, fp16, int8-weights"),
+    (passes.QuantizeConfig, "precision", [], "Quantization precision is empty"),
     (passes.GateConfig, "max_drop", -1, "Gate max_drop must be >= 0; received -1"),
     (passes.GateConfig, "max_drop", float("nan"), "Gate max_drop must be a number; received nan"),
 ])
@@ -55,3 +58,26 @@ def test_one_message_per_bad_value(cls, field, value, message):
     with pytest.raises(ConfigError) as e:
         cls(**{field: value}).validate()
     assert message in str(e.value)
+
+
+def test_precision_is_a_list_from_one_name_a_comma_string_or_a_list():
+    from edgekit.recipe import QuantizeStep
+
+    assert passes.QuantizeConfig().validate().precision == ["int8"]
+    assert passes.QuantizeConfig(precision="int8, fp16,int8").validate().precision == ["int8", "fp16"]
+    assert QuantizeStep(type="quantize", precision="fp16").precision == ["fp16"]
+    assert QuantizeStep(type="quantize", precision=["int16x8", "fp16"]).precision == ["int16x8", "fp16"]
+    with pytest.raises(ConfigError, match="--int8-io .*int8 alone; received precision int8,fp16"):
+        passes.QuantizeConfig(precision=["int8", "fp16"], int8_io=True).validate()
+
+
+def test_each_format_says_which_precisions_it_makes():
+    from edgekit import formats
+
+    assert formats.get("tflite").precisions == formats.get("onnx").precisions == formats.PRECISIONS
+    formats.check_precisions(["tflite", "onnx", "openvino"], ["int8", "fp16", "int8-weights"])
+    with pytest.raises(ConfigError) as e:
+        formats.check_precisions(["tflite", "openvino"], ["fp16", "int16x8"])
+    assert str(e.value) == ("OpenVINO IR cannot make int16x8 (NNCF has no 16-bit activation quantization for "
+                            "OpenVINO IR). Allowed for openvino: int8, fp16, int8-weights; formats that make "
+                            "int16x8: tflite, onnx")

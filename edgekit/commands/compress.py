@@ -40,10 +40,11 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
              json_path, quiet, **passes):
     """Prune, distill and quantize MODEL (.keras), export it, and gate every artifact on accuracy.
 
-    Every artifact is evaluated on held-out data against the float model; one that loses more
-    than --max-drop top-1 points gets the remedies in order (more calibration data,
-    per-channel, sensitive layers in float, QAT) and is never written if none passes. Prints
-    a table and writes report.json and report.md to --out.
+    --quantize takes one precision or several (int8,fp16): each is made in every format and
+    evaluated on held-out data against the float model. An int8 artifact that loses more than
+    --max-drop top-1 points climbs the ladder in order (more calibration data, per-channel,
+    sensitive layers in float, QAT, mixed precision, int16 activations) and is never written if
+    no rung passes. Prints a table and writes report.json and report.md to --out.
     """
     from ..export import exporters
 
@@ -69,7 +70,10 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
     if teacher is not None:
         distill_cfg = config_from_options(DistillConfig, passes, seed=seed, epochs=epochs or None, learning_rate=lr)
     if quantize is not None:
+        from ..formats import check_precisions
+
         quant_cfg = config_from_options(QuantizeConfig, passes, seed=seed)
+        check_precisions(fmts, quant_cfg.precision)
     gate_cfg = config_from_options(GateConfig, passes)
     if profile:
         from ..devices import load_profile

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import formats
 from ..artifact import ArtifactMeta, provenance, read_meta, write_meta
-from ..errors import ConfigError, DataError, GateError, ModelError
+from ..errors import ConfigError, DataError, GateError, ModelError, first_line
 from ..passes import DistillConfig, GateConfig, PruneConfig, QuantizeConfig
 from .gate import discard, judge, promote, top1_of
 
@@ -123,47 +123,55 @@ def export_float(model, formats, out_dir: Path, name: str, meta: ArtifactMeta, s
 
 
 def quantize_format(fmt: str, model, float_artifact: Path | None, stage: Path, name: str, meta: ArtifactMeta,
-                    cfg: QuantizeConfig, calib: np.ndarray, say, source=None) -> Path:
-    """One int8 artifact of ``model`` in ``fmt`` under ``stage`` (not gated yet), by that format's quantizer."""
+                    cfg: QuantizeConfig, calib: np.ndarray, say, source=None, precision: str = "int8") -> Path:
+    """One ``precision`` artifact of ``model`` in ``fmt`` under ``stage`` (not gated yet), by that format's
+    quantizer."""
     from .quantize import _has_attention
     from .quantizers import quantizers
 
-    formats.get(fmt)
+    formats.check_precisions([fmt], [precision])
     stage.mkdir(parents=True, exist_ok=True)
     return quantizers.get(fmt)(model, float_artifact, stage, name, meta, cfg, calib, say, source=source,
-                               transformer=_has_attention(model))
+                               transformer=_has_attention(model), precision=precision)
 
 
 @dataclass
 class QuantizeOutcome:
-    """int8 per format, each gated: the staged artifacts that passed, every attempt, and the misses."""
+    """Every format x precision, each gated: what passed (staged, with the precision it shipped at and the rung
+    of the ladder that passed), every attempt, and the misses."""
 
-    passed: dict  # format -> staged path (promote it to its final name)
-    attempts: dict  # format -> list of attempt dicts (remedy, top1, drop, passed, ...)
-    failures: list  # [{"format", "attempts"}] for formats no remedy rescued
+    passed: dict  # (format, precision asked) -> {"path": staged path, "precision": shipped, "remedy": rung}
+    attempts: dict  # "format/precision" -> list of attempt dicts (remedy, precision, top1, drop, passed, ...)
+    failures: list  # [{"format", "precision", "attempts"}] for those no rung rescued
 
-    def remedy(self, fmt: str) -> str:
-        return self.attempts[fmt][-1]["remedy"]
+    def remedy(self, fmt: str, precision: str = "int8") -> str:
+        return self.passed[(fmt, precision)]["remedy"]
 
 
 def quantize_and_gate(model, formats_: tuple | list, float_artifacts: dict, stage_root: Path, name: str,
                       meta: ArtifactMeta, cfg: QuantizeConfig, calib_full: np.ndarray, ds, split: str,
                       ref_top1: float, gate: GateConfig, say) -> QuantizeOutcome:
-    """int8 of ``model`` in every format, each gated against ``ref_top1`` with the remedies on a miss.
+    """Every precision of ``cfg`` in every format, each gated against ``ref_top1``; an int8 miss climbs the
+    ladder (``gate.remedies``).
 
     The stage of ``edgekit compress`` and of a recipe's quantize step alike; QAT, when a remedy needs it,
-    is trained once and shared by the formats.
+    is trained once and shared by the formats. ``name`` is the stem the artifacts' precision is appended to.
     """
+    formats.check_precisions(formats_, cfg.precision)
     out = QuantizeOutcome({}, {}, [])
     qat_cache: dict = {}
-    for fmt in formats_:
-        res = quantize_gated(fmt, model, float_artifacts.get(fmt), stage_root / f"int8-{fmt}", name, meta, cfg,
-                             calib_full, ds, split, ref_top1, gate, say, qat_cache)
-        out.attempts[fmt] = jsonable(res["attempts"])
-        if res["path"] is None:
-            out.failures.append({"format": fmt, "attempts": out.attempts[fmt]})
-        else:
-            out.passed[fmt] = res["path"]
+    for prec in cfg.precision:
+        for fmt in formats_:
+            res = quantize_gated(fmt, model, float_artifacts.get(fmt), stage_root / f"{prec}-{fmt}", name, meta,
+                                 cfg, calib_full, ds, split, ref_top1, gate, say, qat_cache, precision=prec)
+            key = f"{fmt}/{prec}"
+            out.attempts[key] = jsonable(res["attempts"])
+            if res["path"] is None:
+                out.failures.append({"format": fmt, "precision": prec, "attempts": out.attempts[key]})
+            else:
+                last = res["attempts"][-1]
+                out.passed[(fmt, prec)] = {"path": res["path"], "precision": last["precision"],
+                                           "remedy": last["remedy"]}
     return out
 
 
@@ -180,29 +188,51 @@ class DevicePick:
 
 
 def pick_for_device(rows: list[dict], profile, passed: Callable[[dict], bool]) -> DevicePick | None:
-    """The fastest row that ``passed`` among the formats the device's backends run (all, without a profile).
+    """The fastest row that ``passed`` among every format x precision the device's backends run (all formats
+    without a profile).
 
-    Latency is measured on the build machine; without it the profile's preferred format and precision,
-    then size, decide.
+    Latency is measured on the build machine; without it the profile's preferred format and precisions
+    (in their order), then size, decide. When the pick is not a preferred one, the note says why.
     """
     fmts = sorted(formats.formats_for_backends(profile.backends)) if profile is not None else list(formats.FORMATS)
     ok = [r for r in rows if passed(r) and r["format"] in fmts]
     if not ok:
         return None
     pref = (profile.preferred or {}) if profile is not None else {}
+    precs = list(pref.get("precision") or [])
+
+    def rank(r):
+        return precs.index(r["precision"]) if r["precision"] in precs else len(precs)
 
     def key(r):
-        return (r["p50_ms"] if r.get("p50_ms") else float("inf"), r["format"] != pref.get("format"),
-                r["precision"] != pref.get("precision"), r["size_bytes"])
+        return (r["p50_ms"] if r.get("p50_ms") else float("inf"), r["format"] != pref.get("format"), rank(r),
+                r["size_bytes"])
 
     best = min(ok, key=key)
     note = None
-    if profile is not None and pref and (best["format"], best["precision"]) != (pref.get("format"),
-                                                                               pref.get("precision")):
-        note = (f"{profile.name} prefers {pref.get('format')} {pref.get('precision')}; on this build machine "
-                f"{best['format']} {best['precision']} was fastest. Measure on the device before choosing "
-                "(edgekit bench there).")
+    if profile is not None and pref and not (best["format"] == pref.get("format") and rank(best) < len(precs)):
+        note = _not_preferred(profile, pref, precs, best, rows, ok, fmts)
     return DevicePick(best, fmts, note)
+
+
+def _not_preferred(profile, pref, precs, best, rows, ok, fmts) -> str:
+    """Why the measured pick is not the profile's preferred format and precision."""
+    want = f"{pref.get('format')} {'/'.join(precs) or 'any precision'}"
+    wanted = [r for r in ok if r["format"] == pref.get("format") and (not precs or r["precision"] in precs)]
+    got = f"{best['format']} {best['precision']}"
+    if wanted:
+        w = min(wanted, key=lambda r: r["p50_ms"] or float("inf"))
+        why = (f"{got} ran {best['p50_ms']:.3g} ms against {w['p50_ms']:.3g} ms for {w['format']} {w['precision']}"
+               if best.get("p50_ms") and w.get("p50_ms") else f"{got} measured faster")
+    else:
+        missed = [f"{r['format']} {r['precision']}" for r in rows if r["format"] == pref.get("format")
+                  and (not precs or r["precision"] in precs) and r not in ok]
+        why = (f"{', '.join(missed)} missed the gate" if missed else
+               f"no {want} artifact was made (add it: --quantize {','.join(p for p in precs if p != 'float32')})"
+               if [p for p in precs if p != "float32"] else f"no {want} artifact was made")
+    device = f" on {pref['device']}" if pref.get("device") else ""
+    return (f"{profile.name} prefers {want}{device}; picked {got} because {why} on this build machine's CPU "
+            "(1 thread). Measure on the device before choosing (edgekit bench there).")
 
 
 def _move_tree_files(src: dict, out_dir: Path, suffix_name: Callable[[str], str]) -> dict:
@@ -221,7 +251,8 @@ def pick_for_profile(rows, profile) -> dict | None:
     return {"profile": profile.name, "artifact": best["artifact"], "format": best["format"],
             "precision": best["precision"], "p50_ms": best.get("p50_ms"), "top1": best["top1"],
             "why": "fastest artifact passing the gate among the device's formats "
-                   f"({', '.join(pick.formats)}); latency measured on this host, not on the device"}
+                   f"({', '.join(pick.formats)}) and every precision made; latency measured on this host, not on "
+                   "the device", "note": pick.note}
 
 
 # --- the whole thing -----------------------------------------------------------------------------------
@@ -252,6 +283,8 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
         profile = load_profile(export.profile)
         if quantize is not None and quantize.target_arch is None:
             quantize.target_arch = target_arch(profile)
+    if quantize is not None:
+        formats.check_precisions(export.formats, quantize.precision)
     out_dir = Path(out_dir)
 
     # Inputs, all checked before any training or conversion.
@@ -364,16 +397,17 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
         elif not changed:
             float_src = {f: p for f, p in ref_arts.items()}
 
-        # int8 per format, each gated, with remedies on a miss.
+        # Every precision per format, each gated, an int8 miss climbing the ladder.
         if quantize is not None and float_ok:
-            q = quantize_and_gate(current, export.formats, float_src, stage_root, name + "_int8", comp_meta, quantize,
+            q = quantize_and_gate(current, export.formats, float_src, stage_root, name, comp_meta, quantize,
                                   calib_full, ds, split, ref_top1, export.gate, say)
             steps["quantize"] = q.attempts
             for f in q.failures:
-                failures.append({"artifact": f"{name}_int8{formats.get(f['format']).suffix}", **f})
-            for fmt, staged in q.passed.items():
-                final = promote(staged, out_dir / f"{name}_int8{formats.get(fmt).suffix}")
-                entries.append(("compressed", fmt, final, params, {"precision": "int8", "remedy": q.remedy(fmt)}))
+                failures.append({"artifact": f"{name}_{f['precision']}{formats.get(f['format']).suffix}", **f})
+            for (fmt, _asked), got in q.passed.items():
+                final = promote(got["path"], out_dir / f"{name}_{got['precision']}{formats.get(fmt).suffix}")
+                entries.append(("compressed", fmt, final, params, {"precision": got["precision"],
+                                                                   "remedy": got["remedy"]}))
 
         say("measuring artifacts (accuracy, size, gzip, sparsity, latency) ...")
         rows = build_rows(entries, ds, split, ref_top1, export.bench_runs, out_dir, say)
@@ -398,27 +432,47 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     return result
 
 
+def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig) -> list[str]:
+    """The rungs tried for ``precision`` in ``fmt``, in order, after the plain attempt ("none").
+
+    int8: the configured remedies; int16x8 only where the format makes it and it was not asked for on its
+    own (then it is gated on its own). int16x8: the calibration remedies. fp16 and int8-weights: none.
+    """
+    if precision == "int8":
+        f = formats.get(fmt)
+        # With --int8-io the caller wants int8 tensors at the edges; 16x8 would hand back float ones.
+        return [r for r in gate.remedies if r != "int16x8" or ("int16x8" in f.precisions and not cfg.int8_io
+                                                               and "int16x8" not in cfg.precision)]
+    if precision == "int16x8":
+        return [r for r in gate.remedies if r in ("more-calibration", "per-channel")]
+    return []
+
+
 def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_full, ds, split, ref_top1,
-                    gate: GateConfig, say, qat_cache: dict) -> dict:
-    """Quantize, evaluate, and on a miss try the remedies in order (cumulatively)."""
+                   gate: GateConfig, say, qat_cache: dict, precision: str = "int8") -> dict:
+    """Quantize, evaluate, and on a miss climb the ladder in order (the remedies are cumulative; the int16x8
+    rung starts again from the calibration remedies, without the float-kept layers)."""
     from .quantize import calibration_set, with_remedy
 
     attempts = []
     current = cfg
-    plan = [("none", cfg)]
-    for remedy in gate.remedies:
-        plan.append((remedy, None))
     i = 0
-    for remedy, c in plan:
-        if c is None and remedy != "qat":
+    for remedy in ["none"] + ladder(fmt, precision, cfg, gate):
+        prec = precision
+        if remedy == "none":
+            c = cfg
+        elif remedy in ("qat", "int16x8"):
+            c = current
+            if remedy == "int16x8":
+                prec, c = "int16x8", replace(current, float_sensitive=False, mixed_precision=False)
+        else:
             c = with_remedy(current, remedy, len(calib_full))
             if c is None:
                 continue
-        c = c or current
         calib = calibration_set(None, c.calibration_samples, c.seed, calib_full)
         d = stage / f"try{i}"
         i += 1
-        say(f"{fmt} int8" + (f" (remedy: {remedy})" if remedy != "none" else "") + " ...")
+        say(f"{fmt} {prec}" + (f" (rung: {remedy})" if remedy != "none" else "") + " ...")
         try:
             if remedy == "qat":
                 # Trained once, shared by every format that needs it.
@@ -427,23 +481,37 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
 
                     qat_cache["model"] = qat_model(model, ds, say=say)
                 qm = qat_cache["model"]
-                path = quantize_format(fmt, qm, None if fmt == "onnx" else float_artifact, d, name, meta, c,
-                                       calib, say, source=qm)
+                path = quantize_format(fmt, qm, None if fmt == "onnx" else float_artifact, d, f"{name}_{prec}",
+                                       meta, c, calib, say, source=qm, precision=prec)
             else:
-                path = quantize_format(fmt, model, float_artifact, d, name, meta, c, calib, say)
+                path = quantize_format(fmt, model, float_artifact, d, f"{name}_{prec}", meta, c, calib, say,
+                                       precision=prec)
         except ModelError as e:
-            attempts.append({"remedy": remedy, "error": str(e)[:300], "passed": False})
-            current = c
+            attempts.append({"remedy": remedy, "precision": prec, "error": str(e)[:300], "passed": False})
+            if remedy != "int16x8":
+                current = c
             continue
-        j = judge(top1_of(path, ds, split), ref_top1, gate.max_drop)
-        attempts.append({"remedy": remedy, "calibration_samples": c.calibration_samples,
-                         "per_channel": c.per_channel, "float_sensitive": c.float_sensitive, **j})
-        say(f"{fmt} int8: top-1 {j['top1']:.4f}, drop {j['drop']:.2f} points -> "
+        try:
+            top1 = top1_of(path, ds, split)
+        except Exception as e:  # noqa: BLE001 - converted, yet its runtime refuses it (e.g. an op with no int16 kernel)
+            attempts.append({"remedy": remedy, "precision": prec, "passed": False,
+                             "error": f"converted, but does not run in the runtime: {first_line(e)[:300]}"})
+            say(f"{fmt} {prec}: does not run ({first_line(e)[:120]}) -> miss")
+            discard(path)
+            if remedy != "int16x8":
+                current = c
+            continue
+        j = judge(top1, ref_top1, gate.max_drop)
+        attempts.append({"remedy": remedy, "precision": prec, "calibration_samples": c.calibration_samples,
+                         "per_channel": c.per_channel, "float_sensitive": c.float_sensitive,
+                         "mixed_precision": c.mixed_precision, **j})
+        say(f"{fmt} {prec}: top-1 {j['top1']:.4f}, drop {j['drop']:.2f} points -> "
             + ("pass" if j["passed"] else "miss"))
         if j["passed"]:
             return {"path": path, "attempts": attempts}
         discard(path)
-        current = c
+        if remedy != "int16x8":
+            current = c
     return {"path": None, "attempts": attempts}
 
 
@@ -452,11 +520,15 @@ def _notes(rows, quantize) -> list:
 
     notes = []
     for r in rows:
-        if r.get("precision") == "int8" and r.get("speedup") is not None and r["speedup"] < 1.0:
-            notes.append(f"{r['artifact']}: int8 is slower than float here ({r['p50_ms']:.3g} ms vs float "
+        if r.get("precision") in ("int8", "int16x8", "int8-weights") and r.get("speedup") is not None \
+                and r["speedup"] < 1.0:
+            notes.append(f"{r['artifact']}: {r['precision']} is slower than float here ({r['p50_ms']:.3g} ms vs float "
                          f"{r['p50_ms'] * r['speedup']:.3g} ms, 1 thread); this CPU "
                          + ("has" if has_int8_dot() else "lacks") + " int8 dot-product instructions (VNNI). "
                          "Its win here is size; measure on the device.")
+        elif r.get("precision") == "fp16" and r.get("speedup") is not None and r["speedup"] < 0.95:
+            notes.append(f"{r['artifact']}: fp16 is slower than float here ({r['speedup']:.2f}x, 1 thread): this "
+                         "CPU computes it in float32 after converting the weights; fp16 pays on GPUs and NPUs.")
     return notes
 
 

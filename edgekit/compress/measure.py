@@ -77,6 +77,11 @@ def gzip_size(path: str | Path) -> int:
     return sum(len(gzip.compress(f.read_bytes(), compresslevel=9, mtime=0)) for f in model_files(path))
 
 
+def weight_bytes(path: str | Path) -> int:
+    """Bytes of the stored weight tensors (the payload fp16 halves), without graph, names and metadata."""
+    return int(sum(a.nbytes for a in constant_tensors(path) if a.size >= 16))
+
+
 # --- integer weights, measured -----------------------------------------------------------------------
 def weight_dtypes(path: Path) -> dict:
     """Counts of weight tensors by dtype in an artifact (what 'int8 weights' means, measured)."""

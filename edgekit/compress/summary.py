@@ -48,6 +48,8 @@ def render(result) -> str:
         c = result.chosen
         lines.append(f"for {c['profile']}: {c['artifact']} ({c['format']} {c['precision']}, p50 "
                      f"{c['p50_ms'] if c['p50_ms'] is None else round(c['p50_ms'], 3)} ms here)")
+        if c.get("note"):
+            lines.append(f"note: {c['note']}")
     return "\n".join(lines)
 
 
@@ -73,7 +75,8 @@ def markdown(result) -> str:
             for a in f["attempts"]))
     if result.chosen:
         c = result.chosen
-        out.append(f"- For device `{c['profile']}`: **{c['artifact']}** ({c['why']}).")
+        out.append(f"- For device `{c['profile']}`: **{c['artifact']}** ({c['why']})."
+                   + (f" {c['note']}" if c.get("note") else ""))
     return "\n".join(out) + "\n"
 
 

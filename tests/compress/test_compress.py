@@ -138,6 +138,10 @@ def test_gate_refuses_an_artifact_and_leaves_no_file(digits_cnn, tmp_path, cli):
     tried = [a["remedy"] for a in rep["failures"][0]["attempts"]]
     # More calibration can't help: the user's array (50 examples) is all there is, so that remedy is skipped.
     assert tried[:2] == ["none", "per-channel"] and "float-sensitive" in tried
+    # The ladder goes on past the int8 remedies: the sensitive ops in float, then int16 activations.
+    assert tried[-2:] == ["mixed-precision", "int16x8"], tried
+    assert [a["precision"] for a in rep["failures"][0]["attempts"]][-2:] == ["int8", "int16x8"]
+    assert not (out / "model_int16x8.tflite").exists()
     assert not list(out.glob(".compress-*")) and not list(out.glob("*.partial"))
 
 

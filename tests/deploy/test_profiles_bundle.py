@@ -29,7 +29,8 @@ def test_profiles_cover_the_targets_with_their_fast_paths():
     pi = load_profile("raspberry-pi-5")
     assert pi.arch == ["aarch64"] and pi.preferred["backend"] == "litert" and "xnnpack" in pi.accelerators
     orin = load_profile("jetson-orin-nano")
-    assert orin.preferred == {"format": "onnx", "precision": "float32", "backend": "onnxruntime", "device": "tensorrt"}
+    assert orin.preferred == {"format": "onnx", "precision": ["fp16", "float32"], "backend": "onnxruntime",
+                             "device": "tensorrt"}
     # The CUDA/TensorRT build replaces the CPU onnxruntime the [onnx] extra would bring.
     assert "onnxruntime-gpu>=1.18" in orin.runtime.requirements_for("onnxruntime")
     assert not any("[onnx" in r for r in orin.runtime.requirements_for("onnxruntime"))

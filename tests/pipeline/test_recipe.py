@@ -20,6 +20,22 @@ def test_shipped_recipes_validate_and_plan(cli):
     assert [p["step"] for p in plan] == ["train", "prune", "export", "evaluate + gate", "bench", "report"]
 
 
+def test_quantize_step_takes_several_precisions_and_plans_each(tmp_path):
+    from edgekit.pipeline import run_recipe
+
+    from .conftest import TINY
+
+    p = write_recipe(tmp_path, TINY)
+    rep = run_recipe(p, sets=["steps.1.precision=int8,fp16", "export.formats=[tflite, onnx]"], dry_run=True)
+    export = next(s for s in rep["plan"] if s["step"] == "export")
+    assert export["what"] == "tflite, onnx × float32, int8, fp16"
+    # A list in YAML works the same; a precision the formats can't make is named before anything runs.
+    r, _ = load_recipe(p, ["steps.1.precision=[int16x8]", "export.formats=[tflite, onnx]"])
+    assert r.steps[1].precision == ["int16x8"]
+    with pytest.raises(ConfigError, match=r"steps\.1\.precision: OpenVINO IR cannot make int16x8"):
+        run_recipe(p, sets=["steps.1.precision=[int16x8]"], dry_run=True)
+
+
 @pytest.mark.parametrize("edit,message", [
     ("steps: [{type: sparsify, sparsity: 0.5}]", "unknown step type 'sparsify' (allowed: distill, prune, quantize)"),
     ("steps: [{type: prune, sparsity: 1.5}]", "steps.0.prune.sparsity: Pruning sparsity must be strictly between 0 and 1; received 1.5"),

@@ -1,5 +1,7 @@
-"""ONNX int8: static QDQ with ``onnxruntime.quantization`` after ``quant_pre_process``. The activation type
-and ``reduce_range`` follow the target CPU (``quantize.ort_activation_settings``)."""
+"""ONNX: int8 is static QDQ with ``onnxruntime.quantization`` after ``quant_pre_process``, the activation type
+and ``reduce_range`` following the target CPU (``quantize.ort_activation_settings``); int16x8 the same QDQ with
+int16 activations (opset 21 Q/DQ); fp16 is ``onnxruntime.transformers.float16`` with float32 I/O kept;
+int8-weights is ``quantize_dynamic`` (int8 weights, activations quantized at run time)."""
 
 from __future__ import annotations
 
@@ -10,12 +12,12 @@ import numpy as np
 from ...artifact import read_meta, write_meta
 from ...errors import DataError, MissingDependencyError, ModelError, first_line
 from ...passes import QuantizeConfig
-from ..quantize import int8_meta, ort_activation_settings
+from ..quantize import SENSITIVE_ONNX_OPS, ort_activation_settings, quant_meta
 
 
 def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, cfg: QuantizeConfig,
-             calib: np.ndarray, say, *, source=None, transformer: bool = False) -> Path:
-    """The int8 ``.onnx`` of ``model`` under ``stage``, from its float ONNX (exported first if not given)."""
+             calib: np.ndarray, say, *, source=None, transformer: bool = False, precision: str = "int8") -> Path:
+    """The ``precision`` ``.onnx`` of ``model`` under ``stage``, from its float ONNX (exported first if not given)."""
     from ...export import export_model
     from ...export.onnx import ONNXExporter
 
@@ -24,9 +26,15 @@ def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, c
                            progress=say)
         float_artifact = res.artifacts["onnx"]
     out = stage / f"{name}.onnx"
-    say("quantizing onnx (QDQ) ...")
-    details = quantize_onnx(float_artifact, out, cfg, calib, transformer=transformer)
-    m = int8_meta(read_meta(float_artifact) or meta, cfg, details, len(calib))
+    say(f"quantizing onnx ({precision}) ...")
+    if precision in ("int8", "int16x8"):
+        details = quantize_onnx(float_artifact, out, cfg, calib, transformer=transformer, precision=precision)
+    elif precision == "fp16":
+        details = onnx_fp16(float_artifact, out)
+    else:
+        details = onnx_weights_int8(float_artifact, out, cfg)
+    m = quant_meta(read_meta(float_artifact) or meta, precision, details,
+                   len(calib) if precision in ("int8", "int16x8") else None)
     m.verification = {}
     ONNXExporter().embed_metadata(out, m)
     write_meta(out, m)
@@ -55,9 +63,62 @@ def onnx_sensitive_nodes(model_path: Path) -> list[str]:
     return list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
 
 
+def onnx_mixed_nodes(model_path: Path) -> list[str]:
+    """Mixed precision: every node of a sensitive kind, and the first and last weighted nodes."""
+    import onnx
+
+    m = onnx.load(str(model_path), load_external_data=False)
+    weights = {t.name for t in m.graph.initializer}
+    # Attention's activation x activation MatMuls too; MatMuls with a weight input stay int8.
+    act_matmuls = [n.name for n in m.graph.node if n.op_type == "MatMul" and not (set(n.input) & weights)]
+    return list(dict.fromkeys([n.name for n in m.graph.node if n.op_type in SENSITIVE_ONNX_OPS] + act_matmuls
+                              + onnx_sensitive_nodes(model_path)))
+
+
+def _guard(float_path: Path, fn):
+    try:
+        return fn()
+    except (ModelError, DataError):
+        raise
+    except Exception as e:
+        raise ModelError(f"ONNX Runtime could not quantize {float_path}: {first_line(e)[:300]}") from None
+
+
+def onnx_fp16(float_path: Path, out_path: Path) -> dict:
+    """float16 weights and compute, float32 inputs and outputs (callers are unchanged)."""
+    try:
+        import onnx
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError as e:
+        raise MissingDependencyError(e.name or "onnxruntime", "onnx", what="ONNX float16 conversion") from None
+
+    def run():
+        m = convert_float_to_float16(onnx.load(str(float_path)), keep_io_types=True)
+        onnx.save(m, str(out_path))
+
+    _guard(float_path, run)
+    compact_onnx_names(out_path)
+    return {"scheme": "float16 (onnxruntime.transformers.float16)", "io_dtype": "float32", "names": "compacted"}
+
+
+def onnx_weights_int8(float_path: Path, out_path: Path, cfg: QuantizeConfig) -> dict:
+    """Dynamic quantization: int8 weights stored, activations quantized per run (no calibration)."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as e:
+        raise MissingDependencyError(e.name or "onnxruntime", "onnx", what="ONNX int8 quantization") from None
+    _guard(float_path, lambda: quantize_dynamic(str(float_path), str(out_path), per_channel=cfg.per_channel,
+                                                weight_type=QuantType.QInt8,
+                                                nodes_to_exclude=list(cfg.keep_float) or None))
+    compact_onnx_names(out_path)
+    return {"scheme": "dynamic int8 weights (quantize_dynamic)", "per_channel": cfg.per_channel,
+            "kept_float": list(cfg.keep_float), "names": "compacted"}
+
+
 def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: np.ndarray, *,
-                  transformer: bool = False) -> dict:
-    """Static QDQ int8 of a float .onnx into ``out_path``; returns the settings used."""
+                  transformer: bool = False, precision: str = "int8") -> dict:
+    """Static QDQ (int8, or int16 activations with int8 weights) of a float .onnx into ``out_path``;
+    returns the settings used."""
     try:
         import onnx
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -77,8 +138,12 @@ def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: 
         m = onnx.load(str(pre))
         in_name = m.graph.input[0].name
         act = ort_activation_settings(cfg)
-        keep = list(cfg.keep_float) or (onnx_sensitive_nodes(pre) if cfg.float_sensitive else [])
-        qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8}
+        if precision == "int16x8":
+            # 16-bit activations don't saturate the u8s8 kernels; reduce_range would only cost weight bits.
+            act = {"activation_type": "int16", "reduce_range": False, "reason": "int16 activations (16x8)"}
+        keep = list(cfg.keep_float) or (onnx_mixed_nodes(pre) if cfg.mixed_precision else
+                                        onnx_sensitive_nodes(pre) if cfg.float_sensitive else [])
+        qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8, "int16": QuantType.QInt16}
         quantize_static(str(pre), str(out_path), _Reader(in_name, calib), quant_format=QuantFormat.QDQ,
                         per_channel=cfg.per_channel, reduce_range=act["reduce_range"],
                         activation_type=qt[act["activation_type"]], weight_type=QuantType.QInt8,

@@ -1,5 +1,7 @@
-"""TFLite int8: full-integer PTQ (``TFLITE_BUILTINS_INT8``, representative dataset), int8 input/output on
-request; sensitive layers kept float through TFLite's QuantizationDebugger (selective quantization)."""
+"""TFLite: int8 full-integer PTQ (``TFLITE_BUILTINS_INT8``, representative dataset), int8 input/output on
+request; sensitive layers kept float through TFLite's QuantizationDebugger (selective quantization).
+int16x8 is the converter's 16x8 mode (int16 activations, int8 weights), fp16 its float16 weights,
+int8-weights its dynamic-range mode (int8 weights, no calibration)."""
 
 from __future__ import annotations
 
@@ -9,22 +11,74 @@ from typing import Callable
 import numpy as np
 
 from ...passes import QuantizeConfig
-from ..quantize import int8_meta
+from ..quantize import SENSITIVE_TFLITE_OPS, quant_meta
+
+SCHEMES = {"int8": "TFLite full-integer PTQ", "int16x8": "TFLite 16x8 PTQ (int16 activations, int8 weights)",
+           "fp16": "TFLite float16 weights", "int8-weights": "TFLite dynamic-range int8 weights"}
 
 
 def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, cfg: QuantizeConfig,
-             calib: np.ndarray, say, *, source=None, transformer: bool = False) -> Path:
-    """The int8 ``.tflite`` of ``model`` under ``stage`` (converted from the Keras model; not gated yet)."""
+             calib: np.ndarray, say, *, source=None, transformer: bool = False, precision: str = "int8") -> Path:
+    """The ``precision`` ``.tflite`` of ``model`` under ``stage`` (converted from the Keras model; not gated yet)."""
     from ...export import export_model
 
-    details = {"scheme": "TFLite full-integer PTQ", "per_channel": cfg.per_channel,
-               "io": "int8" if cfg.int8_io else "float32", "kept_float": list(cfg.keep_float)}
-    if cfg.float_sensitive and not cfg.keep_float:
-        details["kept_float"] = "first and last weighted layers"
-    m = int8_meta(meta, cfg, details, len(calib))
+    details = {"scheme": SCHEMES[precision], "io": "int8" if cfg.int8_io and precision == "int8" else "float32"}
+    calibrated = precision in ("int8", "int16x8")
+    if calibrated:
+        details.update(per_channel=cfg.per_channel or precision == "int16x8", kept_float=list(cfg.keep_float))
+        if cfg.float_sensitive and not cfg.keep_float:
+            details["kept_float"] = "first and last weighted layers"
+        if cfg.mixed_precision and precision == "int8":
+            details["kept_float"] = f"ops {', '.join(SENSITIVE_TFLITE_OPS)}, first and last weighted layers"
+    m = quant_meta(meta, precision, details, len(calib) if calibrated else None)
+    configure = tflite_configure(cfg, calib) if precision == "int8" else _OTHER[precision](cfg, calib)
     res = export_model(model, ["tflite"], stage, name=name, meta=m, verify=False, progress=say,
-                       options={"tflite": {"configure": tflite_configure(cfg, calib)}})
+                       options={"tflite": {"configure": configure}})
     return res.artifacts["tflite"]
+
+
+def _rep(calib):
+    def rep():
+        for i in range(len(calib)):
+            yield [calib[i:i + 1]]
+
+    return rep
+
+
+def _int16x8(cfg, calib):
+    def configure(conv):
+        import tensorflow as tf
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = _rep(calib)
+        # 16x8 kernels take per-channel int8 weights; an op without a 16x8 kernel stays float (the builtins).
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                                          tf.lite.OpsSet.TFLITE_BUILTINS]
+
+    return configure
+
+
+def _fp16(cfg, calib):
+    def configure(conv):
+        import tensorflow as tf
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+
+    return configure
+
+
+def _int8_weights(cfg, calib):
+    def configure(conv):
+        import tensorflow as tf
+
+        # DEFAULT without a representative dataset: int8 weights, float activations (dynamic range).
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    return configure
+
+
+_OTHER = {"int16x8": _int16x8, "fp16": _fp16, "int8-weights": _int8_weights}
 
 
 def tflite_configure(cfg: QuantizeConfig, calib: np.ndarray) -> Callable:
@@ -33,23 +87,24 @@ def tflite_configure(cfg: QuantizeConfig, calib: np.ndarray) -> Callable:
     def configure(conv):
         import tensorflow as tf
 
-        def rep():
-            for i in range(len(calib)):
-                yield [calib[i:i + 1]]
-
+        rep = _rep(calib)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = rep
         if not cfg.per_channel:
             conv._experimental_disable_per_channel = True
         keep = list(cfg.keep_float)
-        if cfg.float_sensitive or keep:
+        if cfg.float_sensitive or keep or cfg.mixed_precision:
             # Selective quantization: float kernels for the listed ops, int8 elsewhere.
             conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
             if cfg.int8_io:
                 conv.inference_input_type = tf.int8
                 conv.inference_output_type = tf.int8
-            nodes = keep or _tflite_sensitive_nodes(conv, rep)
-            opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes, fully_quantize=cfg.int8_io)
+            nodes = keep or (_tflite_sensitive_nodes(conv, rep) if (cfg.float_sensitive or cfg.mixed_precision) else [])
+            # Mixed precision: also every op of the kinds that lose most in int8 (LayerNorm's mean and
+            # rsqrt, softmax, the embedding's gather) stays float.
+            ops = list(SENSITIVE_TFLITE_OPS) if cfg.mixed_precision else None
+            opts = tf.lite.experimental.QuantizationDebugOptions(denylisted_nodes=nodes, denylisted_ops=ops,
+                                                                 fully_quantize=cfg.int8_io)
             debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=rep,
                                                                  debug_options=opts)
             # export_model calls converter.convert(); hand it the selectively quantized model instead.
