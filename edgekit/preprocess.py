@@ -10,7 +10,7 @@ The metadata entry is the one the server and the camera demo already read::
 ``--preprocess`` takes ``key=value`` pairs separated by commas; per-channel values by ``/``::
 
     size=224,layout=NCHW,mean=123.675/116.28/103.53,std=58.395/57.12/57.375
-    imagenet,size=224               (torchvision's mean/std, NCHW)
+    imagenet,size=224               (torchvision's mean/std)
     scale=0.003921568,layout=NHWC   (pixels / 255)
 
 Device-side safe: NumPy only (pillow to read image files).
@@ -29,9 +29,9 @@ COLORS = ("RGB", "BGR")
 KEYS = ("size", "layout", "mean", "std", "scale", "color", "channels")
 PRESETS = {
     # torchvision / timm ImageNet normalization, on 0-255 pixels.
-    "imagenet": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375], "layout": "NCHW"},
+    "imagenet": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
     # Keras applications' "tf" mode: pixels to [-1, 1].
-    "inception": {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5], "layout": "NHWC"},
+    "inception": {"mean": [127.5, 127.5, 127.5], "std": [127.5, 127.5, 127.5]},
     "unit": {"mean": [0.0], "std": [255.0]},  # pixels / 255
 }
 
