@@ -57,6 +57,7 @@ CAN_BECOME: dict[str, dict[str, tuple[bool, str]]] = {
         "openvino": (True, "float and int8 through openvino.convert_model + NNCF"),
     },
 }
+KIND_NAME = {"onnx": "an ONNX model", "tflite": "a TFLite model", "savedmodel": "a SavedModel"}
 ORT_MIN_OPSET = 10  # QuantizeLinear/DequantizeLinear; per-channel needs 13
 
 
@@ -64,7 +65,8 @@ def what_it_can_become(kind: str) -> str:
     rows = CAN_BECOME[kind]
     ok = [f for f, (y, _) in rows.items() if y]
     no = [f"{f} ({why})" for f, (y, why) in rows.items() if not y]
-    return (f"A {kind} model can become: {', '.join(ok)}" + (f"; not {'; not '.join(no)}" if no else ""))
+    return (f"{KIND_NAME[kind][0].upper()}{KIND_NAME[kind][1:]} can become: {', '.join(ok)}"
+            + (f"; not {'; not '.join(no)}" if no else ""))
 
 
 # --- the source model, checked before any work ------------------------------------------------------
@@ -284,7 +286,7 @@ def float_reference(src: Source, fmt: str, stage: Path, name: str, meta: Artifac
         say(f"converting {src.path.name} to OpenVINO IR ...")
         _ov_convert(src.path, out)
     else:
-        raise ConfigError(f"{fmt} from a {src.kind} model: not available; {CAN_BECOME[src.kind][fmt][1]}")
+        raise ConfigError(f"{fmt} from {KIND_NAME[src.kind]}: not available; {CAN_BECOME[src.kind][fmt][1]}")
     _embed(out, _with_io(out, m))
     return out
 
@@ -314,7 +316,7 @@ def quantize_foreign(src: Source, fmt: str, float_path: Path, stage: Path, name:
         from .quantizers import quantizers
 
         return quantizers.get("tflite")(src.path, None, stage, name, meta.copy(format="tflite"), cfg, calib, say)
-    raise ConfigError(f"int8 {fmt} from a {src.kind} model: not available; {CAN_BECOME[src.kind][fmt][1]}")
+    raise ConfigError(f"int8 {fmt} from {KIND_NAME[src.kind]}: not available; {CAN_BECOME[src.kind][fmt][1]}")
 
 
 # --- fidelity ---------------------------------------------------------------------------------------
@@ -381,11 +383,11 @@ def plan_formats(kind: str, fmts, explicit: bool) -> tuple[list, list]:
         if can:
             ok.append(f)
         elif explicit:
-            raise ConfigError(f"{f} from a {kind} model: not available; {why}. {what_it_can_become(kind)}")
+            raise ConfigError(f"{f} from {KIND_NAME[kind]}: not available; {why}")
         else:
-            notes.append(f"{f}: not available from a {kind} model; {why}")
+            notes.append(f"{f}: not available from {KIND_NAME[kind]}; {why}")
     if not ok:
-        raise ConfigError(f"None of the formats {', '.join(fmts)} can be made from a {kind} model. "
+        raise ConfigError(f"None of the formats {', '.join(fmts)} can be made from {KIND_NAME[kind]}. "
                           + what_it_can_become(kind))
     return ok, notes
 
@@ -393,7 +395,7 @@ def plan_formats(kind: str, fmts, explicit: bool) -> tuple[list, list]:
 def check_foreign(model, *, prune: bool = False, distill: bool = False, quantize: bool = True) -> str:
     """The input kind, or the one-line reason a foreign model can't take these passes."""
     kind = source_kind(model)
-    what = {"onnx": "an ONNX model", "tflite": "a TFLite model", "savedmodel": "a SavedModel"}[kind]
+    what = KIND_NAME[kind]
     for flag, used in (("--prune", prune), ("--distill-from", distill)):
         if used:
             raise ConfigError(f"{flag} needs a trainable Keras model (.keras); {Path(model).name} is {what}. "
