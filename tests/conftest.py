@@ -128,7 +128,8 @@ def byom(tmp_path_factory) -> dict:
     from edgekit.cli import main
 
     d = tmp_path_factory.mktemp("byom")
-    onnx_path = export_foreign_onnx(train_nchw_cnn(), d / "src" / "photo_cnn.onnx")
+    keras_model = train_nchw_cnn()
+    onnx_path = export_foreign_onnx(keras_model, d / "src" / "photo_cnn.onnx")
     x, y = sample_crops(120, 72, seed=5)
     flat, labelled = write_folder(d / "flat", x), write_folder(d / "labelled", x, y)
     (d / "labels.txt").write_text("\n".join(CLASSES) + "\n")
@@ -145,4 +146,17 @@ def byom(tmp_path_factory) -> dict:
     assert code == 0, err.getvalue() + out.getvalue()
     return {"dir": d, "onnx": onnx_path, "flat": flat, "labelled": labelled, "labels": d / "labels.txt",
             "out": d / "out", "result": json.loads((d / "out.json").read_text()), "stdout": out.getvalue(),
-            "classes": CLASSES}
+            "classes": CLASSES, "keras_model": keras_model}
+
+
+@pytest.fixture(scope="session")
+def byom_tf(byom) -> dict:
+    """The same foreign model as a SavedModel folder and as a float .tflite (no edgekit metadata)."""
+    import tensorflow as tf
+
+    d = byom["dir"] / "tf"
+    sm = d / "photo_cnn_savedmodel"
+    byom["keras_model"].export(str(sm), verbose=False)
+    tfl = d / "photo_cnn.tflite"
+    tfl.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(sm)).convert())
+    return {"savedmodel": sm, "tflite": tfl}

@@ -106,3 +106,51 @@ def test_preprocess_parsing_and_inference():
         resolve({}, [1, 3, None, None])
     with pytest.raises(ConfigError, match="layout=NHWC but"):
         resolve({"layout": "NHWC"}, [1, 3, 32, 32])
+
+
+def _compress(argv):
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from edgekit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            main(["compress", *map(str, argv)])
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_float_tflite_becomes_openvino_int8_and_says_what_it_cannot_become(byom, byom_tf, tmp_path):
+    code, out, err = _compress([byom_tf["tflite"], "-d", byom["flat"], "--quantize", "int8", "--preprocess",
+                                "imagenet", "--labels", byom["labels"], "--out", tmp_path / "o", "--bench-runs", "0",
+                                "--json", tmp_path / "r.json", "-q"])
+    assert code == 0, err + out
+    r = json.loads((tmp_path / "r.json").read_text())
+    q = next(x for x in r["rows"] if x["precision"] == "int8")
+    assert q["format"] == "openvino" and q["agreement"] >= 0.9 and q["top5"] >= 0.99
+    assert (tmp_path / "o" / "photo_cnn_int8.xml").exists() and not list((tmp_path / "o").glob("*_int8.tflite"))
+    # The formats it can't become, said plainly rather than skipped in silence.
+    notes = " ".join(r["notes"])
+    assert "tflite: not available from a TFLite model; int8 TFLite needs the source graph" in notes
+    assert "onnx: not available from a TFLite model" in notes
+
+
+@pytest.mark.slow
+def test_savedmodel_becomes_all_three_int8_and_refuses_pruning(byom, byom_tf, tmp_path):
+    code, out, err = _compress([byom_tf["savedmodel"], "-d", byom["labelled"], "--quantize", "int8", "--preprocess",
+                                "imagenet", "--labels", byom["labels"], "--out", tmp_path / "o", "--bench-runs", "0",
+                                "--json", tmp_path / "r.json", "-q"])
+    assert code == 0, err + out
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["mode"] == "accuracy"  # class subfolders named after the labels: the accuracy gate
+    int8 = {x["format"]: x for x in r["rows"] if x["precision"] == "int8"}
+    assert set(int8) == {"tflite", "onnx", "openvino"}
+    assert all(x["gate"] == "pass" for x in int8.values())
+    assert r["steps"]["reference"]["top1"] > 0.6
+    code, out, err = _compress([byom_tf["savedmodel"], "-d", byom["labelled"], "--prune", "0.5", "--out",
+                                tmp_path / "p"])
+    assert code == 2 and "--prune needs a trainable Keras model" in err and not (tmp_path / "p").exists()
