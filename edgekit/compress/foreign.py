@@ -15,7 +15,8 @@ What each input can become (:data:`CAN_BECOME`, also what ``edgekit compress --h
 The gate: with class subfolders named after the model's labels, the usual accuracy gate (top-1 drop
 against the float model). Without labels, a fidelity gate against the float model on the held-out
 images: top-1 agreement (``--min-agreement``), the float top-1 inside the int8 top-5 (``--min-top5``) and
-the probabilities' mean absolute error (reported). Remedies are the engine's, in its order.
+the probabilities' mean absolute error (reported). Remedies are the engine's, in its order, with NNCF's
+accuracy-aware quantization (layers that cost the metric most go back to float) where QAT would come.
 """
 
 from __future__ import annotations
@@ -515,26 +516,106 @@ def _attempt_text(a: dict, mode: str) -> str:
     return s
 
 
+def accuracy_control(fmt: str, float_path: Path, out: Path, meta: ArtifactMeta, cfg: QuantizeConfig,
+                     calib: np.ndarray, x_val: np.ndarray, targets: np.ndarray, max_drop: float, say) -> Path:
+    """int8 by NNCF's accuracy-aware quantization: layers ranked by how much they cost the metric (top-1
+    agreement of ``x_val`` with ``targets``) go back to float until the drop is within ``max_drop`` (a
+    fraction). ONNX and OpenVINO alike (NNCF has both backends)."""
+    try:
+        import nncf
+    except ImportError:
+        raise MissingDependencyError("nncf", "train", what="The accuracy-control remedy") from None
+    from .quantize import int8_meta
+
+    def runner(model):
+        if hasattr(model, "SerializeToString"):  # the ONNX backend validates an onnx.ModelProto
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+            name = sess.get_inputs()[0].name
+            return lambda x: sess.run(None, {name: x})[0]
+        return lambda x: model(x)[0]  # an openvino.CompiledModel
+
+    def validate(model, data):
+        run = runner(model)
+        hits = [float(np.argmax(run(x[None])) == t) for x, t in data]
+        return float(np.mean(hits)), hits
+
+    import logging
+
+    class Reverted(logging.Handler):  # NNCF says which layers it put back in float only in its log
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def emit(self, record):
+            msg = record.getMessage()
+            if "were reverted back" in msg:
+                self.lines.append(" ".join(msg.split()))
+
+    log, catch = logging.getLogger("nncf"), Reverted()
+    log.addHandler(catch)
+    if fmt == "onnx":  # NNCF's ONNX backend feeds {input name: array}
+        import onnx
+
+        src_model = onnx.load(str(float_path))
+        feed = (lambda a, n=src_model.graph.input[0].name: {n: a})
+    else:
+        src_model = _ov().Core().read_model(str(float_path))
+        feed = (lambda a: a)
+    calib_ds = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))], feed)
+    val_ds = nncf.Dataset(list(zip(x_val, targets.tolist())), lambda item: feed(item[0][None]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    say(f"quantizing {fmt} (NNCF accuracy control, max drop {max_drop:.3f}) ...")
+    try:
+        q = nncf.quantize_with_accuracy_control(src_model, calib_ds, val_ds, validate, max_drop=max_drop,
+                                                subset_size=len(calib))
+        if fmt == "onnx":
+            onnx.save(q, str(out))
+            n_q = sum(1 for nd in q.graph.node if nd.op_type == "QuantizeLinear")
+        else:
+            _ov().save_model(q, str(out), compress_to_fp16=False)
+            n_q = sum(1 for op in q.get_ops() if op.get_type_name() == "FakeQuantize")
+    except (ModelError, MissingDependencyError):
+        raise
+    except Exception as e:  # NNCF's own errors: the attempt failed, the next format still runs
+        raise ModelError(f"NNCF accuracy control failed on {float_path.name}: {first_line(e)[:300]}") from None
+    finally:
+        log.removeHandler(catch)
+    m = int8_meta(meta, cfg, {"scheme": "NNCF accuracy control", "max_drop": max_drop, "quantizers": n_q,
+                              "reverted": catch.lines[-1][:2000] if catch.lines else "none"}, len(calib))
+    _embed(out, _with_io(out, m.copy(format=fmt)))
+    return out
+
+
 def _quantize_gated(src, fmt, float_path, stage, name, meta, cfg, x_cal, x_test, y_test, ref_out, ref_top1,
                     gate: GateConfig, mode, say) -> dict:
-    """The engine's remedies in its order; QAT is skipped (it trains a Keras model a foreign input doesn't have)."""
+    """The engine's remedies in its order, with NNCF's accuracy control in QAT's place (QAT trains a Keras
+    model that a foreign input doesn't have)."""
     from .gate import discard
     from .quantize import calibration_set, with_remedy
 
     attempts, current = [], cfg
-    plan = [("none", cfg)] + [(r, None) for r in gate.remedies]
+    plan = [("none", cfg)] + [("accuracy-control" if r == "qat" else r, None) for r in gate.remedies]
     for i, (remedy, c) in enumerate(plan):
-        if remedy == "qat":
-            attempts.append({"remedy": "qat", "skipped": "needs a trainable Keras model", "passed": False})
-            continue
-        if c is None:
+        if c is None and remedy != "accuracy-control":
             c = with_remedy(current, remedy, len(x_cal))
             if c is None:
                 continue
-        calib = calibration_set(None, c.calibration_samples, c.seed, x_cal)
+        c = c or current
+        # The last remedy ranks layers by their cost on the calibration images: it gets all of them.
+        calib = x_cal if remedy == "accuracy-control" else calibration_set(None, c.calibration_samples, c.seed, x_cal)
         say(f"{fmt} int8" + (f" (remedy: {remedy})" if remedy != "none" else "") + " ...")
         try:
-            path = quantize_foreign(src, fmt, float_path, stage / f"try{i}", name, meta, c, calib, say)
+            if remedy == "accuracy-control":
+                # Validated on the calibration images against the float model's top-1: the held-out images
+                # stay unseen until the gate judges the result.
+                targets = predict(float_path, calib).reshape(len(calib), -1).argmax(1)
+                max_drop = (1.0 - gate.min_agreement) if mode == "fidelity" else gate.max_drop / 100.0
+                path = accuracy_control(fmt, float_path, stage / f"try{i}" / f"{name}{formats.get(fmt).suffix}",
+                                        meta, c, calib, calib, targets, max_drop, say)
+            else:
+                path = quantize_foreign(src, fmt, float_path, stage / f"try{i}", name, meta, c, calib, say)
         except ModelError as e:
             attempts.append({"remedy": remedy, "error": str(e)[:300], "passed": False})
             current = c

@@ -154,3 +154,24 @@ def test_savedmodel_becomes_all_three_int8_and_refuses_pruning(byom, byom_tf, tm
     code, out, err = _compress([byom_tf["savedmodel"], "-d", byom["labelled"], "--prune", "0.5", "--out",
                                 tmp_path / "p"])
     assert code == 2 and "--prune needs a trainable Keras model" in err and not (tmp_path / "p").exists()
+
+
+def test_accuracy_control_is_the_last_remedy_and_puts_costly_layers_back_in_float(byom, tmp_path):
+    """A gate the plain int8 misses (1-image calibration, 100% agreement): NNCF's accuracy control, in QAT's
+    place, quantizes on every calibration image and reverts layers until they agree with the float model,
+    and the held-out gate then judges it."""
+    from edgekit.artifact import read_meta
+    from edgekit.compress.foreign import compress_foreign
+    from edgekit.passes import GateConfig, QuantizeConfig
+
+    r = compress_foreign(byom["onnx"], byom["flat"], tmp_path / "o", quantize=QuantizeConfig(calibration_samples=1),
+                         gate=GateConfig(min_agreement=1.0, remedies=["qat"]), formats_=("openvino",),
+                         explicit_formats=True, preprocess="imagenet", bench_runs=0)
+    tries = r.steps["quantize"]["openvino"]
+    assert [a["remedy"] for a in tries] == ["none", "accuracy-control"]
+    assert tries[0]["passed"] is False and tries[0]["fidelity"]["agreement"] < 1.0
+    assert tries[1]["passed"] is True and tries[1]["fidelity"]["agreement"] == 1.0
+    q = read_meta(tmp_path / "o" / "photo_cnn_int8.xml").quantization
+    assert q["scheme"] == "NNCF accuracy control" and q["quantizers"] > 0
+    # What NNCF put back in float is recorded ("none" when the whole model already met it).
+    assert q["reverted"] == "none" or "reverted back to the floating-point precision" in q["reverted"]
