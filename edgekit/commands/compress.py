@@ -121,11 +121,17 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
 
     export_cfg = ExportConfig(formats=tuple(fmts), gate=gate_cfg, bench_runs=bench_runs, profile=profile, name=name)
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    _report(lambda: run(model, data, out_dir, prune=prune_cfg, distill=distill_cfg, teacher=teacher,
+                        quantize=quant_cfg, export=export_cfg, calibration=calibration, progress=say),
+            render, out_dir, json_path)
+
+
+def _report(work, render, out_dir: Path, json_path) -> None:
+    """Run the compression, print its table (also the part that passed when a gate missed), write --json."""
     from ..errors import GateError
 
     try:
-        res = run(model, data, out_dir, prune=prune_cfg, distill=distill_cfg, teacher=teacher, quantize=quant_cfg,
-                  export=export_cfg, calibration=calibration, progress=say)
+        res = work()
     except GateError as e:
         if getattr(e, "result", None) is not None and json_path != "-":
             click.echo(render(e.result))
@@ -154,7 +160,6 @@ def _compress_foreign(model, data, out_dir, teacher, calibration_path, formats, 
                       labels_file, preprocess, input_name, profile, json_path, quiet):
     """A model edgekit did not train: every check first (compress.foreign), then int8 and the gate."""
     from ..compress.foreign import check_foreign, compress_foreign, render
-    from ..errors import GateError
 
     check_foreign(model, prune=passes["prune_sparsity"] is not None, distill=teacher is not None,
                   quantize=passes["quantize_precision"] is not None)
@@ -172,19 +177,8 @@ def _compress_foreign(model, data, out_dir, teacher, calibration_path, formats, 
         calibration = _load_calibration(calibration_path)
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     explicit = formats != ",".join(FORMATS)
-    try:
-        res = compress_foreign(model, data, out_dir, quantize=quant_cfg, gate=gate_cfg, formats_=tuple(fmts),
-                               explicit_formats=explicit, labels=labels_file, preprocess=preprocess,
-                               input_name=input_name, name=name, bench_runs=bench_runs, calibration=calibration,
-                               progress=say)
-    except GateError as e:
-        if getattr(e, "result", None) is not None and json_path != "-":
-            click.echo(render(e.result))
-        raise
-    if json_path != "-":
-        click.echo(render(res))
-        click.echo(f"report: {out_dir / 'report.md'}")
-    if json_path:
-        from ..tables import dump_json
-
-        dump_json(res.to_dict(), json_path)
+    _report(lambda: compress_foreign(model, data, out_dir, quantize=quant_cfg, gate=gate_cfg, formats_=tuple(fmts),
+                                     explicit_formats=explicit, labels=labels_file, preprocess=preprocess,
+                                     input_name=input_name, name=name, bench_runs=bench_runs,
+                                     calibration=calibration, progress=say),
+            render, out_dir, json_path)

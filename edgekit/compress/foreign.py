@@ -22,7 +22,6 @@ accuracy-aware quantization (layers that cost the metric most go back to float) 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -33,8 +32,8 @@ from typing import Callable
 import numpy as np
 
 from .. import formats
-from ..artifact import ArtifactMeta, model_size, provenance, read_meta, sidecar_path, write_meta
-from ..errors import ConfigError, DataError, GateError, MissingDependencyError, ModelError, first_line
+from ..artifact import ArtifactMeta, model_size, provenance, read_meta, write_meta
+from ..errors import ConfigError, GateError, MissingDependencyError, ModelError, first_line
 from ..passes import GateConfig, QuantizeConfig
 
 KINDS = ("onnx", "tflite", "savedmodel")
@@ -415,7 +414,7 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
     float references, ``report.json`` and ``report.md`` in ``out_dir``. Raises GateError (after the report) when
     an artifact misses the gate and no remedy rescues it; that artifact is not written."""
     from ..artifact import check_file_stem
-    from .quantize import calibration_set, check_calibration
+    from .quantize import check_calibration
 
     say = progress or (lambda s: None)
     cfg = (quantize or QuantizeConfig()).validate()
@@ -455,7 +454,7 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
     stage_root = Path(tempfile.mkdtemp(prefix=".compress-", dir=out_dir))
     rows, failures, steps = [], [], {"mode": mode, "preprocessing": pre, "inferred": inferred,
                                      "calibration": len(x_cal), "held_out": len(x_test), "formats": targets}
-    from .gate import discard, promote
+    from .gate import promote
 
     try:
         refs, ref_out = {}, None
@@ -468,8 +467,7 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
         ref_top1 = float((ref_out.reshape(len(y_test), -1).argmax(1) == y_test).mean()) if mode == "accuracy" else None
         steps["reference"] = {"model": str(ref_path), "top1": ref_top1, "split": "test"}
         for fmt, p in refs.items():
-            rows.append(_row(p, out_dir, fmt, "float32", "reference", fidelity(ref_out, predict(p, x_test)), y_test,
-                             mode, None))
+            rows.append(_row(p, out_dir, fmt, "float32", "reference", fidelity(ref_out, predict(p, x_test)), None))
         for fmt in targets:
             res = _quantize_gated(src, fmt, refs[fmt], stage_root / f"int8-{fmt}", name + "_int8", meta, cfg,
                                   x_cal, x_test, y_test, ref_out, ref_top1, gate, mode, say)
@@ -480,8 +478,7 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
                 continue
             final = promote(res["path"], out_dir / f"{name}_int8{formats.get(fmt).suffix}")
             last = res["attempts"][-1]
-            rows.append(_row(final, out_dir, fmt, "int8", "pass", last["fidelity"], y_test, mode, last["remedy"],
-                             probs=None))
+            rows.append(_row(final, out_dir, fmt, "int8", "pass", last["fidelity"], last["remedy"]))
         say("measuring size and latency ...")
         _sizes_and_speed(rows, out_dir, bench_runs)
         steps["seconds"] = round(time.time() - t0, 1)
@@ -563,13 +560,25 @@ def accuracy_control(fmt: str, float_path: Path, out: Path, meta: ArtifactMeta, 
     else:
         src_model = _ov().Core().read_model(str(float_path))
         feed = (lambda a: a)
+    # Cumulative, as the engine's remedies are: layers an earlier remedy kept in float stay float here.
+    names = list(cfg.keep_float)
+    if cfg.float_sensitive and not names:
+        if fmt == "onnx":
+            from .quantizers.onnx import onnx_sensitive_nodes
+
+            names = onnx_sensitive_nodes(float_path)
+        else:
+            weighted = [op.get_friendly_name() for op in src_model.get_ordered_ops()
+                        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
+            names = list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
+    scope = nncf.IgnoredScope(names=names, validate=False) if names else None
     calib_ds = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))], feed)
     val_ds = nncf.Dataset(list(zip(x_val, targets.tolist())), lambda item: feed(item[0][None]))
     out.parent.mkdir(parents=True, exist_ok=True)
     say(f"quantizing {fmt} (NNCF accuracy control, max drop {max_drop:.3f}) ...")
     try:
         q = nncf.quantize_with_accuracy_control(src_model, calib_ds, val_ds, validate, max_drop=max_drop,
-                                                subset_size=len(calib))
+                                                subset_size=len(calib), ignored_scope=scope)
         if fmt == "onnx":
             onnx.save(q, str(out))
             n_q = sum(1 for nd in q.graph.node if nd.op_type == "QuantizeLinear")
@@ -583,6 +592,7 @@ def accuracy_control(fmt: str, float_path: Path, out: Path, meta: ArtifactMeta, 
     finally:
         log.removeHandler(catch)
     m = int8_meta(meta, cfg, {"scheme": "NNCF accuracy control", "max_drop": max_drop, "quantizers": n_q,
+                              "kept_float": names,
                               "reverted": catch.lines[-1][:2000] if catch.lines else "none"}, len(calib))
     _embed(out, _with_io(out, m.copy(format=fmt)))
     return out
@@ -611,7 +621,9 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, cfg, x_cal, x_test,
                 # Validated on the calibration images against the float model's top-1: the held-out images
                 # stay unseen until the gate judges the result.
                 targets = predict(float_path, calib).reshape(len(calib), -1).argmax(1)
-                max_drop = (1.0 - gate.min_agreement) if mode == "fidelity" else gate.max_drop / 100.0
+                # A quarter of the gate's allowance: what holds on the calibration images loses some on unseen
+                # ones (measured, 200 + 200 crops: 0.99 asked on calibration gave 0.98 held out, 0.995 gave 0.985).
+                max_drop = ((1.0 - gate.min_agreement) if mode == "fidelity" else gate.max_drop / 100.0) / 4
                 path = accuracy_control(fmt, float_path, stage / f"try{i}" / f"{name}{formats.get(fmt).suffix}",
                                         meta, c, calib, calib, targets, max_drop, say)
             else:
@@ -636,11 +648,10 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, cfg, x_cal, x_test,
     return {"path": None, "attempts": attempts}
 
 
-def _row(path: Path, out_dir: Path, fmt, precision, gate, fid: dict, y, mode, remedy, probs=None) -> dict:
-    row = {"artifact": str(Path(path).relative_to(out_dir)), "format": fmt, "precision": precision,
+def _row(path: Path, out_dir: Path, fmt, precision, gate, fid: dict, remedy) -> dict:
+    return {"artifact": str(Path(path).relative_to(out_dir)), "format": fmt, "precision": precision,
            "agreement": fid["agreement"], "top5": fid["top5"], "mean_abs_err": fid["mean_abs_err"],
            "gate": gate, "remedy": remedy}
-    return row
 
 
 def _sizes_and_speed(rows, out_dir: Path, bench_runs: int) -> None:

@@ -175,3 +175,23 @@ def test_accuracy_control_is_the_last_remedy_and_puts_costly_layers_back_in_floa
     assert q["scheme"] == "NNCF accuracy control" and q["quantizers"] > 0
     # What NNCF put back in float is recorded ("none" when the whole model already met it).
     assert q["reverted"] == "none" or "reverted back to the floating-point precision" in q["reverted"]
+
+
+def test_camera_demo_on_the_foreign_nchw_model(byom):
+    """The camera demo reads frames (here a folder of one class) with the recorded preprocessing and labels."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from edgekit.cli import main
+
+    out = io.StringIO()
+    with redirect_stdout(out), redirect_stderr(io.StringIO()):
+        try:
+            main(["demo", "camera", "-m", str(byom["out"] / "photo_cnn_int8.onnx"), "-s",
+                  str(byom["labelled"] / "flower-left"), "--headless", "--max-frames", "10", "-q"])
+        except SystemExit as e:
+            assert e.code in (0, None)
+    frames = [json.loads(ln) for ln in out.getvalue().splitlines() if ln.startswith('{"frame"')]
+    assert len(frames) == 10
+    # BGR frames -> RGB, NCHW, ImageNet mean/std: the model sees what it was trained on.
+    assert sum(f["top"][0]["label"] == "flower-left" for f in frames) >= 8
