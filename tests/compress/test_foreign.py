@@ -188,7 +188,7 @@ def test_camera_demo_on_the_foreign_nchw_model(byom):
     with redirect_stdout(out), redirect_stderr(io.StringIO()):
         try:
             main(["demo", "camera", "-m", str(byom["out"] / "photo_cnn_int8.onnx"), "-s",
-                  str(byom["labelled"] / "flower-left"), "--headless", "--max-frames", "10", "-q"])
+                  str(byom["labelled"] / "flower-left"), "--headless", "--max-frames", "10"])
         except SystemExit as e:
             assert e.code in (0, None)
     frames = [json.loads(ln) for ln in out.getvalue().splitlines() if ln.startswith('{"frame"')]
