@@ -4,8 +4,8 @@ gated on held-out images, with the preprocessing and labels recorded in every ar
 What each input can become (:data:`CAN_BECOME`, also what ``edgekit compress --help`` and the errors say):
 
 * ONNX: int8 ONNX (ONNX Runtime static QDQ), OpenVINO IR float and int8 (``openvino.convert_model`` +
-  NNCF). TFLite: no maintained ONNX-to-TFLite converter installs from PyPI and passes parity
-  (onnx-tf is archived and needs tensorflow-addons; onnx2tf pulls its own TF/onnx pins), so not offered.
+  NNCF). Not TFLite: the PyPI converters don't install next to edgekit (checked 2026-12: onnx2tf 1.29.24
+  pins tensorflow 2.19, numpy 1.26, onnx 1.19, onnxruntime 1.23; onnx-tf 1.10.0 needs tensorflow-addons).
 * TFLite (float): OpenVINO IR float and int8 (``openvino.convert_model`` reads .tflite). Not int8
   TFLite: the converter needs the source graph (a SavedModel), which a .tflite no longer has.
   Not ONNX. An int8 TFLite is refused: it is already quantized.
@@ -42,8 +42,9 @@ CAN_BECOME: dict[str, dict[str, tuple[bool, str]]] = {
     "onnx": {
         "onnx": (True, "int8 through ONNX Runtime static quantization (QDQ)"),
         "openvino": (True, "float and int8 through openvino.convert_model + NNCF"),
-        "tflite": (False, "no maintained ONNX-to-TFLite converter installs from PyPI and passes the parity check "
-                          "(onnx-tf is archived and needs tensorflow-addons; onnx2tf pins its own TensorFlow)"),
+        "tflite": (False, "no ONNX-to-TFLite converter on PyPI installs next to edgekit's stack (onnx2tf 1.29 pins "
+                          "tensorflow==2.19.0, numpy==1.26.4, onnx==1.19.1, onnxruntime==1.23.0; onnx-tf's last "
+                          "release, 1.10.0, needs the end-of-life tensorflow-addons); take the ONNX or OpenVINO IR"),
     },
     "tflite": {
         "openvino": (True, "float and int8 through openvino.convert_model (reads .tflite) + NNCF"),
