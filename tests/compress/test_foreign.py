@@ -195,3 +195,16 @@ def test_camera_demo_on_the_foreign_nchw_model(byom):
     assert len(frames) == 10
     # BGR frames -> RGB, NCHW, ImageNet mean/std: the model sees what it was trained on.
     assert sum(f["top"][0]["label"] == "flower-left" for f in frames) >= 8
+
+
+def test_reverted_fraction_reads_what_nncf_put_back_in_float(tmp_path):
+    from edgekit.artifact import ArtifactMeta, write_meta
+    from edgekit.compress.foreign import MAX_REVERTED, reverted_fraction
+
+    p = tmp_path / "m.onnx"
+    p.write_bytes(b"")
+    write_meta(p, ArtifactMeta(quantization={"reverted": "48 out of 59 were reverted back to the floating-point "
+                                                         "precision: /6/body/Conv ..."}))
+    assert abs(reverted_fraction(p) - 48 / 59) < 1e-12 and reverted_fraction(p) > MAX_REVERTED
+    write_meta(p, ArtifactMeta(quantization={"reverted": "none"}))
+    assert reverted_fraction(p) == 0.0
