@@ -56,6 +56,26 @@ def _held_out_ok(data, opts: dict) -> dict:
     return {**opts, "require_train": False}
 
 
+def _foreign_images(meta, data) -> bool:
+    """A model edgekit did not train (compress recorded its preprocessing) evaluated on an image folder."""
+    return (meta is not None and bool((meta.provenance or {}).get("foreign"))
+            and (meta.preprocessing or {}).get("type") == "image" and Path(str(data)).is_dir())
+
+
+def _foreign_dataset(meta, data):
+    """Every image of the folder, read with the model's own preprocessing (size, layout, mean/scale, colour);
+    the class subfolders must be named after the model's labels."""
+    from .preprocess import load_image_data
+
+    ds = load_image_data(data, meta.preprocessing, meta.labels, holdout=1.0)
+    if not ds.info["labelled"]:
+        shown = ", ".join(map(str, meta.labels[:5])) if meta.labels else "(none recorded: compress with --labels)"
+        raise DataError(f"Image folder {data} is not labelled for this model: evaluation needs class subfolders named "
+                        f"after the model's labels ({shown}); found "
+                        + (", ".join(ds.info["classes"][:5]) or "images directly in the folder"))
+    return ds
+
+
 def evaluate(model, data=None, split: str = "test", *, batch_size: int = 256, device: str = "cpu",
              threads: int | None = None, limit: int | None = None, data_options: dict | None = None) -> dict:
     """Evaluate ``model`` (a keras.Model or a .keras/.tflite/.onnx/.xml path) on ``data``'s ``split``.
@@ -93,7 +113,10 @@ def evaluate(model, data=None, split: str = "test", *, batch_size: int = 256, de
         if not data:
             raise DataError(f"No dataset given and {path or 'the model'} records none; pass --data")
     opts = {**_data_options_from_meta(meta, data), **(data_options or {})} if not isinstance(data, Dataset) else {}
-    ds = data if isinstance(data, Dataset) else load_dataset(data, **_held_out_ok(data, opts))
+    if not isinstance(data, Dataset) and _foreign_images(meta, data):
+        ds = _foreign_dataset(meta, data)
+    else:
+        ds = data if isinstance(data, Dataset) else load_dataset(data, **_held_out_ok(data, opts))
     x, y = ds.split(split)
     if limit:
         x, y = x[:limit], y[:limit]

@@ -223,6 +223,11 @@ class GateConfig(PassConfig):
                              cli="--max-drop")
     split: str = option("test", "Held-out split the gate evaluates on (val when the data has no test split).",
                         cli="--gate-split")
+    # Without labels (a foreign model and a folder of images) the gate is fidelity to the float model.
+    min_agreement: float = option(0.9, "No labels: int8 top-1 must agree with the float model's on this fraction of "
+                                       "the held-out images.", ge=0, le=1, cli="--min-agreement")
+    min_top5: float = option(0.99, "No labels: the float top-1 must be inside the int8 top-5 on this fraction.",
+                             ge=0, le=1, cli="--min-top5")
     remedies: list[str] = option(factory=lambda: list(REMEDIES), help="Remedies tried in order on an int8 miss "
                                  "(mixed-precision and int16x8 only in the formats that make them).",
                                  choices=REMEDIES, cli=False, recipe=False)

@@ -111,3 +111,52 @@ def run_cli(*args: str, check: bool = False, env: dict | None = None, timeout: f
 @pytest.fixture(scope="session")
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def byom(tmp_path_factory) -> dict:
+    """A model edgekit did not train (NCHW ONNX, logits, ImageNet mean/std, no metadata), image folders of
+    photo crops (flat, and in class subfolders), and its ``edgekit compress`` to int8 ONNX + OpenVINO IR
+    with the fidelity gate, run through the CLI in process."""
+    import io
+    import json
+    from contextlib import redirect_stderr, redirect_stdout
+
+    sys.path.insert(0, str(Path(__file__).parent / "compress"))
+    from byom_models import CLASSES, export_foreign_onnx, sample_crops, train_nchw_cnn, write_folder
+
+    from edgekit.cli import main
+
+    d = tmp_path_factory.mktemp("byom")
+    keras_model = train_nchw_cnn()
+    onnx_path = export_foreign_onnx(keras_model, d / "src" / "photo_cnn.onnx")
+    x, y = sample_crops(120, 72, seed=5)
+    flat, labelled = write_folder(d / "flat", x), write_folder(d / "labelled", x, y)
+    (d / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    argv = ["compress", str(onnx_path), "-d", str(flat), "--quantize", "int8", "--preprocess", "imagenet",
+            "--labels", str(d / "labels.txt"), "--formats", "onnx,openvino", "--out", str(d / "out"),
+            "--bench-runs", "5", "--json", str(d / "out.json"), "-q"]
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as e:
+            code = e.code
+    assert code == 0, err.getvalue() + out.getvalue()
+    return {"dir": d, "onnx": onnx_path, "flat": flat, "labelled": labelled, "labels": d / "labels.txt",
+            "out": d / "out", "result": json.loads((d / "out.json").read_text()), "stdout": out.getvalue(),
+            "classes": CLASSES, "keras_model": keras_model}
+
+
+@pytest.fixture(scope="session")
+def byom_tf(byom) -> dict:
+    """The same foreign model as a SavedModel folder and as a float .tflite (no edgekit metadata)."""
+    import tensorflow as tf
+
+    d = byom["dir"] / "tf"
+    sm = d / "photo_cnn_savedmodel"
+    byom["keras_model"].export(str(sm), verbose=False)
+    tfl = d / "photo_cnn.tflite"
+    tfl.write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(sm)).convert())
+    return {"savedmodel": sm, "tflite": tfl}

@@ -32,7 +32,7 @@ LABELS5 = ["a", "b", "c", "d", "e"]
 
 # --- assets: a tiny model, exported through the CLI; files that are wrong in one way each --------
 @pytest.fixture(scope="module")
-def assets(keras_classifier, tmp_path_factory):
+def assets(keras_classifier, int8_tflite, tmp_path_factory):
     from edgekit.artifact import sidecar_path
     from edgekit.data.audio import write_wav
 
@@ -61,10 +61,38 @@ def assets(keras_classifier, tmp_path_factory):
     (d / "notrain.csv").write_text("text,label,split\nhello there,a,test\nbye now,b,test\ngood day,a,val\n")
     (d / "bad.yaml").write_bytes(b"name: caf\xe9\n")
     write_wav(d / "tone.wav", np.zeros(16000, np.float32))
+    foreign = _foreign_onnx_assets(d)
+    shutil.copy(int8_tflite, d / "int8.tflite")
+    (d / "labels3.txt").write_text("a\nb\nc\n")
     return {"dir": str(d), "keras": str(d / "m.keras"), "tflite": str(tfl), "file": str(d / "afile"),
+            **foreign, "int8tflite": str(d / "int8.tflite"), "labels3": str(d / "labels3.txt"),
             "folder": str(d / "adir"), "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
             "wav": str(d / "tone.wav"), **{k: str(d / k / "model.tflite") for k in
                                            ("labels_str", "labels_nested", "meta_list", "sparsity_str", "latin1")}}
+
+
+def _foreign_onnx_assets(d: Path) -> dict:
+    """Small ONNX classifiers edgekit did not train, each wrong for compress in one way (and one that is fine)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def model(shape=("N", 3, 8, 8), opset=13, inputs=1):
+        w = numpy_helper.from_array(np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32), "w")
+        ins = [helper.make_tensor_value_info(f"x{i}", TensorProto.FLOAT, list(shape)) for i in range(inputs)]
+        nodes = ([helper.make_node("Add", ["x0", "x1"], ["xs"])] if inputs == 2 else []) + [
+            helper.make_node("Conv", ["xs" if inputs == 2 else "x0", "w"], ["c"], pads=[1, 1, 1, 1]),
+            helper.make_node("GlobalAveragePool", ["c"], ["g"]), helper.make_node("Flatten", ["g"], ["y"])]
+        g = helper.make_graph(nodes, "g", ins, [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [w])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+        m.ir_version = 7
+        return m
+
+    out = {}
+    for key, kw in {"onnx": {}, "onnx2in": {"inputs": 2}, "onnxdyn": {"shape": ("N", 3, "H", "W")},
+                    "onnx9": {"opset": 9}}.items():
+        onnx.save(model(**kw), str(d / f"{key}.onnx"))
+        out[key] = str(d / f"{key}.onnx")
+    return out
 
 
 def invoke(argv: list[str]) -> tuple[int, str, str]:
@@ -210,6 +238,43 @@ CASES = [
                                     "--out", "out"], r"--max-drop"),
     ("compress-name-dotdot", ["compress", "{keras}", "-d", "digits", "--quantize", "int8", "--name", "../evil",
                               "--out", "out"], r"--name"),
+    # compress: models edgekit did not train (issue 16)
+    ("compress-onnx-several-inputs", ["compress", "{onnx2in}", "-d", "{folder}", "--quantize", "int8", "--out",
+                                      "out"], r"2 inputs.*--input"),
+    ("compress-onnx-input-unknown", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8", "--input", "nope",
+                                     "--out", "out"], r"--input 'nope'.*x0"),
+    ("compress-onnx-dynamic-size", ["compress", "{onnxdyn}", "-d", "{folder}", "--quantize", "int8", "--out", "out"],
+     r"dynamic spatial.*--preprocess size"),
+    ("compress-onnx-opset", ["compress", "{onnx9}", "-d", "{folder}", "--quantize", "int8", "--out", "out"],
+     r"opset 9.*>= 10"),
+    ("compress-tflite-already-int8", ["compress", "{int8tflite}", "-d", "{folder}", "--quantize", "int8", "--out",
+                                      "out"], r"already an int8"),
+    ("compress-prune-foreign", ["compress", "{onnx}", "-d", "{folder}", "--prune", "0.5", "--out", "out"],
+     r"--prune needs a trainable Keras"),
+    ("compress-distill-foreign", ["compress", "{onnx}", "-d", "{folder}", "--distill-from", "{keras}", "--quantize",
+                                  "int8", "--out", "out"], r"--distill-from needs a trainable Keras"),
+    ("compress-foreign-no-quantize", ["compress", "{onnx}", "-d", "{folder}", "--out", "out"],
+     r"Nothing to do.*--quantize int8"),
+    ("compress-onnx-to-tflite", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8", "--formats", "tflite",
+                                 "--out", "out"], r"tflite from an ONNX model: not available"),
+    ("compress-tflite-to-tflite", ["compress", "{tflite}", "-d", "{folder}", "--quantize", "int8", "--formats",
+                                   "tflite", "--out", "out"], r"needs the source graph"),
+    ("compress-preprocess-layout", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8", "--preprocess",
+                                    "layout=CHW", "--out", "out"], r"layout 'CHW'"),
+    ("compress-preprocess-size-conflict", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8",
+                                           "--preprocess", "size=224", "--out", "out"], r"size=224x224.*8x8"),
+    ("compress-labels-count", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8", "--labels", "{labels3}",
+                               "--out", "out"], r"3 labels.*4 outputs"),
+    ("compress-labels-missing", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8", "--labels", "nope.txt",
+                                 "--out", "out"], r"Labels file nope\.txt"),
+    ("compress-labels-on-keras", ["compress", "{keras}", "-d", "digits", "--quantize", "int8", "--labels", "x.txt",
+                                  "--out", "out"], r"--labels is for models edgekit did not train"),
+    ("compress-foreign-no-images", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8", "--out", "out"],
+     r"has no images"),
+    ("compress-foreign-fp16", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8,fp16", "--out", "out"],
+     r"did not train takes --quantize int8 only"),
+    ("compress-foreign-data-missing", ["compress", "{onnx}", "-d", "nope", "--quantize", "int8", "--out", "out"],
+     r"Image folder nope does not exist"),
     # run
     ("run-out-file", ["run", "kws-ds-cnn", "--out", "{file}"], r"--out.*is a file"),
     ("run-dry-run-out-file", ["run", "kws-ds-cnn", "--dry-run", "--out", "{file}"], r"--out.*is a file"),

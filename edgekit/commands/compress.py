@@ -34,10 +34,16 @@ from ..passes import DistillConfig, GateConfig, PruneConfig, QuantizeConfig, cli
 @click.option("--bench-runs", type=int, default=100, show_default=True, help="Timed runs per artifact (0: skip).")
 @click.option("--name", default=None, help="File stem of the artifacts (default: the model's).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--labels", "labels_file", type=click.Path(path_type=Path), default=None,
+              help="Foreign model: class labels file (one per line, or a JSON list), recorded in the artifacts.")
+@click.option("--preprocess", default=None,
+              help="Foreign model: e.g. 'imagenet,size=224' or 'size=224,layout=NCHW,mean=123.7/116.3/103.5,"
+                   "std=58.4/57.1/57.4,color=RGB' (or scale=); what the input shape tells is inferred.")
+@click.option("--input", "input_name", default=None, help="Foreign model: the image input's name.")
 @json_option
 @quiet_option
 def compress(model, data, out_dir, teacher, calibration_path, formats, profile, epochs, lr, bench_runs, name, seed,
-             json_path, quiet, **passes):
+             labels_file, preprocess, input_name, json_path, quiet, **passes):
     """Prune, distill and quantize MODEL (.keras), export it, and gate every artifact on accuracy.
 
     --quantize takes one precision or several (int8,fp16): each is made in every format and
@@ -45,6 +51,12 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
     --max-drop top-1 points climbs the ladder in order (more calibration data, per-channel,
     sensitive layers in float, QAT, mixed precision, int16 activations) and is never written if
     no rung passes. Prints a table and writes report.json and report.md to --out.
+
+    MODEL may also be a model edgekit did not train (.onnx, .tflite or a SavedModel folder) with
+    --quantize int8 and --data an image folder: class subfolders named after --labels give the
+    accuracy gate; plain images give a fidelity gate against the float model (--min-agreement,
+    --min-top5). ONNX becomes int8 ONNX and OpenVINO IR; a float TFLite becomes OpenVINO IR; a
+    SavedModel becomes all three.
     """
     from ..export import exporters
 
@@ -79,6 +91,15 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
         from ..devices import load_profile
 
         load_profile(profile)
+    from ..compress.foreign import source_kind
+
+    if Path(model).exists() and source_kind(model) is not None:
+        return _compress_foreign(model, data, out_dir, teacher, calibration_path, formats, fmts, passes, bench_runs,
+                                 name, seed, labels_file, preprocess, input_name, profile, json_path, quiet)
+    for flag, v in (("--labels", labels_file), ("--preprocess", preprocess), ("--input", input_name)):
+        if v is not None:
+            raise ConfigError(f"{flag} is for models edgekit did not train (.onnx, .tflite, SavedModel); a .keras "
+                              "model carries its labels and preprocessing")
     if sparsity is None and teacher is None and quantize is None:
         raise ConfigError("Nothing to do: give --prune, --distill-from and/or --quantize")
     if name is not None:
@@ -97,25 +118,24 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
     if calibration_path is not None:
         if quantize is None:
             raise ConfigError("--calibration needs --quantize int8")
-        import numpy as np
-
-        if not calibration_path.exists():
-            raise DataError(f"Calibration file {calibration_path} does not exist")
-        try:
-            calibration = np.load(calibration_path, allow_pickle=False)
-        except Exception as e:
-            raise DataError(f"Calibration file {calibration_path} is not a .npy array ({e})") from None
+        calibration = _load_calibration(calibration_path)
 
     from ..compress import ExportConfig, compress as run
     from ..compress.summary import render
 
     export_cfg = ExportConfig(formats=tuple(fmts), gate=gate_cfg, bench_runs=bench_runs, profile=profile, name=name)
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    _report(lambda: run(model, data, out_dir, prune=prune_cfg, distill=distill_cfg, teacher=teacher,
+                        quantize=quant_cfg, export=export_cfg, calibration=calibration, progress=say),
+            render, out_dir, json_path)
+
+
+def _report(work, render, out_dir: Path, json_path) -> None:
+    """Run the compression, print its table (also the part that passed when a gate missed), write --json."""
     from ..errors import GateError
 
     try:
-        res = run(model, data, out_dir, prune=prune_cfg, distill=distill_cfg, teacher=teacher, quantize=quant_cfg,
-                  export=export_cfg, calibration=calibration, progress=say)
+        res = work()
     except GateError as e:
         if getattr(e, "result", None) is not None and json_path != "-":
             click.echo(render(e.result))
@@ -127,3 +147,42 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
         from ..tables import dump_json
 
         dump_json(res.to_dict(), json_path)
+
+
+def _load_calibration(path: Path):
+    import numpy as np
+
+    if not path.exists():
+        raise DataError(f"Calibration file {path} does not exist")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise DataError(f"Calibration file {path} is not a .npy array ({e})") from None
+
+
+def _compress_foreign(model, data, out_dir, teacher, calibration_path, formats, fmts, passes, bench_runs, name, seed,
+                      labels_file, preprocess, input_name, profile, json_path, quiet):
+    """A model edgekit did not train: every check first (compress.foreign), then int8 and the gate."""
+    from ..compress.foreign import check_foreign, compress_foreign, render
+
+    check_foreign(model, prune=passes["prune_sparsity"] is not None, distill=teacher is not None,
+                  quantize=passes["quantize_precision"] is not None)
+    if profile:
+        raise ConfigError("--profile is not available for a foreign model yet; compress, then edgekit bench on "
+                          "the device")
+    quant_cfg = config_from_options(QuantizeConfig, passes, seed=seed)
+    gate_cfg = config_from_options(GateConfig, passes)
+    if name is not None:
+        from ..artifact import check_file_stem
+
+        check_file_stem(name, "--name")
+    calibration = None
+    if calibration_path is not None:
+        calibration = _load_calibration(calibration_path)
+    say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
+    explicit = formats != ",".join(FORMATS)
+    _report(lambda: compress_foreign(model, data, out_dir, quantize=quant_cfg, gate=gate_cfg, formats_=tuple(fmts),
+                                     explicit_formats=explicit, labels=labels_file, preprocess=preprocess,
+                                     input_name=input_name, name=name, bench_runs=bench_runs,
+                                     calibration=calibration, progress=say),
+            render, out_dir, json_path)

@@ -33,6 +33,13 @@ def info(model, device, json_path):
             dims = "x".join("?" if s is None else str(s) for s in t["shape"])
             q = f"  scale={t['scale']:.4g} zero_point={t['zero_point']}" if "scale" in t else ""
             click.echo(f"  {kind[:-1]:<11} {t['name']}  [{dims}] {t['dtype']}{q}")
+    byom = d.get("byom") or {}
+    if byom.get("inferred"):
+        inf = byom["inferred"]
+        click.echo(f"  inferred    layout {inf['layout']}, {inf['channels']} channels, size "
+                   + "x".join("?" if s is None else str(s) for s in inf["size"]) + " (from the input shape)")
+    for n in byom.get("needs") or []:
+        click.echo(f"  needs       {n}")
     meta = d.get("metadata") or {}
     if meta:
         labels = meta.get("labels") or []

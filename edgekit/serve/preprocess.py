@@ -74,6 +74,8 @@ def _image(body: bytes, pre: dict, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise RequestError(f"Can't decode the image: {e}") from None
     if a.ndim == 2:
         a = a[..., None]
+    if str(pre.get("color", "RGB")).upper() == "BGR" and a.shape[-1] == 3:
+        a = a[..., ::-1]  # models trained on OpenCV frames (Caffe-era) take BGR
     mean = np.asarray(pre.get("mean", 0.0), np.float32)
     scale = np.asarray(pre.get("scale", 1.0), np.float32)
     a = (a - mean) * scale
