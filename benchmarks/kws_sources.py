@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--json", default=None)
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
-    from edgekit.report import dump_json, format_table
+    from edgekit.tables import dump_json, format_table
 
     rows = []
     for h in [s.strip() for s in a.holdout.split(",") if s.strip()]:
