@@ -113,19 +113,43 @@ def cli():
     return run_cli
 
 
+def invoke(argv) -> tuple[int, str, str]:
+    """``edgekit ARGV`` in process: (exit code, stdout, stderr); an escaping exception is exit 1 and its
+    traceback, as the real entry point would print."""
+    import io
+    import traceback
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from edgekit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def invoke_cli():
+    """:func:`invoke`: ``edgekit`` in this process (faster than :func:`run_cli`; no TensorFlow start-up per call)."""
+    return invoke
+
+
 @pytest.fixture(scope="session")
 def byom(tmp_path_factory) -> dict:
     """A model edgekit did not train (NCHW ONNX, logits, ImageNet mean/std, no metadata), image folders of
     photo crops (flat, and in class subfolders), and its ``edgekit compress`` to int8 ONNX + OpenVINO IR
     with the fidelity gate, run through the CLI in process."""
-    import io
     import json
-    from contextlib import redirect_stderr, redirect_stdout
 
     sys.path.insert(0, str(Path(__file__).parent / "compress"))
     from byom_models import CLASSES, export_foreign_onnx, sample_crops, train_nchw_cnn, write_folder
-
-    from edgekit.cli import main
 
     d = tmp_path_factory.mktemp("byom")
     keras_model = train_nchw_cnn()
@@ -133,19 +157,12 @@ def byom(tmp_path_factory) -> dict:
     x, y = sample_crops(120, 72, seed=5)
     flat, labelled = write_folder(d / "flat", x), write_folder(d / "labelled", x, y)
     (d / "labels.txt").write_text("\n".join(CLASSES) + "\n")
-    argv = ["compress", str(onnx_path), "-d", str(flat), "--quantize", "int8", "--preprocess", "imagenet",
-            "--labels", str(d / "labels.txt"), "--formats", "onnx,openvino", "--out", str(d / "out"),
-            "--bench-runs", "5", "--json", str(d / "out.json"), "-q"]
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            main(argv)
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    assert code == 0, err.getvalue() + out.getvalue()
+    code, out, err = invoke(["compress", onnx_path, "-d", flat, "--quantize", "int8", "--preprocess", "imagenet",
+                             "--labels", d / "labels.txt", "--formats", "onnx,openvino", "--out", d / "out",
+                             "--bench-runs", "5", "--json", d / "out.json", "-q"])
+    assert code == 0, err + out
     return {"dir": d, "onnx": onnx_path, "flat": flat, "labelled": labelled, "labels": d / "labels.txt",
-            "out": d / "out", "result": json.loads((d / "out.json").read_text()), "stdout": out.getvalue(),
+            "out": d / "out", "result": json.loads((d / "out.json").read_text()), "stdout": out,
             "classes": CLASSES, "keras_model": keras_model}
 
 

@@ -11,28 +11,24 @@ says to flip it.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
-import traceback
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from edgekit.cli import main
 
 LABELS5 = ["a", "b", "c", "d", "e"]
 
 
 # --- assets: a tiny model, exported through the CLI; files that are wrong in one way each --------
 @pytest.fixture(scope="module")
-def assets(keras_classifier, int8_tflite, tmp_path_factory):
+def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
     from edgekit.artifact import sidecar_path
     from edgekit.data.audio import write_wav
 
@@ -40,7 +36,7 @@ def assets(keras_classifier, int8_tflite, tmp_path_factory):
     shutil.copy(keras_classifier, d / "m.keras")  # the 5-class tiny CNN of tests/conftest.py
     shutil.copy(sidecar_path(keras_classifier), sidecar_path(d / "m.keras"))
     # The good path of --labels: as many labels as outputs replaces the sidecar's.
-    code, out, err = invoke(["export", str(d / "m.keras"), "--to", "tflite", "--out", str(d / "exp"), "-q",
+    code, out, err = invoke_cli(["export", str(d / "m.keras"), "--to", "tflite", "--out", str(d / "exp"), "-q",
                              "--labels", ",".join(LABELS5)])
     assert code == 0, err
     tfl = d / "exp" / "model.tflite"
@@ -93,22 +89,6 @@ def _foreign_onnx_assets(d: Path) -> dict:
         onnx.save(model(**kw), str(d / f"{key}.onnx"))
         out[key] = str(d / f"{key}.onnx")
     return out
-
-
-def invoke(argv: list[str]) -> tuple[int, str, str]:
-    """``edgekit ARGV`` in process: (exit code, stdout, stderr); an escaping exception is exit 1 and its
-    traceback, as the real entry point would print."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            main(list(argv))
-            code = 0
-        except SystemExit as e:
-            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        except BaseException:
-            traceback.print_exc()
-            code = 1
-    return code, out.getvalue(), err.getvalue()
 
 
 def invoke_process(argv: list[str], timeout: float) -> tuple[int, str, str]:
@@ -360,13 +340,14 @@ def error_lines(stderr: str) -> list[str]:
 
 
 @pytest.mark.parametrize("argv, expect, opts", _params())
-def test_bad_input_is_one_clean_error_and_writes_nothing(argv, expect, opts, assets, tmp_path, monkeypatch):
+def test_bad_input_is_one_clean_error_and_writes_nothing(argv, expect, opts, assets, invoke_cli, tmp_path,
+                                                         monkeypatch):
     work = tmp_path / "a" / "b" / "work"
     work.mkdir(parents=True)
     monkeypatch.chdir(work)
     args = [a.format(work=work, **assets) for a in argv]
     before = snapshot(tmp_path, Path(assets["dir"]))
-    code, out, err = invoke_process(args, opts["proc"]) if "proc" in opts else invoke(args)
+    code, out, err = invoke_process(args, opts["proc"]) if "proc" in opts else invoke_cli(args)
     shown = f"edgekit {' '.join(args)}\n--- exit {code}\n--- stdout\n{out[-2000:]}\n--- stderr\n{err[-3000:]}"
     assert "Traceback" not in err + out, shown
     assert code == 2, shown
@@ -395,7 +376,7 @@ def _held_out_speech_folder(root: Path, words=("yes", "no", "up")) -> Path:
     return root
 
 
-def test_eval_on_a_held_out_speech_commands_folder(tmp_path):
+def test_eval_on_a_held_out_speech_commands_folder(tmp_path, invoke_cli):
     import keras
 
     from edgekit.artifact import ArtifactMeta, write_meta
@@ -413,7 +394,7 @@ def test_eval_on_a_held_out_speech_commands_folder(tmp_path):
     model.save(tmp_path / "kws.keras")
     write_meta(tmp_path / "kws.keras", ArtifactMeta(format="keras", task="audio-classification",
                                                     labels=list(ds.labels), preprocessing=ds.preprocessing))
-    code, out, err = invoke(["eval", str(tmp_path / "kws.keras"), "--data", str(sc), "--split", "test",
+    code, out, err = invoke_cli(["eval", str(tmp_path / "kws.keras"), "--data", str(sc), "--split", "test",
                              "--json", str(tmp_path / "r.json"), "--limit", "4"])
     assert code == 0, err
     r = json.loads((tmp_path / "r.json").read_text())
@@ -421,15 +402,15 @@ def test_eval_on_a_held_out_speech_commands_folder(tmp_path):
     assert sum(map(sum, r["confusion"])) == 4
 
 
-def test_limit_is_honoured_exactly(tmp_path):
-    code, out, err = invoke(["data", "info", "digits", "--limit", "7", "--json", str(tmp_path / "d.json")])
+def test_limit_is_honoured_exactly(tmp_path, invoke_cli):
+    code, out, err = invoke_cli(["data", "info", "digits", "--limit", "7", "--json", str(tmp_path / "d.json")])
     assert code == 0, err
     d = json.loads((tmp_path / "d.json").read_text())
     assert (d["train"], d["val"], d["test"]) == (7, 7, 7)
 
 
-def test_json_into_a_missing_folder_creates_it(tmp_path, assets):
-    code, out, err = invoke(["info", assets["tflite"], "--json", str(tmp_path / "new" / "deep" / "i.json")])
+def test_json_into_a_missing_folder_creates_it(tmp_path, assets, invoke_cli):
+    code, out, err = invoke_cli(["info", assets["tflite"], "--json", str(tmp_path / "new" / "deep" / "i.json")])
     assert code == 0, err
     assert json.loads((tmp_path / "new" / "deep" / "i.json").read_text())["metadata"]["labels"] == LABELS5
 

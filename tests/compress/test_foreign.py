@@ -108,26 +108,10 @@ def test_preprocess_parsing_and_inference():
         resolve({"layout": "NHWC"}, [1, 3, 32, 32])
 
 
-def _compress(argv):
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
-
-    from edgekit.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            main(["compress", *map(str, argv)])
-            code = 0
-        except SystemExit as e:
-            code = e.code
-    return code, out.getvalue(), err.getvalue()
-
-
-def test_float_tflite_becomes_openvino_int8_and_says_what_it_cannot_become(byom, byom_tf, tmp_path):
-    code, out, err = _compress([byom_tf["tflite"], "-d", byom["flat"], "--quantize", "int8", "--preprocess",
-                                "imagenet", "--labels", byom["labels"], "--out", tmp_path / "o", "--bench-runs", "0",
-                                "--json", tmp_path / "r.json", "-q"])
+def test_float_tflite_becomes_openvino_int8_and_says_what_it_cannot_become(byom, byom_tf, invoke_cli, tmp_path):
+    code, out, err = invoke_cli(["compress", byom_tf["tflite"], "-d", byom["flat"], "--quantize", "int8",
+                                 "--preprocess", "imagenet", "--labels", byom["labels"], "--out", tmp_path / "o",
+                                 "--bench-runs", "0", "--json", tmp_path / "r.json", "-q"])
     assert code == 0, err + out
     r = json.loads((tmp_path / "r.json").read_text())
     q = next(x for x in r["rows"] if x["precision"] == "int8")
@@ -140,10 +124,10 @@ def test_float_tflite_becomes_openvino_int8_and_says_what_it_cannot_become(byom,
 
 
 @pytest.mark.slow
-def test_savedmodel_becomes_all_three_int8_and_refuses_pruning(byom, byom_tf, tmp_path):
-    code, out, err = _compress([byom_tf["savedmodel"], "-d", byom["labelled"], "--quantize", "int8", "--preprocess",
-                                "imagenet", "--labels", byom["labels"], "--out", tmp_path / "o", "--bench-runs", "0",
-                                "--json", tmp_path / "r.json", "-q"])
+def test_savedmodel_becomes_all_three_int8_and_refuses_pruning(byom, byom_tf, invoke_cli, tmp_path):
+    code, out, err = invoke_cli(["compress", byom_tf["savedmodel"], "-d", byom["labelled"], "--quantize", "int8",
+                                 "--preprocess", "imagenet", "--labels", byom["labels"], "--out", tmp_path / "o",
+                                 "--bench-runs", "0", "--json", tmp_path / "r.json", "-q"])
     assert code == 0, err + out
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["mode"] == "accuracy"  # class subfolders named after the labels: the accuracy gate
@@ -151,8 +135,8 @@ def test_savedmodel_becomes_all_three_int8_and_refuses_pruning(byom, byom_tf, tm
     assert set(int8) == {"tflite", "onnx", "openvino"}
     assert all(x["gate"] == "pass" for x in int8.values())
     assert r["steps"]["reference"]["top1"] > 0.6
-    code, out, err = _compress([byom_tf["savedmodel"], "-d", byom["labelled"], "--prune", "0.5", "--out",
-                                tmp_path / "p"])
+    code, out, err = invoke_cli(["compress", byom_tf["savedmodel"], "-d", byom["labelled"], "--prune", "0.5",
+                                 "--out", tmp_path / "p"])
     assert code == 2 and "--prune needs a trainable Keras model" in err and not (tmp_path / "p").exists()
 
 
@@ -177,21 +161,12 @@ def test_accuracy_control_is_the_last_remedy_and_puts_costly_layers_back_in_floa
     assert q["reverted"] == "none" or "reverted back to the floating-point precision" in q["reverted"]
 
 
-def test_camera_demo_on_the_foreign_nchw_model(byom):
+def test_camera_demo_on_the_foreign_nchw_model(byom, invoke_cli):
     """The camera demo reads frames (here a folder of one class) with the recorded preprocessing and labels."""
-    import io
-    from contextlib import redirect_stderr, redirect_stdout
-
-    from edgekit.cli import main
-
-    out = io.StringIO()
-    with redirect_stdout(out), redirect_stderr(io.StringIO()):
-        try:
-            main(["demo", "camera", "-m", str(byom["out"] / "photo_cnn_int8.onnx"), "-s",
-                  str(byom["labelled"] / "flower-left"), "--headless", "--max-frames", "10"])
-        except SystemExit as e:
-            assert e.code in (0, None)
-    frames = [json.loads(ln) for ln in out.getvalue().splitlines() if ln.startswith('{"frame"')]
+    code, out, err = invoke_cli(["demo", "camera", "-m", byom["out"] / "photo_cnn_int8.onnx", "-s",
+                                 byom["labelled"] / "flower-left", "--headless", "--max-frames", "10"])
+    assert code == 0, err
+    frames = [json.loads(ln) for ln in out.splitlines() if ln.startswith('{"frame"')]
     assert len(frames) == 10
     # BGR frames -> RGB, NCHW, ImageNet mean/std: the model sees what it was trained on.
     assert sum(f["top"][0]["label"] == "flower-left" for f in frames) >= 8
