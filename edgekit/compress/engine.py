@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -452,26 +452,13 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
                    gate: GateConfig, say, qat_cache: dict, precision: str = "int8") -> dict:
     """Quantize, evaluate, and on a miss climb the ladder in order (the remedies are cumulative; the int16x8
     rung starts again from the calibration remedies, without the float-kept layers)."""
-    from .quantize import calibration_set, with_remedy
+    from .quantize import calibration_set, rungs
 
     attempts = []
-    current = cfg
-    i = 0
-    for remedy in ["none"] + ladder(fmt, precision, cfg, gate):
-        prec = precision
-        if remedy == "none":
-            c = cfg
-        elif remedy in ("qat", "int16x8"):
-            c = current
-            if remedy == "int16x8":
-                prec, c = "int16x8", replace(current, float_sensitive=False, mixed_precision=False)
-        else:
-            c = with_remedy(current, remedy, len(calib_full))
-            if c is None:
-                continue
+    for i, (remedy, c) in enumerate(rungs(cfg, ladder(fmt, precision, cfg, gate), len(calib_full))):
+        prec = "int16x8" if remedy == "int16x8" else precision
         calib = calibration_set(None, c.calibration_samples, c.seed, calib_full)
         d = stage / f"try{i}"
-        i += 1
         say(f"{fmt} {prec}" + (f" (rung: {remedy})" if remedy != "none" else "") + " ...")
         try:
             if remedy == "qat":
@@ -488,8 +475,6 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
                                        precision=prec)
         except ModelError as e:
             attempts.append({"remedy": remedy, "precision": prec, "error": str(e)[:300], "passed": False})
-            if remedy != "int16x8":
-                current = c
             continue
         try:
             top1 = top1_of(path, ds, split)
@@ -498,8 +483,6 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
                              "error": f"converted, but does not run in the runtime: {first_line(e)[:300]}"})
             say(f"{fmt} {prec}: does not run ({first_line(e)[:120]}) -> miss")
             discard(path)
-            if remedy != "int16x8":
-                current = c
             continue
         j = judge(top1, ref_top1, gate.max_drop)
         attempts.append({"remedy": remedy, "precision": prec, "calibration_samples": c.calibration_samples,
@@ -510,8 +493,6 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
         if j["passed"]:
             return {"path": path, "attempts": attempts}
         discard(path)
-        if remedy != "int16x8":
-            current = c
     return {"path": None, "attempts": attempts}
 
 

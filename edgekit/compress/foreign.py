@@ -622,19 +622,13 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, cfg, x_cal, x_test,
     """The engine's remedies in its order, with NNCF's accuracy control in QAT's place (QAT trains a Keras
     model that a foreign input doesn't have)."""
     from .gate import discard
-    from .quantize import calibration_set, with_remedy
+    from .quantize import calibration_set, rungs
 
-    attempts, current = [], cfg
+    attempts = []
     # The int8 rungs only: NNCF's accuracy control already puts the layers that cost agreement back in float,
     # which is what mixed precision would do, and int16x8 is a precision a foreign model isn't offered yet.
-    plan = [("none", cfg)] + [("accuracy-control" if r == "qat" else r, None) for r in gate.remedies
-                              if r not in ("mixed-precision", "int16x8")]
-    for i, (remedy, c) in enumerate(plan):
-        if c is None and remedy != "accuracy-control":
-            c = with_remedy(current, remedy, len(x_cal))
-            if c is None:
-                continue
-        c = c or current
+    plan = ["accuracy-control" if r == "qat" else r for r in gate.remedies if r not in ("mixed-precision", "int16x8")]
+    for i, (remedy, c) in enumerate(rungs(cfg, plan, len(x_cal))):
         # The last remedy ranks layers by their cost on the calibration images: it gets all of them.
         calib = x_cal if remedy == "accuracy-control" else calibration_set(None, c.calibration_samples, c.seed, x_cal)
         say(f"{fmt} int8" + (f" (remedy: {remedy})" if remedy != "none" else "") + " ...")
@@ -652,7 +646,6 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, cfg, x_cal, x_test,
                 path = quantize_foreign(src, fmt, float_path, stage / f"try{i}", name, meta, c, calib, say)
         except ModelError as e:
             attempts.append({"remedy": remedy, "error": str(e)[:300], "passed": False})
-            current = c
             continue
         out = predict(path, x_test)
         f = fidelity(ref_out, out)
@@ -676,7 +669,6 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, cfg, x_cal, x_test,
         if a["passed"]:
             return {"path": path, "attempts": attempts}
         discard(path)
-        current = c
     # Attempts that never ran (skipped QAT) go last in the report but aren't "the last try".
     attempts.sort(key=lambda a: "skipped" in a)
     return {"path": None, "attempts": attempts}

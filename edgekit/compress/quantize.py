@@ -128,3 +128,22 @@ def with_remedy(cfg: QuantizeConfig, remedy: str, train_size: int) -> QuantizeCo
         return replace(cfg, mixed_precision=True) if not (cfg.mixed_precision or cfg.keep_float) else None
     raise ConfigError(allowed(remedy, REMEDIES, "remedy"))
 
+
+def rungs(cfg: QuantizeConfig, remedies, train_size: int):
+    """``(rung, config)`` in the order they are tried: the plain attempt (``"none"``), then each remedy on
+    top of the ones before it (cumulative; one that would change nothing is left out). QAT and NNCF's
+    accuracy control start from the config reached so far; the int16x8 rung from it without the layers
+    kept float. The configs never depend on how an attempt went, so the whole ladder is known up front."""
+    yield "none", cfg
+    current = cfg
+    for remedy in remedies:
+        if remedy in ("qat", "accuracy-control"):
+            yield remedy, current
+        elif remedy == "int16x8":
+            yield remedy, replace(current, float_sensitive=False, mixed_precision=False)
+        else:
+            c = with_remedy(current, remedy, train_size)
+            if c is not None:
+                current = c
+                yield remedy, c
+
