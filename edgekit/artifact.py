@@ -227,6 +227,32 @@ def read_embedded(model_path: str | os.PathLike) -> dict | None:
     return None
 
 
+def read_labels(path, flag: str = "--labels") -> list[str]:
+    """Class labels from a text file (one per line) or a JSON list; a bad file is a one-line ConfigError
+    that says what ``flag`` takes."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"Labels file {p} {'is a folder' if p.is_dir() else 'does not exist'}; {flag} takes a text "
+                          "file with one label per line (or a JSON list)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"Can't read labels file {p}: {e}") from None
+    if text.lstrip().startswith("["):
+        try:
+            lab = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"Labels file {p} looks like JSON but isn't: {e}") from None
+        if not isinstance(lab, list) or not all(isinstance(x, (str, int)) for x in lab):
+            raise ConfigError(f"Labels file {p}: a JSON labels file must be a list of names")
+        lab = [str(x) for x in lab]
+    else:
+        lab = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    if not lab:
+        raise ConfigError(f"Labels file {p} is empty")
+    return lab
+
+
 def provenance(source: str | os.PathLike | None = None, **more: Any) -> dict:
     from . import __version__
 

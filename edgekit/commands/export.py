@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError, ModelError
+from ..errors import ModelError
 from ._common import NON_NEGATIVE_FLOAT, POSITIVE_INT, Number, OutputFolder, emit, json_option, quiet_option
 
 
@@ -14,14 +14,9 @@ def _labels(value: str | None) -> list[str] | None:
     if not value:
         return None
     if value.startswith("@"):
-        p = Path(value[1:])
-        if not p.is_file():
-            raise ConfigError(f"Labels file {p} {'is a folder' if p.is_dir() else 'does not exist'}; --labels @FILE "
-                              "takes a text file with one label per line")
-        try:
-            return [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-        except (OSError, UnicodeDecodeError) as e:
-            raise ConfigError(f"Can't read labels file {p}: {e}") from None
+        from ..artifact import read_labels
+
+        return read_labels(value[1:], "--labels @FILE")
     return [v.strip() for v in value.split(",") if v.strip()]
 
 

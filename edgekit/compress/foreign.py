@@ -21,7 +21,6 @@ accuracy-aware quantization (layers that cost the metric most go back to float) 
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 import time
@@ -32,7 +31,7 @@ from typing import Callable
 import numpy as np
 
 from .. import formats
-from ..artifact import ArtifactMeta, model_size, provenance, read_meta, write_meta
+from ..artifact import ArtifactMeta, model_size, provenance, read_labels, read_meta, write_meta
 from ..errors import ConfigError, GateError, MissingDependencyError, ModelError, first_line
 from ..passes import GateConfig, QuantizeConfig
 
@@ -178,30 +177,6 @@ def _savedmodel_io(p: Path):
 
 
 # --- labels and preprocessing -----------------------------------------------------------------------
-def read_labels(path) -> list[str]:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"Labels file {p} {'is a folder' if p.is_dir() else 'does not exist'}; --labels takes a text "
-                          "file with one label per line (or a JSON list)")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"Can't read labels file {p}: {e}") from None
-    if text.lstrip().startswith("["):
-        try:
-            lab = json.loads(text)
-        except ValueError as e:
-            raise ConfigError(f"Labels file {p} looks like JSON but isn't: {e}") from None
-        if not isinstance(lab, list) or not all(isinstance(x, (str, int)) for x in lab):
-            raise ConfigError(f"Labels file {p}: a JSON labels file must be a list of names")
-        lab = [str(x) for x in lab]
-    else:
-        lab = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    if not lab:
-        raise ConfigError(f"Labels file {p} is empty")
-    return lab
-
-
 def model_labels(src: Source, labels_file) -> list[str]:
     lab = read_labels(labels_file) if labels_file is not None else list((src.meta.labels if src.meta else None) or [])
     if lab and src.output_width and len(lab) != src.output_width:
