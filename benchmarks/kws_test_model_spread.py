@@ -9,7 +9,7 @@ can be checked against the spread (2 reps x 2 copies gave 7/5/6 over seeds 0-2; 
 import sys, time, json
 from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "apps"))
-from conftest import KWS_DATA, KWS_EPOCHS
+from conftest import KWS_DATA, KWS_STREAM, KWS_TRAIN
 from edgekit.apps.synth import streaming_keywords, keyword_stream
 from edgekit.apps.kws import KeywordSpotter, score
 from edgekit.apps.kws import Event
@@ -20,16 +20,16 @@ from edgekit.runtime import load
 import argparse
 ap = argparse.ArgumentParser()
 ap.add_argument("--seeds", default="0,1,2")
-ap.add_argument("--epochs", type=int, default=KWS_EPOCHS)
+ap.add_argument("--epochs", type=int, default=KWS_TRAIN["epochs"])
 ap.add_argument("--reps", type=int, default=KWS_DATA["reps"])
 ap.add_argument("--copies", type=int, default=KWS_DATA["augment_copies"])
-ap.add_argument("--lr", type=float, default=5e-3)
-ap.add_argument("--opts", default='{"bn_momentum": 0.9, "normalize": false}')
+ap.add_argument("--lr", type=float, default=KWS_TRAIN["learning_rate"])
+ap.add_argument("--opts", default=json.dumps(KWS_TRAIN["model_options"]))
 ap.add_argument("--patience", type=int, default=-1)
 ap.add_argument("--tag", default="base")
 ap.add_argument("--work", default=".cache/bench/kws_test_model")
 a = ap.parse_args()
-audio, events = keyword_stream(40.0, 12, seed=3)
+audio, events = keyword_stream(**KWS_STREAM)
 evs = [Event(e["label"], e["start"], e["end"]) for e in events]
 ds = streaming_keywords(reps=a.reps, augment_copies=a.copies, shift_ms=KWS_DATA["shift_ms"])
 for seed in [int(s) for s in a.seeds.split(",")]:

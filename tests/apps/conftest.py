@@ -13,7 +13,9 @@ import pytest
 # 8/8/9, false alarms 1/4/0 (<= 5 wanted); with the default mean normalization 9/9/8 hits but 3/2/5 false
 # alarms, so this model leaves it off.
 KWS_DATA = {"reps": 3, "augment_copies": 3, "shift_ms": 200}
-KWS_EPOCHS = 12
+KWS_TRAIN = {"epochs": 12, "patience": None, "learning_rate": 5e-3,
+             "model_options": {"bn_momentum": 0.9, "normalize": False}}
+KWS_STREAM = {"duration_s": 40.0, "n_keywords": 12, "seed": 3}  # held-out voices; benchmarks/kws_test_model_spread.py
 VIDEO_FRAMES, VIDEO_SIZE = 48, (320, 240)
 
 
@@ -27,8 +29,7 @@ def kws_model(tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("kws")
     ds = streaming_keywords(**KWS_DATA)
-    res = train("ds_cnn_s", ds, epochs=KWS_EPOCHS, out_dir=d / "run", patience=None, learning_rate=5e-3,
-                model_options={"bn_momentum": 0.9, "normalize": False}, quiet=True)
+    res = train("ds_cnn_s", ds, out_dir=d / "run", quiet=True, **KWS_TRAIN)
     out = export_model(res.model_path, ("tflite",), d / "export")
     return Path(out.artifacts["tflite"])
 
@@ -39,7 +40,7 @@ def kws_stream(tmp_path_factory) -> dict:
     pytest.importorskip("espeakng_loader")
     from edgekit.apps.synth import keyword_stream, write_stream
 
-    audio, events = keyword_stream(40.0, 12, seed=3)
+    audio, events = keyword_stream(**KWS_STREAM)
     wav, truth = write_stream(tmp_path_factory.mktemp("stream") / "stream.wav", audio, events)
     return {"wav": wav, "labels": truth, "audio": audio, "events": events,
             "keywords": [e for e in events if not e["label"].startswith("_")]}
