@@ -26,6 +26,7 @@ import json
 import sys
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -47,7 +48,7 @@ SAMPLE_RATE = 16000
 # Speakers per recorded voice (base tempo and pitch), so the few voices of flite/festival/DECtalk weigh
 # something beside espeak's 67 variants.
 VARIANTS_PER_VOICE = {"espeak": 1, "flite": 4, "festival": 4, "dectalk": 3}
-_VERSION = 3  # bump when synthesis changes so old caches are not reused
+_VERSION = 4  # 4: espeak's breath noise seeded per clip (was the clock). Bump when synthesis changes so old caches are not reused
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,31 @@ def trim_silence(x: np.ndarray, rel: float = 0.02) -> np.ndarray:
     return x[loud[0]:loud[-1] + 1] if loud.size else x
 
 
-def _corpus(source: str, reps: int, seed: int, quiet: bool) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Clean 1-s clips of every speaker of ``source``: (int16 audio [n, 16000], label ids, speaker per clip)."""
+def _corpus_path(source: str, reps: int, seed: int) -> Path:
     sps = speakers(seed, source)
     key = hashlib.sha256(json.dumps([_VERSION, source, [dataclasses.astuple(s) for s in sps], reps, seed,
                                      ACCENTS, UNKNOWN_WORDS]).encode()).hexdigest()[:16]
-    path = cache_dir("keywords") / f"corpus-{source}-{key}.npz"
+    return cache_dir("keywords") / f"corpus-{source}-{key}.npz"
+
+
+def _corpora(sources: list[str], reps: int, seed: int, quiet: bool) -> dict:
+    """``_corpus`` of each source; the ones not cached yet are synthesized at the same time (espeak runs in
+    this process, the others as subprocesses: together they take the time of the slowest, not the sum)."""
+    todo = [s for s in sources if not _corpus_path(s, reps, seed).exists()]
+    out = {}
+    if len(todo) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(todo)) as ex:
+            futures = {s: ex.submit(_corpus, s, reps, seed, quiet, i) for i, s in enumerate(todo)}
+            out = {s: f.result() for s, f in futures.items()}
+    return {s: out[s] if s in out else _corpus(s, reps, seed, quiet) for s in sources}
+
+
+def _corpus(source: str, reps: int, seed: int, quiet: bool, position: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Clean 1-s clips of every speaker of ``source``: (int16 audio [n, 16000], label ids, speaker per clip)."""
+    sps = speakers(seed, source)
+    path = _corpus_path(source, reps, seed)
     names = [s.name for s in sps]
     if path.exists():
         with np.load(path) as z:
@@ -150,7 +170,7 @@ def _corpus(source: str, reps: int, seed: int, quiet: bool) -> tuple[np.ndarray,
             y.append(li)
             who.append(si)
     audio = np.zeros((len(jobs), SAMPLE_RATE), np.int16)
-    bar = _progress(len(jobs), f"synthesizing keywords ({source})", quiet)
+    bar = _progress(len(jobs), f"synthesizing keywords ({source})", quiet, position)
     step = 256
     for i in range(0, len(jobs), step):
         for k, a in enumerate(get_source(source).synthesize(jobs[i:i + step])):
@@ -168,12 +188,12 @@ def _corpus(source: str, reps: int, seed: int, quiet: bool) -> tuple[np.ndarray,
     return audio, y, [names[i] for i in who]
 
 
-def _progress(total, desc, quiet):
+def _progress(total, desc, quiet, position=0):
     try:
         from tqdm import tqdm
 
         # In a log (not a terminal) update every 10 s, not every 0.1 s.
-        return tqdm(total=total, desc=desc, disable=quiet, leave=False,
+        return tqdm(total=total, desc=desc, disable=quiet, leave=False, position=position,
                     mininterval=0.1 if sys.stderr.isatty() else 10.0)
     except ImportError:  # pragma: no cover
         class _Null:
@@ -258,8 +278,8 @@ def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = Non
     train_sources = [s for s in use if s != holdout]
     shared = {sp.group for sp in speakers(seed, holdout)} if holdout else set()
     clean_by = {"train": [], "val": [], "test": []}
-    for src in dict.fromkeys(train_sources + ([holdout] if holdout else [])):
-        audio16, y_all, who = _corpus(src, reps, seed, quiet)
+    corpora = _corpora(list(dict.fromkeys(train_sources + ([holdout] if holdout else []))), reps, seed, quiet)
+    for src, (audio16, y_all, who) in corpora.items():
         group = {sp.name: sp.group for sp in speakers(seed, src)}
         for s in clean_by:
             if src == holdout:
