@@ -288,6 +288,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     out_dir = Path(out_dir)
 
     # Inputs, all checked before any training or conversion.
+    t_model = t_meta = t_path = None
     student_is_name = isinstance(model, str) and not Path(model).suffix and distill is not None
     if student_is_name:
         from ..zoo import models as zoo_models
