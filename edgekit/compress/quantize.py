@@ -107,6 +107,27 @@ SENSITIVE_ONNX_OPS = ("LayerNormalization", "ReduceMean", "Pow", "Sqrt", "Recipr
                       "Mul", "Sub", "Div", "Erf", "Gelu")
 SENSITIVE_OV_OPS = ("MVN", "ReduceMean", "Power", "Sqrt", "Softmax", "Gather", "Gelu")
 
+# In-graph feature normalization (zoo.layers.TimeMeanNormalization) and what follows it up to the first
+# weighted layer stay float from the first rung on: one per-tensor int8 scale for MFCCs (c0 spans about ten
+# times the range of c1..c9) leaves the first layer a few dozen levels for most coefficients.
+FLOAT_NAME_PATTERNS = (".*time_mean_norm.*",)
+
+
+def names_normalize_features(names) -> bool:
+    """Whether any of ``names`` (graph node names) is in-graph feature normalization."""
+    import re
+
+    return any(re.fullmatch(p, n) for n in names for p in FLOAT_NAME_PATTERNS)
+
+
+def has_feature_normalization(model) -> bool:
+    """Whether ``model`` (Keras) normalizes its input features in-graph (see ``FLOAT_NAME_PATTERNS``)."""
+    import re
+
+    from ..compat import _all_layers
+
+    return any(re.fullmatch(p, l.name) for l in _all_layers(model) for p in FLOAT_NAME_PATTERNS)
+
 
 def quant_meta(base, precision: str, details: dict, calib_n: int | None):
     q = {"precision": precision, **details}

@@ -28,8 +28,8 @@ def ds_cnn(input_shape, num_classes, size="s", dropout: float = 0.2, bn_momentum
     x = inp
     # normalize: per-window mean over frames removed (zoo.layers.TimeMeanNormalization). On a 20-word folder
     # of synthesizer voices it never trained on, test top-1 0.65 -> 0.80 (measured, 3 augmented copies).
-    # OpenVINO int8 keeps it float (compress.quantizers.openvino.FLOAT_NAME_PATTERNS); quantized, NNCF lost
-    # 3.3 points on it and missed the demo's gate.
+    # Every format's int8 keeps it and the first conv float (compress.quantize.FLOAT_NAME_PATTERNS): quantized,
+    # NNCF lost 3.3 points on it and missed the demo's gate, and TFLite up to 1.3 on the demo (0.3 with it float).
     if normalize and len(input_shape) == 2:  # audio features (frames, coefficients), not images
         from .layers import TimeMeanNormalization
 

@@ -63,6 +63,25 @@ def onnx_sensitive_nodes(model_path: Path) -> list[str]:
     return list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
 
 
+def onnx_front_nodes(model_path: Path) -> list[str]:
+    """Every node before the first weighted one, and that one, when the graph normalizes its input features
+    (``quantize.FLOAT_NAME_PATTERNS``); else none. On the demo's pruned ds_cnn_s models they cost ONNX int8
+    up to 0.8 points quantized."""
+    import onnx
+
+    from ..quantize import names_normalize_features
+
+    m = onnx.load(str(model_path), load_external_data=False)
+    if not names_normalize_features(n.name for n in m.graph.node):
+        return []
+    front = []
+    for n in m.graph.node:
+        front.append(n.name)
+        if n.op_type in ("Conv", "MatMul", "Gemm"):
+            return front
+    return []
+
+
 def onnx_mixed_nodes(model_path: Path) -> list[str]:
     """Mixed precision: every node of a sensitive kind, and the first and last weighted nodes."""
     import onnx
@@ -143,6 +162,8 @@ def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: 
             act = {"activation_type": "int16", "reduce_range": False, "reason": "int16 activations (16x8)"}
         keep = list(cfg.keep_float) or (onnx_mixed_nodes(pre) if cfg.mixed_precision else
                                         onnx_sensitive_nodes(pre) if cfg.float_sensitive else [])
+        if precision == "int8" and not cfg.keep_float:
+            keep = list(dict.fromkeys(onnx_front_nodes(pre) + keep))
         qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8, "int16": QuantType.QInt16}
         quantize_static(str(pre), str(out_path), _Reader(in_name, calib), quant_format=QuantFormat.QDQ,
                         per_channel=cfg.per_channel, reduce_range=act["reduce_range"],

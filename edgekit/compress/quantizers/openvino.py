@@ -14,14 +14,13 @@ import numpy as np
 from ...artifact import read_meta, write_meta
 from ...errors import MissingDependencyError
 from ...passes import QuantizeConfig
-from ..quantize import SENSITIVE_OV_OPS, quant_meta
+from ..quantize import FLOAT_NAME_PATTERNS, SENSITIVE_OV_OPS, quant_meta
 
 FRONTEND_OV_TYPES = ["DFT", "RDFT", "IDFT", "IRDFT"]
-# In-graph feature normalization (zoo.layers.TimeMeanNormalization: ReduceMean + Subtract) stays float.
+# In-graph feature normalization (quantize.FLOAT_NAME_PATTERNS: ReduceMean + Subtract) stays float.
 # NNCF otherwise quantizes both inputs of the Subtract at the raw features' scale, and the small
 # differences that remain after removing the mean lose most of their resolution: ds_cnn_s on keywords
 # lost 3.3 points at the first rung with it quantized (measured), none with it kept float.
-FLOAT_NAME_PATTERNS = [".*time_mean_norm.*"]
 
 
 def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, cfg: QuantizeConfig,
@@ -109,6 +108,15 @@ def openvino_transform(cfg: QuantizeConfig, calib: np.ndarray, *, transformer: b
             names = list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
         patterns = [p for p in FLOAT_NAME_PATTERNS
                     if any(re.fullmatch(p, op.get_friendly_name()) for op in ov_model.get_ops())]
+        if patterns and not cfg.keep_float:
+            # and everything after it through the first weighted layer (see quantize.FLOAT_NAME_PATTERNS)
+            front = []
+            for op in ov_model.get_ordered_ops():
+                if op.get_type_name() not in ("Parameter", "Constant"):
+                    front.append(op.get_friendly_name())
+                if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
+                    break
+            names = list(dict.fromkeys(front + names))
         scope = nncf.IgnoredScope(types=ignored_types, names=names, patterns=patterns, validate=False) \
             if (ignored_types or names or patterns) else None
         dataset = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
