@@ -63,11 +63,12 @@ def synthesize(text: str, voice: str = "en-us", rate: int = 175, pitch: int = 50
                sample_rate: int = 16000) -> np.ndarray:
     """Speak ``text`` and return float32 mono audio in [-1, 1] at ``sample_rate``.
 
-    The same request gives the same audio: espeak-ng seeds the noise of breathy voices (``+f2``, ``+f3``,
-    ``+f5``, ``+Alicia``, ``+victor``, ...) from the clock at initialisation, so without a seed those clips
-    changed from one process to the next (275 of the 3,685 built-in espeak keywords, measured); each
-    request now seeds it from its own text, voice and parameters (libraries too old for
-    ``espeak_ng_SetRandSeed`` keep the clock)."""
+    The same calls in a fresh process give the same audio: espeak-ng seeds the noise of breathy voices
+    (``+f2``, ``+f3``, ``+f5``, ``+Alicia``, ``+victor``) from the clock at initialisation, so without a
+    seed those clips changed from one process to the next (275 of the 3,685 built-in espeak keywords,
+    measured); each request now seeds it from its own text, voice and parameters (libraries too old for
+    ``espeak_ng_SetRandSeed`` keep the clock). Within a process some synthesizer state still carries
+    from one call to the next, so a repeated call may differ slightly."""
     with _lock:
         lib, native = _engine()
         if lib.espeak_SetVoiceByName(voice.encode()) != 0:

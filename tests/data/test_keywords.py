@@ -126,9 +126,9 @@ def test_cached_and_deterministic(small, cache, tmp_path, monkeypatch):
     cached = load_dataset("keywords", reps=1, augment_copies=1)  # from the cache: identical
     for s in ("train", "test"):
         np.testing.assert_array_equal(cached.split(s)[0], small.split(s)[0])
-    # Within one process espeak-ng's output wobbles by a little between calls (synthesizer state such as
-    # pitch flutter carries over), so a fresh synthesis here is the same task -- same clips, labels,
-    # voices and augmentation -- not the same bits; a fresh process gives the same bits (next test).
+    # Within one process espeak-ng's output wobbles a little from call to call (synthesizer state carries
+    # over), so a fresh synthesis here is the same task -- same clips, labels, voices and augmentation --
+    # not the same bits; the same calls in a fresh process give the same bits (next test).
     # (espeak alone: a fresh synthesis of all three sources is slow.)
     first = load_dataset("keywords", reps=1, augment_copies=1, sources=["espeak"])
     monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path))
