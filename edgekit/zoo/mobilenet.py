@@ -33,7 +33,12 @@ def _wrap(app, input_shape, num_classes, name, min_size, dropout, bn_momentum, p
             raise ConfigError(f"ImageNet weights need 1 or 3 input channels; received {c}")
         x = layers.Rescaling(2.0, offset=-1.0, name="imagenet_scale")(x)
         c = 3
-    base = app(input_shape=(th, tw, c), include_top=False, weights="imagenet" if pretrained else None, **app_kw)
+    weights = None
+    if pretrained:  # the file edgekit found (or fetched) is the one loaded: no second lookup by Keras
+        from ..transfer import fetch_imagenet, imagenet_file
+
+        weights = str(fetch_imagenet(*imagenet_file(name, app_kw["alpha"], th, app_kw.get("minimalistic", False))))
+    base = app(input_shape=(th, tw, c), include_top=False, weights=weights, **app_kw)
     for layer in base.layers:
         # Applications hard-code momentum 0.999: too slow for short from-scratch trainings.
         if isinstance(layer, layers.BatchNormalization):

@@ -140,6 +140,48 @@ def test_imagenet_weights_offline_name_the_file_and_where_to_put_it(tmp_path, mo
     assert str(tmp_path / "keras" / "models") in msg and not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
+def test_imagenet_weights_placed_in_the_keras_cache_are_loaded_frozen_then_fine_tuned(tmp_path, monkeypatch):
+    """The whole --weights imagenet path, offline: a file in the published format (Keras 2 HDF5, the exact
+    name Keras' applications fetch) placed where the offline error says. Its values are random, not
+    ImageNet's; what is checked is that Keras' own loader takes it from the cache, the frozen phase keeps
+    it, and fine-tuning then moves the convolutions but not BatchNorm's scale and shift."""
+    import h5py
+    import keras
+    from keras.src.legacy.saving import legacy_h5_format
+
+    from edgekit.transfer import backbone
+    from edgekit.zoo import load_model
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")  # a download attempt would fail at once
+    (tmp_path / "keras" / "models").mkdir(parents=True)
+    keras.utils.set_random_seed(7)
+    published = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=None)
+    rng = np.random.default_rng(7)
+    for layer in published.layers:  # BatchNorm away from its init, so "kept" can't hold by accident
+        if type(layer).__name__ == "BatchNormalization":
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape), m, v])
+    with h5py.File(tmp_path / "keras" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
+                   "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, published)
+    r = train("mobilenet_v2", "digits", epochs=2, freeze_epochs=1, limit=240, out_dir=tmp_path / "r", quiet=True,
+              weights="imagenet")
+    assert r.metrics["weights"] == "imagenet"
+    got = backbone(load_model(r.model_path))
+    assert got.layers[0].output.shape[1:3] == (96, 96)  # built at the weights' resolution
+    kinds = [type(l).__name__ for l in published.layers]
+    bn = kinds.index("BatchNormalization")
+    np.testing.assert_array_equal(published.layers[bn].get_weights()[0], got.layers[bn].get_weights()[0])  # gamma
+    conv = len(kinds) - 1 - kinds[::-1].index("Conv2D")
+    assert not np.array_equal(published.layers[conv].get_weights()[0], got.layers[conv].get_weights()[0])
+    first = kinds.index("Conv2D")  # and nothing was re-initialized: the first conv stays near the file's
+    a, b = published.layers[first].get_weights()[0], got.layers[first].get_weights()[0]
+    assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.9
+
+
 def test_bad_training_input_is_refused_before_work(tmp_path, gray_shapes):
     with pytest.raises(ConfigError, match="learning_rate must be a finite number > 0"):
         train("ds_cnn_s", "digits", out_dir=tmp_path / "a", learning_rate=-1)
