@@ -232,8 +232,11 @@ def test_a_bad_release_name_is_refused_before_anything_reaches_the_device(svc, b
 
 def _interrupt_during_activate(bundle, device, extra=()):
     """Run `edgekit deploy` and send it SIGINT (Ctrl-C) once it reports the activate step."""
+    # SIGINT back to its default in the child: pytest started in the background (`cmd &` in a script) hands
+    # it down ignored, and Python then never turns Ctrl-C into KeyboardInterrupt.
     proc = subprocess.Popen([sys.executable, "-m", "edgekit.cli", "deploy", str(bundle), *map(str, _ssh_flags(device)),
-                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             *map(str, extra)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     deadline = time.time() + 300
     for line in proc.stderr:
