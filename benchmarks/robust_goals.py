@@ -1,7 +1,7 @@
 """Issue 13's goals, measured through the real CLI on data the built-ins don't contain, and printed.
 
     python benchmarks/robust_goals.py image --folder DIR          # default `edgekit train` with a MobileNet
-    python benchmarks/robust_goals.py image --fashion             # builds 10 x 400 Fashion-MNIST images (Debian's
+    python benchmarks/robust_goals.py image [--seed S]            # builds 10 x 400 Fashion-MNIST images (Debian's
                                                                   #   dataset-fashion-mnist) into a folder first
     python benchmarks/robust_goals.py sc --folder DIR             # default `edgekit train -m ds_cnn_s` on a
                                                                   #   Speech Commands folder
