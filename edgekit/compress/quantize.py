@@ -122,11 +122,9 @@ def names_normalize_features(names) -> bool:
 
 def has_feature_normalization(model) -> bool:
     """Whether ``model`` (Keras) normalizes its input features in-graph (see ``FLOAT_NAME_PATTERNS``)."""
-    import re
-
     from ..compat import _all_layers
 
-    return any(re.fullmatch(p, l.name) for l in _all_layers(model) for p in FLOAT_NAME_PATTERNS)
+    return names_normalize_features(l.name for l in _all_layers(model))
 
 
 def quant_meta(base, precision: str, details: dict, calib_n: int | None):

@@ -55,11 +55,14 @@ class _Reader:
         self.i = 0
 
 
+_WEIGHTED = ("Conv", "MatMul", "Gemm")
+
+
 def onnx_sensitive_nodes(model_path: Path) -> list[str]:
     import onnx
 
     m = onnx.load(str(model_path), load_external_data=False)
-    weighted = [n.name for n in m.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    weighted = [n.name for n in m.graph.node if n.op_type in _WEIGHTED]
     return list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
 
 
@@ -77,7 +80,7 @@ def onnx_front_nodes(model_path: Path) -> list[str]:
     front = []
     for n in m.graph.node:
         front.append(n.name)
-        if n.op_type in ("Conv", "MatMul", "Gemm"):
+        if n.op_type in _WEIGHTED:
             return front
     return []
 

@@ -17,6 +17,7 @@ from ...passes import QuantizeConfig
 from ..quantize import FLOAT_NAME_PATTERNS, SENSITIVE_OV_OPS, quant_meta
 
 FRONTEND_OV_TYPES = ["DFT", "RDFT", "IDFT", "IRDFT"]
+_WEIGHTED = ("Convolution", "GroupConvolution", "MatMul")
 # In-graph feature normalization (quantize.FLOAT_NAME_PATTERNS: ReduceMean + Subtract) stays float.
 # NNCF otherwise quantizes both inputs of the Subtract at the raw features' scale, and the small
 # differences that remain after removing the mean lose most of their resolution: ds_cnn_s on keywords
@@ -104,7 +105,7 @@ def openvino_transform(cfg: QuantizeConfig, calib: np.ndarray, *, transformer: b
         names = list(cfg.keep_float)
         if (cfg.float_sensitive or cfg.mixed_precision) and not names:
             weighted = [op.get_friendly_name() for op in ov_model.get_ordered_ops()
-                        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
+                        if op.get_type_name() in _WEIGHTED]
             names = list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
         patterns = [p for p in FLOAT_NAME_PATTERNS
                     if any(re.fullmatch(p, op.get_friendly_name()) for op in ov_model.get_ops())]
@@ -114,7 +115,7 @@ def openvino_transform(cfg: QuantizeConfig, calib: np.ndarray, *, transformer: b
             for op in ov_model.get_ordered_ops():
                 if op.get_type_name() not in ("Parameter", "Constant"):
                     front.append(op.get_friendly_name())
-                if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
+                if op.get_type_name() in _WEIGHTED:
                     break
             names = list(dict.fromkeys(front + names))
         scope = nncf.IgnoredScope(types=ignored_types, names=names, patterns=patterns, validate=False) \

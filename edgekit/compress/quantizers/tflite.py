@@ -105,9 +105,8 @@ def tflite_configure(cfg: QuantizeConfig, calib: np.ndarray, front_float: bool =
             if cfg.int8_io:
                 conv.inference_input_type = tf.int8
                 conv.inference_output_type = tf.int8
-            nodes = keep or (_tflite_sensitive_nodes(conv, rep) if (cfg.float_sensitive or cfg.mixed_precision) else [])
-            if front_float and not keep:
-                nodes = list(dict.fromkeys(_tflite_front_nodes(conv, rep) + nodes))
+            nodes = keep or _tflite_kept_nodes(conv, rep, sensitive=cfg.float_sensitive or cfg.mixed_precision,
+                                               front=front_float)
             # Mixed precision: also every op of the kinds that lose most in int8 (LayerNorm's mean and
             # rsqrt, softmax, the embedding's gather) stays float.
             ops = list(SENSITIVE_TFLITE_OPS) if cfg.mixed_precision else None
@@ -130,31 +129,25 @@ def tflite_configure(cfg: QuantizeConfig, calib: np.ndarray, front_float: bool =
 _WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 
 
-def _tflite_ops(conv, rep) -> tuple[list, dict]:
-    """The ops and tensor names of the fully quantized model: its op output names are the node names the
-    debugger's denylist takes."""
+def _tflite_kept_nodes(conv, rep, *, sensitive: bool, front: bool) -> list[str]:
+    """Output tensor names (the node names the debugger's denylist takes) of the ops kept float, read off the
+    fully quantized model (one probe conversion): ``front``, every op from the input through the first
+    weighted op but the input's QUANTIZE (ds_cnn_s's time_mean_norm, reshape and first conv: on the demo's
+    pruned ds_cnn_s, seed 3, int8 lost 0.88 points with them quantized, -0.10 with them and the last layer
+    float); ``sensitive``, the first conv and the last fully connected op."""
+    if not (sensitive or front):
+        return []
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
     probe = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=rep)
     interp = Interpreter(model_content=probe.get_nondebug_quantized_model())
-    return interp._get_ops_details(), {t["index"]: t["name"] for t in interp.get_tensor_details()}
-
-
-def _tflite_sensitive_nodes(conv, rep) -> list[str]:
-    """Output tensor names of the first conv and the last fully connected op of the int8 model."""
-    ops, tensors = _tflite_ops(conv, rep)
-    weighted = [o for o in ops if o["op_name"] in _WEIGHTED]
-    picks = [weighted[0], weighted[-1]] if weighted else []
-    return list(dict.fromkeys(tensors[o["outputs"][0]] for o in picks))
-
-
-def _tflite_front_nodes(conv, rep) -> list[str]:
-    """Output tensor names of every op from the input through the first weighted op (not the input's
-    QUANTIZE): ds_cnn_s's time_mean_norm, reshape and first conv. On the demo's pruned ds_cnn_s (seed 3)
-    int8 lost 0.88 points with them quantized, -0.10 with them and the last layer float."""
-    ops, tensors = _tflite_ops(conv, rep)
-    first = next((i for i, o in enumerate(ops) if o["op_name"] in _WEIGHTED), None)
-    if first is None:
+    ops = interp._get_ops_details()
+    tensors = {t["index"]: t["name"] for t in interp.get_tensor_details()}
+    weighted = [i for i, o in enumerate(ops) if o["op_name"] in _WEIGHTED]
+    if not weighted:
         return []
-    return list(dict.fromkeys(tensors[o["outputs"][0]] for o in ops[:first + 1] if o["op_name"] != "QUANTIZE"))
+    picks = [o for o in ops[:weighted[0] + 1] if o["op_name"] != "QUANTIZE"] if front else []
+    if sensitive:
+        picks += [ops[weighted[0]], ops[weighted[-1]]]
+    return list(dict.fromkeys(tensors[o["outputs"][0]] for o in picks))
