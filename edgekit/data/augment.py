@@ -74,8 +74,8 @@ def background_noise(n: int, length: int, rng, sample_rate: int = SAMPLE_RATE, c
                 f0 = rng.choice([50.0, 60.0])
                 phase = rng.uniform(0, 6.28, size=len(harmonics))
                 w = np.asarray([2 * np.pi * f0 * k for k in harmonics])
-                raw[j] = np.sin(w[:, None] * t + phase[:, None]).__truediv__(harmonics[:, None]).sum(axis=0) \
-                    + 0.2 * rng.standard_normal(length)
+                tones = np.sin(w[:, None] * t + phase[:, None]) / harmonics[:, None]
+                raw[j] = tones.sum(axis=0) + 0.2 * rng.standard_normal(length)
             else:  # white, pink (1/f), brown (1/f^2): shaped below
                 raw[j] = rng.standard_normal(length)
         for kind in (0, 1, 2):
