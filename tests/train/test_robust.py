@@ -129,19 +129,25 @@ def test_bad_weights_fail_before_any_data_is_loaded(model, opts, weights, match,
         train(model, "no-such-dataset", out_dir=tmp_path / "r", model_options=opts, weights=weights)
 
 
-def test_imagenet_weights_offline_name_the_file_and_where_to_put_it(tmp_path, monkeypatch):
+@pytest.fixture
+def offline_keras_cache(tmp_path, monkeypatch):
+    """KERAS_HOME in tmp_path and every download refused at once (a proxy nothing listens on)."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")  # nothing listens: offline, at once
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    return tmp_path / "keras" / "models"
+
+
+def test_imagenet_weights_offline_name_the_file_and_where_to_put_it(tmp_path, offline_keras_cache):
     with pytest.raises(DataError) as e:
         train("mobilenet_v2", "digits", out_dir=tmp_path / "r", weights="imagenet")
     msg = str(e.value)
     assert "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5" in msg
-    assert str(tmp_path / "keras" / "models") in msg and not (tmp_path / "r").exists()
+    assert str(offline_keras_cache) in msg and not (tmp_path / "r").exists()
 
 
 @pytest.mark.slow
-def test_imagenet_weights_placed_in_the_keras_cache_are_loaded_frozen_then_fine_tuned(tmp_path, monkeypatch):
+def test_imagenet_weights_placed_in_the_keras_cache_are_loaded_frozen_then_fine_tuned(tmp_path, offline_keras_cache):
     """The whole --weights imagenet path, offline: a file in the published format (Keras 2 HDF5, the exact
     name Keras' applications fetch) placed where the offline error says. Its values are random, not
     ImageNet's; what is checked is that Keras' own loader takes it from the cache, the frozen phase keeps
@@ -153,10 +159,7 @@ def test_imagenet_weights_placed_in_the_keras_cache_are_loaded_frozen_then_fine_
     from edgekit.transfer import backbone
     from edgekit.zoo import load_model
 
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
-        monkeypatch.setenv(var, "http://127.0.0.1:9")  # a download attempt would fail at once
-    (tmp_path / "keras" / "models").mkdir(parents=True)
+    offline_keras_cache.mkdir(parents=True)
     keras.utils.set_random_seed(7)
     published = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=None)
     rng = np.random.default_rng(7)
@@ -164,8 +167,7 @@ def test_imagenet_weights_placed_in_the_keras_cache_are_loaded_frozen_then_fine_
         if type(layer).__name__ == "BatchNormalization":
             g, b, m, v = layer.get_weights()
             layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.1, b.shape), m, v])
-    with h5py.File(tmp_path / "keras" / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5",
-                   "w") as f:
+    with h5py.File(offline_keras_cache / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5", "w") as f:
         legacy_h5_format.save_weights_to_hdf5_group(f, published)
     r = train("mobilenet_v2", "digits", epochs=2, freeze_epochs=1, limit=240, out_dir=tmp_path / "r", quiet=True,
               weights="imagenet")
