@@ -1,25 +1,108 @@
-"""Atomic file and folder writes: nothing half-written ever sits under a final name."""
+"""Atomic file and folder writes: nothing half-written ever sits under a final name.
+
+Only a regular file (or a name not there yet) is replaced by a rename. A symlink is followed and its
+target is written (the link stays a link); a character device, FIFO or socket (``/dev/null``,
+``/dev/stdout`` on a pipe) is written through, never replaced (issue 25: ``--json /dev/null`` as root
+replaced the machine's /dev/null with a regular file).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+
+def _special(path: Path) -> os.stat_result | None:
+    """The stat of ``path`` when it exists and is neither a regular file nor a folder."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return None if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) else st
+
+
+def _cant(final: Path, e: OSError):
+    from .errors import ConfigError
+
+    why = e.strerror or type(e).__name__
+    if e.errno == errno.ENXIO:
+        why = "it is a FIFO with no reader"
+    return ConfigError(f"can't write {str(final)!r}: {why}")
+
+
+def resolve_target(final: str | os.PathLike) -> Path:
+    """Where a write to ``final`` lands: the end of its symlink chain (the link itself is kept)."""
+    final = Path(final)
+    return Path(os.path.realpath(final)) if final.is_symlink() else final
+
+
+def check_writable(final: str | os.PathLike, *, is_dir: bool = False) -> None:
+    """Raise ConfigError now, before any work, when ``final`` can't be written (a folder under /proc or
+    /sys, a read-only file system, a FIFO nobody reads, a device where a folder is asked): checked by
+    making and removing a temporary file in the nearest existing folder above it."""
+    from .errors import ConfigError
+
+    if _special(Path(final)) is not None:  # written through; opening a FIFO now would hand its reader an EOF
+        if is_dir:
+            raise ConfigError(f"can't make folder {str(final)!r}: it is a special file, not a folder")
+        return
+    here = resolve_target(final).parent
+    while not here.exists():
+        here = here.parent
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgekit-probe.", dir=here)
+    except OSError as e:
+        raise _cant(Path(final), e) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _open_special(target: Path, final: Path):
+    """Open a device/FIFO for writing without blocking on a FIFO that has no reader."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as e:
+        raise _cant(final, e) from None
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "wb")
 
 
 @contextlib.contextmanager
 def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it to ``final``, on any error remove it.
 
-    The temporary name is in the same folder so the rename is atomic on POSIX.
+    The temporary name is in the same folder so the rename is atomic on POSIX. A symlink ``final`` is
+    followed (its target is replaced, the link kept); a special file is written through, not replaced.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    special = _special(final)  # follows links, /dev/stdout -> /proc/self/fd/1 -> pipe:[...] included
+    target = final if special is not None else resolve_target(final)
+    if special is not None and is_dir:
+        from .errors import ConfigError
+
+        raise ConfigError(f"can't make folder {str(final)!r}: it is a special file, not a folder")
+    if special is not None:  # stage in a private temp folder, then copy through
+        tmpdir = Path(tempfile.mkdtemp(prefix=".edgekit-"))
+        tmp_path = tmpdir / target.name
+        try:
+            yield tmp_path
+            with open(tmp_path, "rb") as src, _open_special(target, final) as dst:
+                shutil.copyfileobj(src, dst)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    except OSError as e:
+        raise _cant(final, e) from None
     os.close(fd)
     tmp_path = Path(tmp)
     if is_dir:
@@ -30,9 +113,9 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
         os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
-        if is_dir and final.exists():
-            shutil.rmtree(final) if final.is_dir() else final.unlink()
-        os.replace(tmp_path, final)
+        if is_dir and target.exists():
+            shutil.rmtree(target) if target.is_dir() else target.unlink()
+        os.replace(tmp_path, target)
     except BaseException:
         if tmp_path.is_dir():
             shutil.rmtree(tmp_path, ignore_errors=True)

@@ -452,3 +452,48 @@ def test_export_refuses_mismatched_labels_before_writing(assets, tmp_path):
     with pytest.raises(ConfigError, match="name"):
         export_model(assets["keras"], ("tflite",), tmp_path / "out", name="../evil")
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+
+
+# --- issue 25: --json onto special files: written through (or refused), never replaced ---------
+JSON_COMMANDS = {
+    "info": ["info", "{tflite}"],
+    "bench": ["bench", "{tflite}", "--no-isolate", "--runs", "2", "--warmup", "0"],
+    "devices": ["devices"],
+    "devices-profiles": ["devices", "--profiles"],
+    "zoo": ["zoo", "list", "--models", "ds_cnn_s"],
+    "data-list": ["data", "list"],
+}
+
+
+@pytest.mark.parametrize("command", list(JSON_COMMANDS))
+def test_json_onto_special_files_keeps_them(command, assets, invoke_cli, tmp_path):
+    import stat
+
+    argv = [a.format(**assets) for a in JSON_COMMANDS[command]]
+    dev = tmp_path / "null"
+    os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a second /dev/null (root here)
+    code, out, err = invoke_cli([*argv, "--json", str(dev)])
+    assert code == 0, err
+    assert stat.S_ISCHR(os.lstat(dev).st_mode) and os.lstat(dev).st_rdev == os.makedev(1, 3)
+
+    real = tmp_path / "real.json"
+    real.write_text("old")
+    (tmp_path / "link.json").symlink_to(real.name)
+    code, out, err = invoke_cli([*argv, "--json", str(tmp_path / "link.json")])
+    assert code == 0, err
+    assert (tmp_path / "link.json").is_symlink() and os.readlink(tmp_path / "link.json") == "real.json"
+    json.loads(real.read_text())  # the target got the results
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    code, out, err = invoke_cli([*argv, "--json", str(fifo)])  # nobody reads: refused, not hung, not replaced
+    assert code == 2 and "FIFO with no reader" in error_lines(err)[0], err
+    rfd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader holds it open (results < the 64 KB pipe buffer)
+    try:
+        code, out, err = invoke_cli([*argv, "--json", str(fifo)])
+        assert code == 0, err
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+        json.loads(os.read(rfd, 1 << 16))
+    finally:
+        os.close(rfd)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.json", "null", "real.json"]

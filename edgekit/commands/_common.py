@@ -19,6 +19,18 @@ def _blocking_file(p: Path) -> Path | None:
     return None
 
 
+def _writable_or_fail(p: Path, is_dir: bool, ptype, param, ctx) -> None:
+    """Refuse, before any work, a path that can't be written (under /proc or /sys, read-only, a device
+    where a folder is asked)."""
+    from ..errors import ConfigError
+    from ..fsutil import check_writable
+
+    try:
+        check_writable(p, is_dir=is_dir)
+    except ConfigError as e:
+        ptype.fail(str(e), param, ctx)
+
+
 class OutputFolder(click.Path):
     """A folder a command creates or writes into (--out). Refused before any work when it, or a folder
     above it, is a file."""
@@ -31,6 +43,7 @@ class OutputFolder(click.Path):
         block = _blocking_file(Path(p).parent)
         if block is not None:
             self.fail(f"can't create folder {str(value)!r}: {str(block)!r} is a file, not a folder", param, ctx)
+        _writable_or_fail(p, True, self, param, ctx)
         return p
 
 
@@ -50,6 +63,7 @@ class OutputFile(click.ParamType):
         block = _blocking_file(p.parent)
         if block is not None:
             self.fail(f"can't write {s!r}: {str(block)!r} is a file, not a folder", param, ctx)
+        _writable_or_fail(p, False, self, param, ctx)
         return s
 
 
