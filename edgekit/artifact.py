@@ -143,13 +143,18 @@ def model_format(path: str | os.PathLike) -> str:
     return fmt
 
 
+MAX_STEM_BYTES = 200  # file names are limited to 255 bytes
+
+
 def check_file_stem(name, what: str = "name") -> str:
     """A file name stem that stays in its folder: no separators, not '.'/'..', not hidden (temp files are)."""
     s = name if isinstance(name, str) else ""
     if (not s.strip() or s in (".", "..") or s.startswith(".") or "/" in s or "\\" in s or os.sep in s
-            or "\0" in s or s != s.strip()):
-        raise ConfigError(f"{what} must be a plain file name stem like 'model' (no folders, no leading '.'); "
-                          f"received {name!r}")
+            or "\0" in s or s != s.strip() or not s.isprintable()):
+        raise ConfigError(f"{what} must be a plain file name stem like 'model' (no folders, no leading '.', no "
+                          f"control characters); received {name!r}")
+    if len(s.encode()) > MAX_STEM_BYTES:  # room for '.partial' temp names and '-int8.tflite.json' suffixes
+        raise ConfigError(f"{what} must be at most {MAX_STEM_BYTES} bytes; received {len(s.encode())}")
     return s
 
 

@@ -253,7 +253,33 @@ def _check_positive(name, value, *, integer=False, allow_zero=False):
         raise ConfigError(f"{name} must be {kind} {'>= 0' if allow_zero else '> 0'}; received {value!r}")
 
 
-def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.PathLike = "runs/train", *,
+MAX_SEED = 2**32 - 1  # numpy's and TensorFlow's seed range
+MAX_EPOCHS = 100_000
+RUN_FILES = ("model.keras", "metrics.json")  # what every finished run folder holds
+
+
+def check_run_folder(out_dir: Path) -> None:
+    """--overwrite replaces an empty folder or a run folder edgekit made, never any other folder (issue 25:
+    ``--out mine --overwrite`` deleted the user's files)."""
+    if any(out_dir.iterdir()) and not all((out_dir / f).is_file() for f in RUN_FILES):
+        raise ConfigError(f"--overwrite replaces only a run folder edgekit made (with {' and '.join(RUN_FILES)}); "
+                          f"{out_dir} is not one, so it is left as it is: choose another --out")
+
+
+def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.PathLike = "runs/train",
+          **kwargs) -> TrainResult:
+    out = Path(out_dir)
+    work = out.parent / f".{out.name}.partial"
+    fresh = not work.exists()
+    try:
+        return _train(model_name, data, epochs, out_dir, **kwargs)
+    except EdgekitError:  # a refusal before any epoch ran leaves no .partial folder behind
+        if fresh and work.is_dir() and not (work / "state.json").exists():
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+
+
+def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.PathLike = "runs/train", *,
           batch_size: int = 64, learning_rate: float = 3e-3, weight_decay: float = 1e-4, seed: int = 0,
           patience: int | None = None, monitor: str = "val_accuracy", model_options: dict | None = None,
           data_options: dict | None = None, limit: int | None = None, augment=True,
@@ -296,11 +322,17 @@ def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.Pa
     from .zoo import check_model_options
 
     check_model_options(model_name, model_options or {})
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be an integer in 0..{MAX_SEED}; received {seed!r}")
+    if epochs is not None and epochs > MAX_EPOCHS:
+        raise ConfigError(f"epochs must be <= {MAX_EPOCHS}; received {epochs!r}")
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
         raise ConfigError(f"Run folder {out_dir} already exists; choose another --out or pass --overwrite")
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"--out {out_dir} is a file; give a folder to create")
+    if out_dir.exists():
+        check_run_folder(out_dir)
     if weights:
         from .transfer import check_weights
 
@@ -435,9 +467,14 @@ def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.Pa
     for f in ("last.keras", "best.keras", "state.json"):
         (work / f).unlink(missing_ok=True)
     if out_dir.exists():  # only reachable with overwrite=True
+        if out_dir.is_dir():
+            check_run_folder(out_dir)
         shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
     os.replace(work, out_dir)
     return TrainResult(out_dir, out_dir / "model.keras", metrics, state["history"], resumed)
+
+
+train.__doc__, train.__wrapped__ = _train.__doc__, _train  # help() and inspect.signature see the real one
 
 
 def _say(msg: str) -> None:

@@ -54,6 +54,8 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
     (d / "latin1" / "model.tflite.json").write_bytes(b'{"labels": ["caf\xe9"]}')
     (d / "afile").write_text("x")
     (d / "adir").mkdir()
+    (d / "mine").mkdir()  # a user's folder that is not a run folder
+    (d / "mine" / "precious.txt").write_text("keep me")
     (d / "notrain.csv").write_text("text,label,split\nhello there,a,test\nbye now,b,test\ngood day,a,val\n")
     (d / "bad.yaml").write_bytes(b"name: caf\xe9\n")
     write_wav(d / "tone.wav", np.zeros(16000, np.float32))
@@ -62,7 +64,7 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
     (d / "labels3.txt").write_text("a\nb\nc\n")
     return {"dir": str(d), "keras": str(d / "m.keras"), "tflite": str(tfl), "file": str(d / "afile"),
             **foreign, "int8tflite": str(d / "int8.tflite"), "labels3": str(d / "labels3.txt"),
-            "folder": str(d / "adir"), "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
+            "folder": str(d / "adir"), "mine": str(d / "mine"), "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
             "wav": str(d / "tone.wav"), **{k: str(d / k / "model.tflite") for k in
                                            ("labels_str", "labels_nested", "meta_list", "sparsity_str", "latin1")}}
 
@@ -304,6 +306,30 @@ CASES = [
                            "--limit", "30", "-q"], r"--lr|learning.rate"),
     ("train-model-option-text", ["train", "-m", "mobilenet_v2", "-d", "digits", "--out", "out", "--model-option",
                                  "alpha=abc", "--epochs", "1", "--limit", "30", "-q"], r"alpha='abc'"),
+    # issue 25
+    ("train-overwrite-not-a-run", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "{mine}", "--overwrite",
+                                   "--epochs", "1", "--limit", "30", "-q"], r"--overwrite.*mine.*not one"),
+    ("train-seed-negative", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--seed", "-1"], r"--seed"),
+    ("train-seed-huge", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--seed", str(2**64)], r"--seed"),
+    ("train-epochs-huge", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--epochs", str(10**12)],
+     r"--epochs"),
+    ("train-alpha-negative", ["train", "-m", "mobilenet_v2", "-d", "digits", "--out", "out", "--model-option",
+                              "alpha=-1", "--epochs", "1", "--limit", "30", "-q"], r"alpha=-1.*out of range"),
+    ("train-alpha-huge", ["train", "-m", "mobilenet_v2", "-d", "digits", "--out", "out", "--model-option",
+                          "alpha=1000", "--epochs", "1", "--limit", "30", "-q"], r"alpha=1000.*out of range"),
+    ("bench-threads-huge", ["bench", "{tflite}", "--threads", "3000"], r"--threads.*<= 1024"),
+    ("eval-threads-huge", ["eval", "{tflite}", "--data", "digits", "--threads", "3000"], r"--threads.*<= 1024"),
+    ("info-json-proc", ["info", "{tflite}", "--json", "/proc/edgekit-x.json"], r"--json.*/proc"),
+    ("info-json-sys", ["info", "{tflite}", "--json", "/sys/edgekit/x.json"], r"--json.*/sys"),
+    ("export-out-proc", ["export", "{keras}", "--to", "tflite", "--out", "/proc/edgekit-x"], r"--out.*/proc"),
+    ("export-name-long", ["export", "{keras}", "--to", "tflite", "--out", "out", "--name", "n" * 300],
+     r"--name.*at most"),
+    ("export-name-newline", ["export", "{keras}", "--to", "tflite", "--out", "out", "--name", "a\nb"], r"--name"),
+    ("compress-out-devnull", ["compress", "{keras}", "-d", "digits", "--quantize", "int8", "--out", "/dev/null"],
+     r"--out"),
+    ("compress-json-proc", ["compress", "{keras}", "-d", "digits", "--quantize", "int8", "--out", "out", "--json",
+                            "/proc/edgekit-x.json"], r"--json.*/proc"),
+    ("bundle-out-under-file", ["bundle", "{tflite}", "-p", "x86-cpu", "-o", "{file}/b.tar.gz"], r"afile.*is a file"),
     # serve, bundle, deploy, status, doctor: in a subprocess (an accepted bad value would start serving)
     ("serve-model-missing", ["serve", "nope.tflite", "--port", "0"], r"nope\.tflite", {"proc": 20}),
     ("serve-bad-sidecar", ["serve", "{labels_str}", "--port", "0"], r"labels.*must be a list", {"proc": 20}),

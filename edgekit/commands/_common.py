@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from ..limits import MAX_THREADS
 from ..tables import dump_json, format_table
 
 
@@ -53,8 +54,11 @@ class OutputFile(click.ParamType):
 
     name = "file"
 
+    def __init__(self, stdout: bool = True):
+        self.stdout = stdout
+
     def convert(self, value, param, ctx):
-        if value == "-" or value is None:
+        if (value == "-" and self.stdout) or value is None:
             return value
         s = os.fspath(value)
         p = Path(s)
@@ -92,6 +96,7 @@ class Number(click.ParamType):
 
 
 POSITIVE_INT = Number(int, min=1)
+THREADS = Number(int, min=1, max=MAX_THREADS)  # the bound serve uses too
 COUNT = Number(int, min=0)
 POSITIVE_FLOAT = Number(float, min=0, min_open=True)
 NON_NEGATIVE_FLOAT = Number(float, min=0)
@@ -116,7 +121,7 @@ def split_csv(value: str | None) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()] if value else []
 
 
-def parse_int_list(value: str | None, what: str) -> list[int]:
+def parse_int_list(value: str | None, what: str, top: int | None = None) -> list[int]:
     out = []
     for v in split_csv(value):
         try:
@@ -125,5 +130,7 @@ def parse_int_list(value: str | None, what: str) -> list[int]:
             raise click.BadParameter(f"{what} must be comma-separated positive integers; received {value!r}")
         if n < 1:
             raise click.BadParameter(f"{what} must be positive; received {n}")
+        if top is not None and n > top:
+            raise click.BadParameter(f"{what} must be <= {top}; received {n}")
         out.append(n)
     return out

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
+from ..limits import MAX_THREADS
 from ._common import COUNT, POSITIVE_FLOAT, POSITIVE_INT, emit, json_option, parse_int_list, quiet_option, split_csv
 
 COLUMNS = ["model", "backend", "device", "threads", "batch", "size_kb", "load_ms", "first_ms", "min_ms", "p50_ms",
@@ -36,7 +37,7 @@ def bench(models, devices, threads, batch, warmup, runs, duration, isolate, json
     devs = split_csv(devices)
     if not devs:
         raise ConfigError("--device needs at least one device name")
-    thr = parse_int_list(threads, "--threads") or [None]
+    thr = parse_int_list(threads, "--threads", MAX_THREADS) or [None]
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     results = benchmark(models, devs, thr, batch=batch, warmup=warmup, runs=runs, duration=duration,
                         isolate=isolate, progress=say)

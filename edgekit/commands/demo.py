@@ -9,7 +9,7 @@ import click
 
 from ..apps import kws
 from ..errors import ConfigError, UnsupportedError
-from ._common import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, Number, OutputFolder, emit, json_option,
+from ._common import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, THREADS, Number, OutputFolder, emit, json_option,
                       quiet_option, split_csv)
 
 
@@ -39,7 +39,7 @@ def demo(ctx, out, quiet):
 
 
 def _model_options(f):
-    f = click.option("--threads", type=POSITIVE_INT, default=None, help="Intra-op threads for the local model.")(f)
+    f = click.option("--threads", type=THREADS, default=None, help="Intra-op threads for the local model.")(f)
     f = click.option("--device", default="cpu", show_default=True, help="Runtime device for the local model.")(f)
     f = click.option("--url", default=None, metavar="URL",
                      help="An edgekit serve server instead: http://HOST:PORT[/v2/models/NAME].")(f)

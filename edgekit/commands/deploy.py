@@ -8,7 +8,7 @@ import functools
 import click
 
 from ..errors import ConfigError, DeployError
-from ._common import emit, json_option, quiet_option
+from ._common import THREADS, OutputFile, emit, json_option, quiet_option
 
 _HOST_KEY = click.Choice(["strict", "accept-new", "off"])
 
@@ -91,10 +91,10 @@ def _echo_progress(quiet):
 @click.command()
 @click.argument("model", type=click.Path(exists=True, dir_okay=False))
 @click.option("--profile", "-p", required=True, help="Device profile name (edgekit devices --profiles) or YAML path.")
-@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Bundle file to write (.tar.gz).")
+@click.option("--out", "-o", required=True, type=OutputFile(stdout=False), help="Bundle file to write (.tar.gz).")
 @click.option("--version", "version", help="Release name on the device (default: <model>-<UTC time>-<hash>).")
 @click.option("--device", help="Runtime device on the target (default: the profile's preferred device).")
-@click.option("--threads", type=click.IntRange(1, 1024), help="Inference threads (default: the profile's).")
+@click.option("--threads", type=THREADS, help="Inference threads (default: the profile's).")
 @click.option("--serve-host", help="Address the server binds on the device (default: the profile's service.host).")
 @click.option("--serve-port", type=click.IntRange(1, 65535), help="Server port (default: the profile's, 8080).")
 @click.option("--with-wheels", is_flag=True, help="Carry every runtime wheel for the device (no internet there).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._common import POSITIVE_INT, emit, json_option
+from ._common import POSITIVE_INT, THREADS, emit, json_option
 from .data import data_option, parse_options
 
 
@@ -13,7 +13,7 @@ from .data import data_option, parse_options
 @click.option("--data", "-d", "data", help="Dataset name, folder or CSV (default: the one in the model's metadata).")
 @click.option("--split", default="test", show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="Runtime device for non-Keras formats.")
-@click.option("--threads", type=POSITIVE_INT, help="Intra-op threads for non-Keras formats.")
+@click.option("--threads", type=THREADS, help="Intra-op threads for non-Keras formats.")
 @click.option("--limit", type=POSITIVE_INT, help="Evaluate at most this many examples.")
 @data_option
 @click.option("--confusion/--no-confusion", default=True, show_default=True, help="Print the confusion matrix.")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import click
 
-from ._common import json_option, quiet_option
+from ._common import Number, json_option, quiet_option
 from .data import data_option, parse_options
 
 
 @click.command()
 @click.option("--model", "-m", "model_name", required=True, help="Zoo model name (edgekit zoo list).")
 @click.option("--data", "-d", "data", required=True, help="Dataset name, folder or CSV file (edgekit data list).")
-@click.option("--epochs", "-e", type=int, help="Epoch budget (default: sized to the data, 12-120 epochs).")
+@click.option("--epochs", "-e", type=Number(int, min=1, max=100_000), help="Epoch budget (default: sized to the data, 12-120 epochs).")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Run folder to create.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", "learning_rate", type=float, default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=Number(int, min=0, max=2**32 - 1), default=0, show_default=True)
 @click.option("--patience", type=int, help="Early stopping after this many epochs without improvement "
               "(default: a quarter of the budget, at least 8; 0 turns it off).")
 @click.option("--limit", type=int, help="At most this many examples per split (quick runs).")

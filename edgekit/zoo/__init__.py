@@ -75,6 +75,27 @@ def check_model_options(name: str, options: dict) -> None:
         if not ok:
             raise ConfigError(f"Model {name!r} option {k}={v!r}: expected {type(default).__name__} like the default "
                               f"{default!r}")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            _check_option_range(name, k, v, default)
+
+
+# Numeric builder options: a negative width trained for minutes, alpha=1000 took > 3 GB (issue 25).
+# (low, high, low_open): floats by name; any other int option is a count or size in 0 or 1 .. 16384.
+OPTION_RANGES = {"alpha": (0.0, 4.0, True), "dropout": (0.0, 0.95, False), "bn_momentum": (0.0, 1.0, False),
+                 "vocab_size": (1, 1_000_000, False)}
+
+
+def _check_option_range(name: str, k: str, v, default) -> None:
+    import math
+
+    if isinstance(default, float) or isinstance(v, float):
+        lo, hi, open_lo = OPTION_RANGES.get(k, (0.0, 1e6, False))
+    else:
+        lo, hi, open_lo = OPTION_RANGES.get(k, (0 if default == 0 else 1, 16384, False))
+    bad = not math.isfinite(v) or (v <= lo if open_lo else v < lo) or v > hi
+    if bad:
+        rng = f"{'(' if open_lo else '['}{lo}, {hi}]"
+        raise ConfigError(f"Model {name!r} option {k}={v!r} is out of range; allowed: {rng}")
 
 
 def build_model(name: str, input_shape, num_classes: int, **options):
