@@ -99,10 +99,13 @@ def _echo_progress(quiet):
 @click.option("--serve-port", type=click.IntRange(1, 65535), help="Server port (default: the profile's, 8080).")
 @click.option("--with-wheels", is_flag=True, help="Carry every runtime wheel for the device (no internet there).")
 @click.option("--python-version", help="Device Python for carried wheels, e.g. 3.11 (default: the profile's).")
+@click.option("--sign", "sign_key", metavar="KEY", type=click.Path(dir_okay=False),
+              help="Sign the bundle with this OpenSSH private key (ssh-keygen -Y sign); devices with an "
+                   "allowed-signers file refuse bundles not signed by a key in it.")
 @quiet_option
 @json_option
-def bundle(model, profile, out, version, device, threads, serve_host, serve_port, with_wheels, python_version, quiet,
-           json_path):
+def bundle(model, profile, out, version, device, threads, serve_host, serve_port, with_wheels, python_version,
+           sign_key, quiet, json_path):
     """Build a deployable bundle: model, manifest with checksums, runtime requirements, service, smoke test."""
     from ..deploy.bundle import build_bundle, describe
 
@@ -110,8 +113,8 @@ def bundle(model, profile, out, version, device, threads, serve_host, serve_port
         click.echo(f"collecting the runtime wheels for {profile} (pip download) ...", err=True)
 
     manifest = build_bundle(model, profile, out, version=version, device=device, threads=threads, host=serve_host,
-                            port=serve_port, with_wheels=with_wheels, python_version=python_version)
-    row = {**describe(manifest), "out": out}
+                            port=serve_port, with_wheels=with_wheels, python_version=python_version, sign=sign_key)
+    row = {**describe(manifest), "out": out, "signed": sign_key is not None}
     emit([row], json_path, payload={k: v for k, v in manifest.items() if k != "profile"})
 
 
@@ -129,19 +132,28 @@ def bundle(model, profile, out, version, device, threads, serve_host, serve_port
 @click.option("--rollback", is_flag=True, help="Switch back to the previous release instead of deploying.")
 @click.option("--to", "to_version", help="With --rollback: the release to go back to.")
 @click.option("--profile", help="With --rollback: profile for the device defaults (python, root).")
+@click.option("--allowed-signers", type=click.Path(exists=True, dir_okay=False),
+              help="Install this allowed-signers file (ssh-keygen(1) format) on the device: from then on it deploys "
+                   "only bundles signed (edgekit bundle --sign) by a key in it.")
+@click.option("--unsigned", type=click.Choice(["accept", "refuse"]),
+              help="The device's policy for unsigned bundles (default: refuse once it has allowed signers).")
 @quiet_option
 @json_option
 def deploy(bundle_path, host, inventory, port, key, known_hosts, host_key_check, root, python_cmd, concurrency,
-           serve_host, serve_port, pip_args, health_timeout, rollback, to_version, profile, quiet, json_path):
+           serve_host, serve_port, pip_args, health_timeout, rollback, to_version, profile, allowed_signers, unsigned,
+           quiet, json_path):
     """Deploy a bundle over SSH: preflight, upload, verify, install, smoke test, switch, health check.
 
     Any failure leaves (or puts back) the previous release serving and names the step that failed.
     """
-    from ..deploy.deploy import (DeployOptions, check_bundle_path, deploy_host, resolve_profile, rollback_host)
+    from ..deploy.deploy import (DeployOptions, check_bundle_path, check_options, deploy_host, resolve_profile,
+                                 rollback_host)
     from ..deploy.fleet import summary_rows
 
     opts = DeployOptions(root=root, python=python_cmd, serve_host=serve_host, serve_port=serve_port,
-                         pip_args=list(pip_args), health_timeout=health_timeout)
+                         pip_args=list(pip_args), health_timeout=health_timeout, allowed_signers=allowed_signers,
+                         unsigned=unsigned)
+    check_options(opts)
     if rollback:
         if bundle_path:
             raise ConfigError(f"--rollback takes no bundle; received {bundle_path!r}. Roll back, or deploy the bundle")
@@ -177,9 +189,10 @@ async def _rollback_one(rollback_host, profile, to_version, target, opts):
 def status(host, inventory, port, key, known_hosts, host_key_check, root, python_cmd, concurrency, profile,
            json_path):
     """What a device runs: release, service state, health, latency figures measured there."""
-    from ..deploy.deploy import DeployOptions, resolve_profile, status_host, status_row
+    from ..deploy.deploy import DeployOptions, check_options, resolve_profile, status_host, status_row
 
     opts = DeployOptions(root=root, python=python_cmd)
+    check_options(opts)
     prof = resolve_profile(profile)
 
     async def one(target, o):

@@ -47,6 +47,12 @@ HOST_RE = re.compile(r"^[A-Za-z0-9._:%-]{1,253}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_MEMBERS = 20000  # an edgekit bundle has a few dozen (wheels are carried whole, not unpacked)
 MAX_MANIFEST_BYTES = 16 << 20
+# A PAX or GNU long-name header holds a name and a few attributes; tarfile reads it whole into memory, so
+# its size is checked from the 512-byte block before it is read (issue 25: a 700 MB one took 2.8 GB).
+MAX_META_HEADER_BYTES = 1 << 20
+SIG_NAME = "manifest.json.sig"  # an `edgekit bundle --sign` signature of manifest.json, the second member
+MAX_SIG_BYTES = 64 << 10
+SIG_NAMESPACE = "edgekit-bundle"
 DEFAULT_MIN_FREE_DISK_MB = 400
 
 
@@ -222,6 +228,9 @@ class Layout:
         self.service_env = os.path.join(self.root, "service.env")
         self.run = os.path.join(self.root, "run")
         self.log = os.path.join(self.root, "log")
+        self.trust = os.path.join(self.root, "trust")
+        self.allowed_signers = os.path.join(self.trust, "allowed_signers")
+        self.trust_policy = os.path.join(self.trust, "policy.json")
 
     def release(self, version):
         return os.path.join(self.releases, check_version(version, "args"))
@@ -362,26 +371,63 @@ def _os_release():
 
 # -- unpack and verify ----------------------------------------------------------------------------
 
+_META_TYPES = {tarfile.XHDTYPE: "PAX", tarfile.XGLTYPE: "PAX global", tarfile.SOLARIS_XHDTYPE: "PAX",
+               tarfile.GNUTYPE_LONGNAME: "GNU long-name", tarfile.GNUTYPE_LONGLINK: "GNU long-link"}
+
+
+class BoundedTarInfo(tarfile.TarInfo):
+    """A member header whose extended (PAX / GNU long-name) header is refused from its size, before
+    tarfile reads it into memory."""
+
+    def _proc_member(self, tf):
+        kind = _META_TYPES.get(self.type)
+        if kind and self.size > MAX_META_HEADER_BYTES:
+            raise StepError("verify", "the bundle has a %s header of %d bytes; at most %d are allowed"
+                            % (kind, self.size, MAX_META_HEADER_BYTES))
+        return super()._proc_member(tf)
+
+
+def open_bundle(path, mode="r:gz"):
+    """A bundle tarball opened for reading with every member header bounded (see BoundedTarInfo)."""
+    return tarfile.open(path, mode, tarinfo=BoundedTarInfo)
+
+
+def load_manifest_json(raw):
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise StepError("verify", "manifest.json is not valid JSON: %s" % " ".join(str(e).split()))
+    except RecursionError:
+        raise StepError("verify", "manifest.json is nested too deeply to be a manifest")
+
+
 def read_bundle_manifest(tar, version=None):
-    """The manifest, read from the tarball's first member before anything is extracted."""
+    """The manifest, read from the tarball's first member before anything is extracted, and the
+    signature member after it if there is one. Returns (first member, manifest, its bytes, signature
+    bytes or None, the member after them or None)."""
     first = tar.next()
     if first is None or first.name != "manifest.json" or not first.isfile():
         raise StepError("verify", "the bundle does not start with manifest.json (found %r); build bundles with "
                                   "`edgekit bundle`" % (first.name if first is not None else "an empty archive"))
     if first.size > MAX_MANIFEST_BYTES:
         raise StepError("verify", "manifest.json is %d bytes; a manifest is at most %d" % (first.size, MAX_MANIFEST_BYTES))
-    try:
-        manifest = json.loads(tar.extractfile(first).read().decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise StepError("verify", "manifest.json is not valid JSON: %s" % e)
-    return first, check_manifest(manifest, version)
+    raw = tar.extractfile(first).read()
+    manifest = check_manifest(load_manifest_json(raw), version)
+    sig, after = None, tar.next()
+    if after is not None and after.name == SIG_NAME:
+        if not after.isfile() or after.size > MAX_SIG_BYTES:
+            raise StepError("verify", "%s must be a file of at most %d bytes" % (SIG_NAME, MAX_SIG_BYTES))
+        sig, after = tar.extractfile(after).read(), tar.next()
+    return first, manifest, raw, sig, after
 
 
-def plan_unpack(tar, version, free_mb):
-    """Check every member from its header, before extracting any: only regular files and folders, each
-    inside the release, each file listed in the manifest with the size the manifest gives, and the total
-    leaving the free disk the profile requires. Returns (manifest, members, total bytes)."""
-    first, manifest = read_bundle_manifest(tar, version)
+def plan_unpack(tar, version, free_mb, trust=None):
+    """Check every member from its header, before extracting any: the manifest's signature against the
+    device's trusted signers (``trust``: a Layout), only regular files and folders, each inside the
+    release, each file listed in the manifest with the size the manifest gives, and the total leaving the
+    free disk the profile requires. Returns (manifest, members, total bytes, signature result)."""
+    first, manifest, raw, sig, pending = read_bundle_manifest(tar, version)
+    signed = check_signature(trust, raw, sig) if trust is not None else None
     listed = manifest["files"]
     folders = set()
     for rel in listed:
@@ -392,9 +438,9 @@ def plan_unpack(tar, version, free_mb):
     if free_mb is not None and declared / (1 << 20) + keep_mb > free_mb:
         raise StepError("verify", "the bundle unpacks to %.1f MB (manifest sizes); %d MB are free on the device and "
                                   "its profile keeps %d MB free" % (declared / (1 << 20), free_mb, keep_mb))
-    members, seen, total = [first], {"manifest.json"}, first.size
+    members, seen, total = [first], {"manifest.json", SIG_NAME}, first.size
     while True:
-        m = tar.next()
+        m, pending = (pending, None) if pending is not None else (tar.next(), None)
         if m is None:
             break
         if len(members) >= MAX_MEMBERS:
@@ -424,7 +470,102 @@ def plan_unpack(tar, version, free_mb):
     missing = sorted(set(listed) - seen)
     if missing:
         raise StepError("verify", "checksum verification failed: listed but not in the bundle: " + ", ".join(missing[:5]))
-    return manifest, members, total
+    return manifest, members, total, signed
+
+
+# -- signatures -----------------------------------------------------------------------------------
+
+def signature_policy(L):
+    """'require' or 'accept' for unsigned bundles. Default: require a signature once an allowed-signers
+    file is installed (devices set up before signing keep deploying), accept while there is none; the
+    policy file (deploy --unsigned accept|refuse) overrides."""
+    policy = read_json(L.trust_policy, {}) or {}
+    unsigned = policy.get("unsigned") if isinstance(policy, dict) else None
+    if unsigned in ("accept", "refuse"):
+        return "accept" if unsigned == "accept" else "require"
+    return "require" if _has_signers(L) else "accept"
+
+
+def _has_signers(L):
+    try:
+        with open(L.allowed_signers) as f:
+            return any(ln.strip() and not ln.lstrip().startswith("#") for ln in f)
+    except OSError:
+        return False
+
+
+def check_signature(L, manifest_bytes, sig):
+    """Verify ``sig`` (an ``ssh-keygen -Y sign -n edgekit-bundle`` signature of manifest.json, which
+    lists every file's sha256) against the device's allowed-signers file, before anything is extracted.
+    Returns what was found; raises StepError for a bad signature, or a missing one the device requires."""
+    policy = signature_policy(L)
+    if sig is None:
+        if policy == "require":
+            raise StepError("verify", "the bundle is not signed and this device requires signed bundles "
+                                      "(%s); sign it with `edgekit bundle --sign KEY`, or deploy with "
+                                      "--unsigned accept" % L.allowed_signers)
+        return {"signed": False, "policy": policy}
+    if not _has_signers(L):
+        if policy == "require":
+            raise StepError("verify", "this device requires signed bundles but has no allowed signers (%s); "
+                                      "deploy with --allowed-signers FILE" % L.allowed_signers)
+        return {"signed": True, "verified": False, "policy": policy,
+                "note": "no allowed signers on the device: the signature was not checked"}
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise StepError("verify", "the bundle is signed but ssh-keygen is missing on the device "
+                                  "(apt-get install openssh-client)")
+    import tempfile
+
+    work = tempfile.mkdtemp(prefix=".sig-", dir=L.root)
+    try:
+        sig_path = os.path.join(work, "manifest.json.sig")
+        with open(sig_path, "wb") as f:
+            f.write(sig)
+        r = subprocess.run([keygen, "-Y", "find-principals", "-s", sig_path, "-f", L.allowed_signers],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+        principals = [p.strip() for p in r.stdout.splitlines() if p.strip()] if r.returncode == 0 else []
+        for who in principals:
+            v = subprocess.run([keygen, "-Y", "verify", "-f", L.allowed_signers, "-I", who, "-n", SIG_NAMESPACE,
+                                "-s", sig_path], input=manifest_bytes, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, timeout=60)
+            if v.returncode == 0:
+                return {"signed": True, "verified": True, "signer": who, "policy": policy}
+        why = "its key is not in the device's allowed signers" if not principals else \
+            "it does not match this manifest (the bundle was changed after signing)"
+        raise StepError("verify", "the bundle's signature is not valid: %s (%s)" % (why, L.allowed_signers))
+    except (OSError, subprocess.SubprocessError) as e:
+        raise StepError("verify", "cannot check the bundle's signature: %s" % e)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def cmd_trust(args):
+    """Install an allowed-signers file (``--signers``, uploaded beside the root) and/or set the policy
+    for unsigned bundles (``--unsigned accept|refuse``)."""
+    L = Layout(args.root)
+    with locked(L.root):
+        os.makedirs(L.trust, mode=0o700, exist_ok=True)
+        if args.signers:
+            src = _inside(L.root, args.signers, "--signers")
+            try:
+                with open(src, "rb") as f:
+                    data = f.read(1 << 20)
+            finally:
+                with contextlib.suppress(OSError):
+                    os.remove(src)
+            lines = [ln for ln in data.decode("utf-8", "replace").splitlines()
+                     if ln.strip() and not ln.lstrip().startswith("#")]
+            if not lines or any(len(ln.split()) < 3 for ln in lines):
+                raise StepError("trust", "the allowed-signers file needs lines 'PRINCIPAL [OPTIONS] KEYTYPE KEY' "
+                                         "(see ssh-keygen(1), ALLOWED SIGNERS)")
+            tmp = L.allowed_signers + ".tmp%d" % os.getpid()
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, L.allowed_signers)
+        if args.unsigned:
+            write_json(L.trust_policy, {"unsigned": args.unsigned})
+        return {"allowed_signers": _has_signers(L), "unsigned": signature_policy(L)}
 
 
 def verify_release(folder, version=None):
@@ -498,8 +639,8 @@ def _unpack(L, args, tarball):
     shutil.rmtree(staging, ignore_errors=True)
     try:
         try:
-            with tarfile.open(tarball, "r:gz") as tar:  # edgekit bundle writes .tar.gz
-                manifest, members, _ = plan_unpack(tar, args.version, free_disk_mb(L.releases))
+            with open_bundle(tarball) as tar:  # edgekit bundle writes .tar.gz
+                manifest, members, _, signed = plan_unpack(tar, args.version, free_disk_mb(L.releases), L)
                 # Only the members checked above; the data filter (where Python has it) is a second guard.
                 if hasattr(tarfile, "data_filter"):
                     tar.extractall(staging, members=members, filter="data")
@@ -522,7 +663,7 @@ def _unpack(L, args, tarball):
             os.rename(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return {"release": args.version, "files": len(manifest["files"]), "reused": reused}
+    return {"release": args.version, "files": len(manifest["files"]), "reused": reused, "signature": signed}
 
 
 # -- runtime install ------------------------------------------------------------------------------
@@ -1062,7 +1203,7 @@ def cmd_stop(args):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="edgekit-agent")
     ap.add_argument("command", choices=["probe", "unpack", "install", "smoke", "activate", "rollback", "prune",
-                                        "discard", "status", "stop"])
+                                        "discard", "status", "stop", "trust"])
     ap.add_argument("--root", required=True)
     ap.add_argument("--version")
     ap.add_argument("--tarball")
@@ -1078,6 +1219,8 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=900.0)
     ap.add_argument("--keep", type=int, default=3)
     ap.add_argument("--probes", type=int, default=5)
+    ap.add_argument("--signers")
+    ap.add_argument("--unsigned", choices=["accept", "refuse"])
     args = ap.parse_args(argv)
     fn = globals()["cmd_" + args.command]
     try:

@@ -32,9 +32,9 @@ from pathlib import Path
 from .. import __version__
 from ..artifact import model_files, model_format, read_meta, sidecar_path
 from ..devices import DeviceProfile, load_profile
-from ..errors import ConfigError, DeployError, ModelError
+from ..errors import ConfigError, DeployError, MissingDependencyError, ModelError
 from ..fsutil import atomic_path
-from .agent import VERSION_RE
+from .agent import SIG_NAME, SIG_NAMESPACE, VERSION_RE
 
 MANIFEST_SCHEMA = 1
 RESOURCES = Path(__file__).resolve().parent.parent / "_resources" / "deploy"
@@ -211,8 +211,10 @@ def check_labels(meta, outputs: list, model: Path) -> None:
 def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: str | os.PathLike, *,
                  version: str | None = None, device: str | None = None, threads: int | None = None,
                  host: str | None = None, port: int | None = None, with_wheels: bool = False,
-                 python_version: str | None = None, seed: int = 0, bench_runs: int = 20) -> dict:
-    """Build ``out`` (a .tar.gz) for ``model`` on ``profile``; return the manifest."""
+                 python_version: str | None = None, seed: int = 0, bench_runs: int = 20,
+                 sign: str | os.PathLike | None = None) -> dict:
+    """Build ``out`` (a .tar.gz) for ``model`` on ``profile``; return the manifest. ``sign``: an OpenSSH
+    private key that signs manifest.json (which lists every file's sha256) with ``ssh-keygen -Y sign``."""
     from ..runtime import backend_for
     from .agent import StepError, check_host, check_port
 
@@ -320,9 +322,11 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
             "files": checksums,
         }
         (root / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+        if sign is not None:
+            sign_manifest(root / "manifest.json", sign)
         with atomic_path(out) as tmp_out:
             with tarfile.open(tmp_out, "w:gz", compresslevel=1 if with_wheels else 6) as tar:
-                for p in [root / "manifest.json"] + sorted(x for x in root.rglob("*") if x.name != "manifest.json"):
+                for p in bundle_order(root):
                     info = tar.gettarinfo(p, arcname=p.relative_to(root).as_posix())
                     info.uid = info.gid = 0
                     info.uname = info.gname = ""
@@ -335,10 +339,11 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
 
 
 def rebundle(src: str | os.PathLike, dest: str | os.PathLike, version: str, mutate=None,
-             rehash: bool = True) -> Path:
+             rehash: bool = True, sign: str | os.PathLike | None = None) -> Path:
     """A variant of bundle ``src`` at ``dest``: a new version, its unpacked folder changed by
     ``mutate(folder)``, and checksums recomputed unless ``rehash`` is false (rehearsing failed deploys:
-    a tampered file, a garbled model, a server that will not start)."""
+    a tampered file, a garbled model, a server that will not start). ``src``'s signature is carried
+    as it was (now stale, as a tampered bundle's would be) unless ``sign`` gives a key to sign anew."""
     dest = Path(dest)
     folder = Path(tempfile.mkdtemp(prefix=".rebundle-", dir=dest.parent))
     try:
@@ -352,13 +357,39 @@ def rebundle(src: str | os.PathLike, dest: str | os.PathLike, version: str, muta
             for rel in manifest["files"]:
                 manifest["files"][rel] = {"sha256": sha256_file(folder / rel), "size": (folder / rel).stat().st_size}
         (folder / "manifest.json").write_text(json.dumps(manifest))
+        if sign is not None:
+            (folder / SIG_NAME).unlink(missing_ok=True)
+            sign_manifest(folder / "manifest.json", sign)
         with tarfile.open(dest, "w:gz", compresslevel=1) as tar:
-            # manifest.json first: the device reads it before deciding to extract anything else.
-            for p in [folder / "manifest.json"] + sorted(x for x in folder.rglob("*") if x.name != "manifest.json"):
+            for p in bundle_order(folder):
                 tar.add(p, arcname=p.relative_to(folder).as_posix(), recursive=False)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return dest
+
+
+def bundle_order(root: Path) -> list[Path]:
+    """manifest.json first and its signature second: the device reads both before extracting anything."""
+    head = [root / n for n in ("manifest.json", SIG_NAME) if (root / n).exists()]
+    return head + sorted(x for x in root.rglob("*") if x not in head)
+
+
+def sign_manifest(manifest: Path, key: str | os.PathLike) -> Path:
+    """``ssh-keygen -Y sign -n edgekit-bundle -f KEY manifest.json`` -> manifest.json.sig."""
+    key = Path(key)
+    if not key.is_file():
+        raise ConfigError(f"--sign {str(key)!r}: no such key file (an OpenSSH private key, e.g. ~/.ssh/id_ed25519)")
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise MissingDependencyError("ssh-keygen", what="Signing bundles") from None
+    r = subprocess.run([keygen, "-q", "-Y", "sign", "-n", SIG_NAMESPACE, "-f", str(key), str(manifest)],
+                       capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    sig = manifest.with_name(SIG_NAME)
+    if r.returncode != 0 or not sig.is_file():
+        why = " ".join((r.stderr or r.stdout).split())[-300:] or f"exit {r.returncode}"
+        raise ConfigError(f"--sign {str(key)!r}: ssh-keygen could not sign with it ({why}); give an OpenSSH "
+                          "private key without a passphrase, or one loaded in ssh-agent")
+    return sig
 
 
 def read_manifest(bundle: str | os.PathLike) -> dict:
@@ -368,16 +399,20 @@ def read_manifest(bundle: str | os.PathLike) -> dict:
     p = Path(bundle)
     if not p.is_file():
         raise ConfigError(f"No such bundle: {p}")
-    try:
-        with tarfile.open(p, "r:*") as tar:
-            f = tar.extractfile("manifest.json")
-            if f is None:
-                raise KeyError
-            manifest = json.loads(f.read())
-    except (tarfile.TarError, KeyError, ValueError, OSError, EOFError) as e:
+    from .agent import StepError, open_bundle, read_bundle_manifest
+
+    try:  # the first member only, its header and size checked before it is read (as the device does)
+        with open_bundle(p, "r:*") as tar:
+            manifest = read_bundle_manifest(tar)[1]
+    except StepError as e:
+        msg = str(e)
+        if "does not start with manifest.json" in msg:
+            raise ConfigError(f"{p} is not an edgekit bundle ({msg})") from None
+        raise ConfigError(f"{p} is not a deployable bundle: {msg}") from None
+    except (tarfile.TarError, ValueError, OSError, EOFError) as e:
         raise ConfigError(f"{p} is not an edgekit bundle (no readable manifest.json: {e or 'missing'}); "
                           "make one with `edgekit bundle MODEL --profile P --out B.tar.gz`") from None
-    return check_manifest(manifest, p)
+    return manifest
 
 
 def check_manifest(manifest, source) -> dict:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +40,8 @@ class DeployOptions:
     install_timeout: float = 900.0
     keep: int = 3
     manager: str | None = None  # force "supervisor" or "systemd"; default: the profile's, with fallback
+    allowed_signers: str | None = None  # install this allowed-signers file on the device (signed bundles)
+    unsigned: str | None = None  # "accept" or "refuse": the device's policy for unsigned bundles
 
 
 class Device:
@@ -60,7 +64,7 @@ async def open_device(target: Target, profile: DeviceProfile, opts: DeployOption
     remote.python = opts.python or profile.python.command
     try:
         probe = ("uname -m; printf '%s\\n' \"$HOME\"; "
-                 f"{remote.python} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])' 2>&1 || echo none")
+                 f"{shlex.quote(remote.python)} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])' 2>&1 || echo none")
         r = await remote.sh(probe, "preflight", check=False)
         lines = (r.stdout or "").strip().splitlines() + ["", "", ""]
         arch, home, py = lines[0].strip(), lines[1].strip(), lines[2].strip()
@@ -90,13 +94,24 @@ def _profile_of(manifest: dict) -> DeviceProfile:
     return profile_from_dict(manifest["profile"], f"bundle {manifest.get('version')}")
 
 
+PYTHON_RE = re.compile(r"^[A-Za-z0-9_./+-]{1,200}$")
+
+
 def check_options(opts: DeployOptions) -> None:
-    """Settings that end up in the device's service.env (sourced by its shell): checked on the host."""
+    """Settings that end up in the device's service.env (sourced by its shell) or its command lines:
+    checked on the host."""
     try:
         if opts.serve_host is not None:
             check_host(opts.serve_host)
     except StepError as e:
         raise ConfigError(f"serve_host: {e}") from None
+    if opts.python is not None and not PYTHON_RE.match(opts.python):
+        raise ConfigError(f"--python must be a command or path like python3 or /usr/bin/python3.11 (letters, "
+                          f"digits, '_', '.', '/', '+', '-'); received {opts.python!r}")
+    if opts.unsigned not in (None, "accept", "refuse"):
+        raise ConfigError(f"--unsigned must be accept or refuse; received {opts.unsigned!r}")
+    if opts.allowed_signers is not None and not Path(opts.allowed_signers).is_file():
+        raise ConfigError(f"--allowed-signers {opts.allowed_signers!r}: no such file")
 
 
 def handled_cancel() -> None:
@@ -167,6 +182,10 @@ async def deploy_host(bundle: str | Path, target: Target, opts: DeployOptions | 
             probe = await device.agent("probe", "preflight")
             previous, probed = probe.get("current"), True
             _check_resources(target, profile, probe, manifest, bundle.stat().st_size)
+        if opts.allowed_signers or opts.unsigned:
+            step = "trust"
+            with _timed(steps, "trust", progress, target.label):
+                await set_trust(device, opts)
         step = "upload"
         with _timed(steps, "upload", progress, target.label):
             remote_tar = f"{device.root}/releases/.upload-{version}.tar.gz"
@@ -220,6 +239,15 @@ async def deploy_host(bundle: str | Path, target: Target, opts: DeployOptions | 
         "seconds": round(time.perf_counter() - t_start, 2), "steps": steps,
         "emulated": probe.get("emulated"),  # set under QEMU: the smoke latencies are not the device's
     }
+
+
+async def set_trust(device: Device, opts: DeployOptions) -> dict:
+    """Install the allowed-signers file and/or the unsigned-bundle policy on the device."""
+    signers = None
+    if opts.allowed_signers:
+        signers = f"{device.root}/.upload-allowed_signers"
+        await device.remote.put(opts.allowed_signers, signers, "trust")
+    return await device.agent("trust", "trust", signers=signers, unsigned=opts.unsigned)
 
 
 def _after_failure(e: StepFailed, target: Target, version: str, previous: str | None) -> StepFailed:
