@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 
 import click
@@ -61,7 +62,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="edgekit")
-def cli():
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's native start-up log lines (hidden by default).")
+def cli(verbose):
     """edgekit: compact neural networks from data to edge devices.
 
     Train, compress (prune, distill, int8), export (TFLite, ONNX, OpenVINO IR), benchmark,
@@ -69,11 +71,71 @@ def cli():
     """
 
 
+# TensorFlow's C++ start-up lines (absl / TF logging before Python logging exists; TF_CPP_MIN_LOG_LEVEL does
+# not reach them): "WARNING: All log messages before absl::InitializeLog() ...", "I0000 00:00:... port.cc:153]
+# oneDNN custom operations are on ...", the cpu_feature_guard notice and its second line.
+NATIVE_NOISE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)|"
+                          rb"[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] |"
+                          rb"To enable the following instructions: .*rebuild TensorFlow)")
+
+
+class NativeStderrFilter:
+    """fd 2 through a pipe whose reader drops NATIVE_NOISE lines and passes everything else on (child
+    processes included). Only for the real entry point: it swaps the process's fd 2."""
+
+    def __init__(self):
+        import os
+        import threading
+
+        self.saved = os.dup(2)
+        r, w = os.pipe()
+        os.dup2(w, 2)
+        os.close(w)
+        self.thread = threading.Thread(target=self._pump, args=(r,), daemon=True)
+        self.thread.start()
+
+    def _pump(self, r):
+        import os
+
+        buf = b""
+        with open(r, "rb", buffering=0) as f:
+            while True:
+                chunk = f.read(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                out = b"".join(ln + b"\n" for ln in lines if not NATIVE_NOISE.match(ln))
+                if out:
+                    os.write(self.saved, out)
+        if buf and not NATIVE_NOISE.match(buf):
+            os.write(self.saved, buf)
+
+    def close(self):
+        import os
+
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os.dup2(self.saved, 2)  # the pipe's last writer here is gone: the reader drains and stops
+        self.thread.join(2.0)
+
+
 def main(argv=None) -> None:
-    # TensorFlow, when a build-side command imports it, logs CPU-feature notices on stderr.
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet = argv is None and "--verbose" not in sys.argv[1:] and not os.environ.get("EDGEKIT_VERBOSE")
+    filt = NativeStderrFilter() if quiet else None
+    try:
+        _main(argv)
+    finally:
+        if filt is not None:
+            filt.close()
+
+
+def _main(argv=None) -> None:
     try:
         rv = cli.main(args=argv, prog_name="edgekit", standalone_mode=False)
     except EdgekitError as e:

@@ -56,6 +56,19 @@ def _held_out_ok(data, opts: dict) -> dict:
     return {**opts, "require_train": False}
 
 
+def _whole_folder(meta, data, split: str, opts: dict) -> bool:
+    """An image folder of class subfolders (no train/val/test inside) that the model was not trained on
+    is a test set: every image is evaluated, not the 20 % "test" share a training split would hold out."""
+    from .data import _guess_kind, datasets
+
+    p = Path(str(data))
+    if (split != "test" or str(data) in datasets or not p.is_dir() or "whole" in opts
+            or opts.get("kind", "images") != "images" or _guess_kind(p) != "images" or (p / "train").is_dir()):
+        return False
+    trained_on = str(((meta.provenance or {}) if meta is not None else {}).get("data") or "")
+    return trained_on not in (str(data), p.name, str(p.resolve()))
+
+
 def _foreign_images(meta, data) -> bool:
     """A model edgekit did not train (compress recorded its preprocessing) evaluated on an image folder."""
     return (meta is not None and bool((meta.provenance or {}).get("foreign"))
@@ -116,7 +129,9 @@ def evaluate(model, data=None, split: str = "test", *, batch_size: int = 256, de
     if not isinstance(data, Dataset) and _foreign_images(meta, data):
         ds = _foreign_dataset(meta, data)
     else:
-        ds = data if isinstance(data, Dataset) else load_dataset(data, **_held_out_ok(data, opts))
+        whole = not isinstance(data, Dataset) and _whole_folder(meta, data, split, opts)
+        ds = data if isinstance(data, Dataset) else load_dataset(data, **_held_out_ok(data, opts),
+                                                                 **({"whole": True} if whole else {}))
     x, y = ds.split(split)
     if limit:
         x, y = x[:limit], y[:limit]
@@ -134,8 +149,9 @@ def evaluate(model, data=None, split: str = "test", *, batch_size: int = 256, de
             raise DataError(f"Model input shape {want} doesn't match dataset {ds.name!r} examples {tuple(x.shape[1:])}")
         probs = np.concatenate([session.predict(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
     report = evaluate_predictions(probs, y, ds.labels)
+    whole = bool(ds.info.get("whole")) if isinstance(ds.info, dict) else False
     return {"model": str(path) if path else getattr(keras_model, "name", "model"), "format": fmt,
-            "data": ds.name, "split": split, **report, "labels": list(ds.labels)}
+            "data": ds.name, "split": split, **report, "labels": list(ds.labels), "whole_folder": whole}
 
 
 # --- plots (matplotlib Agg, build side) -------------------------------------------------------------

@@ -523,3 +523,70 @@ def test_json_onto_special_files_keeps_them(command, assets, invoke_cli, tmp_pat
     finally:
         os.close(rfd)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "link.json", "null", "real.json"]
+
+
+def test_eval_on_a_separate_image_folder_takes_every_image(keras_classifier, tmp_path, invoke_cli):
+    """Issue 25 (found by users): a test folder of class subfolders that did not train the model is
+    evaluated whole, not its 20 % "test" share; the model's own training folder still gives its test split."""
+    from PIL import Image
+
+    from edgekit.artifact import read_meta, sidecar_path, write_meta
+
+    folder = tmp_path / "held_out"
+    rng = np.random.default_rng(0)
+    for c in LABELS5:
+        (folder / c).mkdir(parents=True)
+        for i in range(5):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / c / f"{i}.png")
+    model = tmp_path / "m.keras"
+    shutil.copy(keras_classifier, model)
+    meta = read_meta(keras_classifier)
+    meta.labels = list(LABELS5)
+    write_meta(model, meta)
+    code, out, err = invoke_cli(["eval", str(model), "--data", str(folder), "--json", str(tmp_path / "r.json")])
+    assert code == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["samples"] == 25 and r["whole_folder"] is True and sum(map(sum, r["confusion"])) == 25
+    code, out, err = invoke_cli(["eval", str(model), "--data", str(folder)])
+    assert "over 25 samples (every image of the folder" in out, out
+    meta.provenance = {**(meta.provenance or {}), "data": "held_out"}  # now it is the training folder
+    write_meta(model, meta)
+    code, out, err = invoke_cli(["eval", str(model), "--data", str(folder), "--json", str(tmp_path / "r.json")])
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert code == 0 and r["samples"] == 5 and r["whole_folder"] is False, err
+    assert sidecar_path(model).exists()
+
+
+NATIVE_BANNERS = (b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+                  b"I0000 00:00:1796589151.837264   30091 port.cc:153] oneDNN custom operations are on. You may see\n"
+                  b"I0000 00:00:1796589152.1   30091 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n"
+                  b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
+                  b"appropriate compiler flags.\n")
+
+
+def test_native_tensorflow_banners_are_dropped_and_everything_else_kept():
+    """Issue 25 (found by users): TensorFlow's C++ start-up lines ignore TF_CPP_MIN_LOG_LEVEL; the entry
+    point filters them from fd 2 (child processes included) and passes every other line through."""
+    child = f"import os; os.write(2, {NATIVE_BANNERS!r} + b'child\\n')"
+    code = ("import os, subprocess, sys\n"
+            "from edgekit.cli import NativeStderrFilter\n"
+            "f = NativeStderrFilter()\n"
+            f"os.write(2, {NATIVE_BANNERS!r} + b'E0000 00:00:1.2 1 x.cc:1] a real error\\n')\n"
+            "print('from python', file=sys.stderr, flush=True)\n"
+            f"subprocess.run([sys.executable, '-c', {child!r}])\n"
+            "os.write(2, b'no newline at the end')\n"
+            "f.close()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.decode() == ("E0000 00:00:1.2 1 x.cc:1] a real error\nfrom python\nchild\nno newline at the end")
+
+
+@pytest.mark.slow
+def test_a_tensorflow_command_is_quiet_unless_verbose():
+    argv = [sys.executable, "-c", "from edgekit.cli import main; main()"]
+    quiet = subprocess.run(argv + ["zoo", "list", "--models", "ds_cnn_s"], capture_output=True, text=True, timeout=300)
+    loud = subprocess.run(argv + ["--verbose", "zoo", "list", "--models", "ds_cnn_s"], capture_output=True, text=True,
+                          timeout=300)
+    assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
+    assert "ds_cnn_s" in quiet.stdout and "absl::InitializeLog" not in quiet.stderr and "oneDNN" not in quiet.stderr
+    assert "oneDNN custom operations" in loud.stderr

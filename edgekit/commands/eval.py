@@ -26,6 +26,8 @@ def eval_(model, data, split, device, threads, limit, options, confusion, json_p
     r = evaluate(model, data, split, device=device, threads=threads, limit=limit, data_options=parse_options(options))
     rows = [{"class": k, "accuracy": v, "samples": sum(r["confusion"][i])} for i, (k, v) in enumerate(r["per_class"].items())]
     title = f"{r['model']} ({r['format']}) on {r['data']}/{r['split']}: top-1 {r['top1']:.4f} over {r['samples']} samples"
+    if r.get("whole_folder"):
+        title += " (every image of the folder: it is not the model's training data)"
     emit(rows, json_path, title=title, payload=r)
     if confusion and json_path != "-":
         labels = [str(s) for s in r["labels"]]

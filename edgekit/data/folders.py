@@ -59,11 +59,12 @@ def _image_files(d: Path) -> list[Path]:
 
 
 def load_image_folder(path, size=None, channels=None, seed: int = 0, val: float = 0.1,
-                      test: float = 0.2) -> Dataset:
+                      test: float = 0.2, whole: bool = False) -> Dataset:
     """One subfolder per class of images; or ``train/``, ``val/``, ``test/`` each laid out that way.
 
     ``size`` (H, W) resizes every image; without it all images must share one size. ``channels``
-    is 1 or 3 (default: 1 if every image is grayscale).
+    is 1 or 3 (default: 1 if every image is grayscale). ``whole``: a folder without split subfolders is
+    one "test" split of every image (a held-out set to evaluate on; nothing to train on).
     """
     root = _require_dir(Path(path), "Image")
     split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
@@ -100,14 +101,19 @@ def load_image_folder(path, size=None, channels=None, seed: int = 0, val: float 
         if len(shapes) > 1:
             raise DataError(f"Image folder {root}: images have different sizes {sorted(shapes)[:3]}...; pass size=H,W")
         arrays[s] = (np.stack(xs).astype(np.float32) / 255.0, np.asarray(ys, np.int64))
-    if "all" in arrays:
+    if "all" in arrays and whole:
+        arrays["test"] = arrays.pop("all")
+    elif "all" in arrays:
         x, y = arrays.pop("all")
         idx = stratified_split(y, {"train": 1 - val - test, "val": val, "test": test}, seed)
         arrays = {k: (x[v], y[v]) for k, v in idx.items()}
-    check_classes(root.name, labels, arrays["train"][1], root)
-    h, w, c = arrays["train"][0].shape[1:]
+    else:
+        whole = False
+    if not whole:
+        check_classes(root.name, labels, arrays["train"][1], root)
+    h, w, c = arrays["test" if whole else "train"][0].shape[1:]
     return Dataset(root.name, "image-classification", labels, arrays, image_preprocessing(h, w, c, 1 / 255.0),
-                   {"source": str(root)})
+                   {"source": str(root), **({"whole": True} if whole else {})})
 
 
 # --- Speech Commands layout --------------------------------------------------------------------------

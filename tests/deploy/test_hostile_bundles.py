@@ -406,3 +406,59 @@ def test_agent_manifest_checks_accept_what_build_bundle_writes(tflite_model, tmp
     (root / "releases").mkdir(parents=True)
     code, out = unpack(root, tmp_path / "b.tar.gz", "r1")
     assert code == 0 and out["ok"] and out["files"] == len(m["files"]), out
+
+
+# -- issue 25: memory bombs in the headers, read before any check ------------------------------------
+
+def _pax_bomb(path: Path, size: int) -> Path:
+    """A small gzip whose first header is a PAX extended header of ``size`` zero bytes (tarfile reads one
+    whole), then an ordinary bundle."""
+    m = base_manifest("v1")
+    data = json.dumps(m).encode()
+    with tarfile.open(path, "w:gz", compresslevel=1, format=tarfile.USTAR_FORMAT) as tar:
+        tar.addfile(_info("././@PaxHeader", size, tarfile.XHDTYPE), io.BufferedReader(_Zeros(size), 1 << 20))
+        tar.addfile(_info("manifest.json", len(data)), io.BytesIO(data))
+        for k, v in FILES.items():
+            tar.addfile(_info(k, len(v)), io.BytesIO(v))
+    return path
+
+
+def _limited(mb: int):
+    def limit():
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (mb << 20, mb << 20))
+    return limit
+
+
+def test_a_pax_header_bomb_is_refused_from_its_size(device_root, tmp_path):
+    bundle = _pax_bomb(tmp_path / "pax.tar.gz", 300 << 20)
+    assert bundle.stat().st_size < 2 << 20
+    upload = device_root / "releases" / ".upload-case.tar.gz"
+    upload.write_bytes(bundle.read_bytes())
+    # The agent in 200 MB of address space: reading the header whole would fail with MemoryError.
+    r = subprocess.run([sys.executable, str(AGENT), "unpack", "--root", str(device_root), "--tarball", str(upload),
+                        "--version", "v1"], capture_output=True, text=True, timeout=120, preexec_fn=_limited(200))
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 1 and out["step"] == "verify", out
+    assert f"a PAX header of {300 << 20} bytes; at most {agent.MAX_META_HEADER_BYTES}" in out["error"], out
+    assert not list((device_root / "releases").iterdir())
+    with pytest.raises(ConfigError, match="PAX header of 314572800 bytes"):
+        read_manifest(bundle)
+
+
+def test_the_host_refuses_an_oversized_or_deeply_nested_manifest_without_reading_it(tmp_path, device_root):
+    import time
+
+    big = tmp_path / "big.tar.gz"
+    make_bundle(big, None, members=[], raw_manifest=b" " * (agent.MAX_MANIFEST_BYTES + 1))
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=f"manifest.json is {agent.MAX_MANIFEST_BYTES + 1} bytes; a manifest is at "
+                                          f"most {agent.MAX_MANIFEST_BYTES}"):
+        read_manifest(big)
+    assert time.perf_counter() - t0 < 1.0  # from the header: the 16 MB are never decompressed
+    nested = make_bundle(tmp_path / "nested.tar.gz", None, raw_manifest=b"[" * 200_000 + b"]" * 200_000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        read_manifest(nested)
+    code, out = unpack(device_root, nested, "v1")
+    assert code == 1 and "nested too deeply" in out["error"] and len(out["error"].splitlines()) == 1, out
