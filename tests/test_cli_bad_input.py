@@ -54,6 +54,9 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
     (d / "latin1" / "model.tflite.json").write_bytes(b'{"labels": ["caf\xe9"]}')
     (d / "afile").write_text("x")
     (d / "adir").mkdir()
+    (d / "inv_str.yaml").write_text("hosts: abc\n")
+    (d / "inv_port.yaml").write_text("hosts:\n  - host: pi@127.0.0.1\n    port: 99999\n")
+    (d / "inv_serve_port.yaml").write_text("hosts:\n  - host: pi@127.0.0.1\n    serve_port: 99999\n")
     (d / "mine").mkdir()  # a user's folder that is not a run folder
     (d / "mine" / "precious.txt").write_text("keep me")
     (d / "notrain.csv").write_text("text,label,split\nhello there,a,test\nbye now,b,test\ngood day,a,val\n")
@@ -64,7 +67,8 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
     (d / "labels3.txt").write_text("a\nb\nc\n")
     return {"dir": str(d), "keras": str(d / "m.keras"), "tflite": str(tfl), "file": str(d / "afile"),
             **foreign, "int8tflite": str(d / "int8.tflite"), "labels3": str(d / "labels3.txt"),
-            "folder": str(d / "adir"), "mine": str(d / "mine"), "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
+            "folder": str(d / "adir"), "mine": str(d / "mine"),
+            **{k: str(d / f"{k}.yaml") for k in ("inv_str", "inv_port", "inv_serve_port")}, "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
             "wav": str(d / "tone.wav"), **{k: str(d / k / "model.tflite") for k in
                                            ("labels_str", "labels_nested", "meta_list", "sparsity_str", "latin1")}}
 
@@ -348,6 +352,15 @@ CASES = [
     ("deploy-port-0", ["deploy", "nope.tar.gz", "--host", "pi@127.0.0.1", "--port", "0"], r"--port", {"proc": 30}),
     ("status-port-0", ["status", "--host", "pi@127.0.0.1", "--port", "0"], r"--port", {"proc": 30}),
     ("doctor-profile", ["doctor", "-p", "nosuch"], r"nosuch", {"proc": 30}),
+    # issue 25
+    ("status-inventory-hosts-string", ["status", "--hosts", "{inv_str}"], r"needs a 'hosts' list", {"proc": 30}),
+    ("status-inventory-port", ["status", "--hosts", "{inv_port}"], r"Port.*1-65535.*99999", {"proc": 30}),
+    ("status-inventory-serve-port", ["status", "--hosts", "{inv_serve_port}"], r"hosts\[0\].*serve_port.*99999",
+     {"proc": 30}),
+    ("status-host-port-99999", ["status", "--host", "pi@127.0.0.1:99999"], r"Port.*99999", {"proc": 30}),
+    ("status-host-semicolon", ["status", "--host", "pi@a;touch x"], r"not a host name", {"proc": 30}),
+    ("status-python-shell", ["status", "--host", "pi@127.0.0.1", "--python", "python3; touch X"], r"--python",
+     {"proc": 30}),
 ]
 
 

@@ -914,6 +914,66 @@ def _pid(path):
         return None
 
 
+def _listening_inodes(port):
+    """Socket inodes listening on TCP ``port`` (/proc/net/tcp, tcp6); None where /proc can't tell."""
+    found, seen = set(), False
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        seen = True
+        for ln in lines:
+            cols = ln.split()
+            if len(cols) > 9 and cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == int(port):
+                found.add("socket:[%s]" % cols[9])
+    return found if seen else None
+
+
+def _holders(pids, sockets):
+    """Which of ``pids`` (and their children) hold one of ``sockets`` open."""
+    tree = set(p for p in pids if p)
+    with contextlib.suppress(OSError):
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    with open("/proc/%s/stat" % d) as f:
+                        if int(f.read().rsplit(")", 1)[1].split()[1]) in tree:
+                            tree.add(int(d))
+    held = set()
+    for pid in tree:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                with contextlib.suppress(OSError):
+                    if os.readlink("/proc/%d/fd/%s" % (pid, fd)) in sockets:
+                        held.add(pid)
+    return held
+
+
+def _service_pid(L, manifest, manager):
+    if manager == "systemd":
+        r = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", unit_name(manifest)],
+                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, universal_newlines=True)
+        with contextlib.suppress(ValueError):
+            return int(r.stdout.strip() or 0) or None
+        return None
+    return _pid(os.path.join(L.run, "server.pid"))
+
+
+def answered_by_ours(port, L, manifest, manager):
+    """Is the server listening on ``port`` the one this service started (its pid or a child's)? True,
+    False (another process holds the port: the new server never bound it), or None where /proc can't tell.
+    A ready answer alone is not enough: another server with a model of the same name answers it too."""
+    sockets = _listening_inodes(port)
+    if not sockets:
+        return None
+    pid = _service_pid(L, manifest, manager)
+    if pid is None:
+        return False
+    return bool(_holders([pid], sockets))
+
+
 def health(port, timeout=60.0, L=None, manifest=None, host=None, manager="supervisor"):
     """Poll the server's readiness URL until 200; give up early if the service keeps restarting it.
     With a manifest, the URL is that model's own readiness route: another server on the port (one the
@@ -930,9 +990,12 @@ def health(port, timeout=60.0, L=None, manifest=None, host=None, manager="superv
         t0 = time.perf_counter()
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return {"ready": True, "url": url, "latency_ms": round((time.perf_counter() - t0) * 1e3, 2)}
-                last = "HTTP %d" % r.status
+                ms = round((time.perf_counter() - t0) * 1e3, 2)
+                ours = answered_by_ours(port, L, manifest, manager) if L is not None else None
+                if r.status == 200 and ours is not False:
+                    return {"ready": True, "url": url, "latency_ms": ms, "own_process": ours}
+                last = ("HTTP %d" % r.status if r.status != 200 else
+                        "port %s is answered by another process, not the server this release started" % port)
         except Exception as e:  # connection refused while the server starts, HTTP 503 while loading
             last = str(getattr(e, "reason", e))
         if L is not None:
@@ -940,7 +1003,8 @@ def health(port, timeout=60.0, L=None, manifest=None, host=None, manager="superv
             restarts = _systemd_restarts(manifest) if systemd else read_json(os.path.join(L.run, "restarts"), 0) or 0
             if restarts >= 3:
                 log = _journal_tail(manifest) if systemd else tail(os.path.join(L.log, "serve.log"))
-                raise StepError("health", "server keeps exiting (%d restarts); log tail:\n%s" % (restarts, log))
+                raise StepError("health", "server keeps exiting (%d restarts; last check: %s); log tail:\n%s"
+                                % (restarts, last, log))
         if time.time() > deadline:
             log = ""
             if L is not None:

@@ -105,7 +105,10 @@ def check_options(opts: DeployOptions) -> None:
             check_host(opts.serve_host)
     except StepError as e:
         raise ConfigError(f"serve_host: {e}") from None
-    if opts.python is not None and not PYTHON_RE.match(opts.python):
+    if opts.serve_port is not None and (isinstance(opts.serve_port, bool) or not isinstance(opts.serve_port, int)
+                                        or not 1 <= opts.serve_port <= 65535):
+        raise ConfigError(f"serve_port must be 1-65535; received {opts.serve_port!r}")
+    if opts.python is not None and (not isinstance(opts.python, str) or not PYTHON_RE.match(opts.python)):
         raise ConfigError(f"--python must be a command or path like python3 or /usr/bin/python3.11 (letters, "
                           f"digits, '_', '.', '/', '+', '-'); received {opts.python!r}")
     if opts.unsigned not in (None, "accept", "refuse"):

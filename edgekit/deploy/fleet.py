@@ -28,7 +28,7 @@ from typing import Awaitable, Callable
 
 from ..devices import yaml_problem
 from ..errors import ConfigError, EdgekitError
-from .deploy import DeployOptions, handled_cancel
+from .deploy import DeployOptions, check_options, handled_cancel
 from .ssh import Interrupted, StepFailed, Target
 
 TARGET_KEYS = ("host", "name", "user", "port", "key", "known_hosts", "host_key_check", "connect_timeout")
@@ -51,7 +51,7 @@ def load_inventory(path: str | Path, target_defaults: dict | None = None,
         raise ConfigError(f"Inventory {p} is not UTF-8 text") from None
     if isinstance(doc, list):
         doc = {"hosts": doc}
-    if not isinstance(doc, dict) or not doc.get("hosts"):
+    if not isinstance(doc, dict) or not doc.get("hosts") or not isinstance(doc["hosts"], list):
         raise ConfigError(f"Inventory {p} needs a 'hosts' list (addresses like pi@10.0.0.11, or mappings "
                           "with a 'host' key)")
     unknown = sorted(set(doc) - {"hosts", "defaults", "concurrency"})
@@ -85,7 +85,12 @@ def load_inventory(path: str | Path, target_defaults: dict | None = None,
         okw = {k: merged[k] for k in OPTION_KEYS if k in merged}
         if "pip_args" in okw and isinstance(okw["pip_args"], str):
             okw["pip_args"] = okw["pip_args"].split()
-        items.append((target, replace(base_opts, **okw)))
+        item_opts = replace(base_opts, **okw)
+        try:
+            check_options(item_opts)
+        except ConfigError as e:
+            raise ConfigError(f"Inventory {p}: hosts[{i}]: {e}") from None
+        items.append((target, item_opts))
     return items, concurrency
 
 

@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import posixpath
+import re
 import shlex
 import socket
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from pathlib import Path
 from ..errors import ConfigError, DeployError, MissingDependencyError
 
 HOST_KEY_CHECKS = ("strict", "accept-new", "off")
+HOST_NAME_RE = re.compile(r"^[A-Za-z0-9._:%-]{1,253}$")
+USER_RE = re.compile(r"^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}\$?$")
 
 
 class StepFailed(DeployError):
@@ -78,6 +81,15 @@ class Target:
         host = host.strip("[]")
         if not host:
             raise ConfigError(f"No host name in {spec!r}; expected user@host")
+        if not HOST_NAME_RE.match(host):  # it is echoed into suggested shell commands (ssh-keyscan ...)
+            raise ConfigError(f"Host {host!r} in {spec!r} is not a host name or an IP address (letters, digits, "
+                              "'.', '-', '_', ':', '%')")
+        if user and not USER_RE.match(user):
+            raise ConfigError(f"User {user!r} in {spec!r} is not a user name")
+        if isinstance(port, str) and port.strip().isdigit():
+            port = int(port)
+        if isinstance(port, bool) or not isinstance(port, (int, type(None))) or not 1 <= (port or 22) <= 65535:
+            raise ConfigError(f"Port for {spec!r} must be 1-65535; received {port!r}")
         check = kw.get("host_key_check") or "strict"
         if check not in HOST_KEY_CHECKS:
             raise ConfigError(f"Unknown host key check {check!r}. Available: {', '.join(HOST_KEY_CHECKS)}")

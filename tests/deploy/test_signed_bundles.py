@@ -152,30 +152,33 @@ def test_bundle_sign_writes_a_signature_the_device_accepts(tflite_model, keys, t
 
 
 @pytest.mark.ssh
-def test_deploy_to_a_device_that_requires_signatures(make_device, bundles, keys, tmp_path):
-    """Over real SSH: the first deploy installs the allowed signers and a signed release; then an unsigned
-    bundle and a tampered-and-re-checksummed copy of the signed one are refused at verify, before anything
-    is extracted, and the signed release keeps serving."""
+def test_deploy_to_a_device_that_requires_signatures(device, bundles, keys, tmp_path):
+    """Over real SSH (the shared device: its runtime venv is reused): a deploy installs the allowed signers
+    and a signed release; then an unsigned bundle and a tampered-and-re-checksummed copy of the signed one
+    are refused at verify, before anything is extracted, and the signed release keeps serving."""
     from edgekit.deploy.bundle import rebundle
     from edgekit.deploy.deploy import DeployOptions, deploy_host
     from edgekit.deploy.ssh import StepFailed
 
-    device = make_device("signed")
     opts = lambda **kw: DeployOptions(serve_port=device.serve_port, health_timeout=60, **kw)  # noqa: E731
     signed = rebundle(bundles("v1"), tmp_path / "s1.tar.gz", "s1", sign=keys["good"])
-    r = asyncio.run(deploy_host(signed, device.target(), opts(allowed_signers=str(keys["allowed"]))))
-    assert r["status"] == "deployed" and device.current() == "s1" and "trust" in r["steps"]
+    try:
+        r = asyncio.run(deploy_host(signed, device.target(), opts(allowed_signers=str(keys["allowed"]))))
+        assert r["status"] == "deployed" and device.current() == "s1" and "trust" in r["steps"]
 
-    unsigned = rebundle(bundles("v1"), tmp_path / "u1.tar.gz", "u1")
-    with pytest.raises(StepFailed) as e:
-        asyncio.run(deploy_host(unsigned, device.target(), opts()))
-    assert e.value.step == "verify" and "not signed" in str(e.value)
+        unsigned = rebundle(bundles("v1"), tmp_path / "u1.tar.gz", "u1")
+        with pytest.raises(StepFailed) as e:
+            asyncio.run(deploy_host(unsigned, device.target(), opts()))
+        assert e.value.step == "verify" and "not signed" in str(e.value)
 
-    def swap_smoke(folder: Path):
-        (folder / "smoke_test.py").write_text("print('{\"passed\": true}')\n")
+        def swap_smoke(folder: Path):
+            (folder / "smoke_test.py").write_text("print('{\"passed\": true}')\n")
 
-    tampered = rebundle(signed, tmp_path / "t1.tar.gz", "s1", mutate=swap_smoke)  # re-checksummed, old signature
-    with pytest.raises(StepFailed) as e:
-        asyncio.run(deploy_host(tampered, device.target(), opts()))
-    assert e.value.step == "verify" and "changed after signing" in str(e.value)
-    assert device.current() == "s1" and not (device.root / "releases" / "u1").exists()
+        tampered = rebundle(signed, tmp_path / "t1.tar.gz", "s2", mutate=swap_smoke)  # re-checksummed, old sig
+        with pytest.raises(StepFailed) as e:
+            asyncio.run(deploy_host(tampered, device.target(), opts()))
+        assert e.value.step == "verify" and "changed after signing" in str(e.value)
+        assert device.current() == "s1" and not (device.root / "releases" / "u1").exists()
+        assert not (device.root / "releases" / "s2").exists()
+    finally:  # the shared device goes back to accepting unsigned bundles for the other tests
+        shutil.rmtree(device.root / "trust", ignore_errors=True)

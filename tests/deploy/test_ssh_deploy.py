@@ -221,3 +221,41 @@ def test_preflight_refuses_a_bundle_for_another_architecture(serving, tflite_mod
     assert e.value.step == "preflight"
     assert "the device is x86_64, profile 'raspberry-pi-5' is for aarch64" in str(e.value)
     assert serving.current() == before and ready(serving.serve_port)
+
+
+def test_a_port_held_by_another_server_is_not_taken_for_the_new_release(serving, bundles, tmp_path):
+    """Issue 25: another server on the port answers the ready probe of a model with the same name; the new
+    service restart-loops on 'address already in use'. Deploy must fail (the ready answer did not come
+    from the process it started) and put the previous release back, not report success."""
+    import http.server
+    import threading
+
+    import socket
+
+    device = serving
+    before = device.current()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    class Ready(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # every readiness route: 200
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", port), Ready)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(StepFailed) as e:
+            asyncio.run(deploy_host(rebundle(bundles("v1"), tmp_path / "sq.tar.gz", "squatted"), device.target(),
+                                    DeployOptions(serve_port=port, health_timeout=20)))
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert e.value.step == "health", str(e.value)
+    assert "answered by another process" in str(e.value), str(e.value)
+    assert device.current() == before and ready(device.serve_port)  # the previous release serves again
