@@ -188,8 +188,9 @@ def read_meta(model_path: str | os.PathLike, *, embedded: bool = True) -> Artifa
     if side.exists():
         try:
             return ArtifactMeta.from_dict(json.loads(side.read_text(encoding="utf-8")))
-        except (ValueError, KeyError, TypeError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-            raise ModelError(f"Metadata file {side} is not valid edgekit metadata: {e}. Fix it, or delete it to "
+        except (ValueError, KeyError, TypeError, RecursionError) as e:  # Unicode/JSONDecodeError are ValueErrors
+            why = "nested too deeply" if isinstance(e, RecursionError) else e
+            raise ModelError(f"Metadata file {side} is not valid edgekit metadata: {why}. Fix it, or delete it to "
                              "use the model without metadata") from None
         except OSError as e:
             raise ModelError(f"Can't read metadata file {side}: {e}") from None

@@ -49,6 +49,10 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
         shutil.copy(tfl, d / name / "model.tflite")
         (d / name / "model.tflite.json").write_text(json.dumps(side(json.loads((d / "exp" / "model.tflite.json")
                                                                              .read_text()))))
+    _png_bomb_folder(d / "bombs")
+    (d / "meta_nested").mkdir()
+    shutil.copy(tfl, d / "meta_nested" / "model.tflite")
+    (d / "meta_nested" / "model.tflite.json").write_text("[" * 100_000 + "]" * 100_000)
     (d / "latin1").mkdir()
     shutil.copy(tfl, d / "latin1" / "model.tflite")
     (d / "latin1" / "model.tflite.json").write_bytes(b'{"labels": ["caf\xe9"]}')
@@ -67,10 +71,32 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
     (d / "labels3.txt").write_text("a\nb\nc\n")
     return {"dir": str(d), "keras": str(d / "m.keras"), "tflite": str(tfl), "file": str(d / "afile"),
             **foreign, "int8tflite": str(d / "int8.tflite"), "labels3": str(d / "labels3.txt"),
-            "folder": str(d / "adir"), "mine": str(d / "mine"),
+            "folder": str(d / "adir"), "mine": str(d / "mine"), "bombs": str(d / "bombs"),
             **{k: str(d / f"{k}.yaml") for k in ("inv_str", "inv_port", "inv_serve_port")}, "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
             "wav": str(d / "tone.wav"), **{k: str(d / k / "model.tflite") for k in
-                                           ("labels_str", "labels_nested", "meta_list", "sparsity_str", "latin1")}}
+                                           ("labels_str", "labels_nested", "meta_list", "sparsity_str", "latin1",
+                                                        "meta_nested")}}
+
+
+def _png_bomb_folder(root: Path) -> Path:
+    """Two classes of three images; one more declares 13,400 x 13,400 pixels (179.6 MP, over Pillow's 178 MP bomb limit) in
+    its header: 100 bytes on disk."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    def chunk(t, data):
+        return struct.pack(">I", len(data)) + t + data + struct.pack(">I", zlib.crc32(t + data) & 0xFFFFFFFF)
+
+    for c in ("a", "b"):
+        (root / c).mkdir(parents=True)
+        for i in range(3):  # enough for a calibration set
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / c / f"ok{i}.png")
+    (root / "b" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 13400, 13400, 8, 2,
+                                                                                        0, 0, 0))
+                                          + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+    return root
 
 
 def _foreign_onnx_assets(d: Path) -> dict:
@@ -321,6 +347,11 @@ CASES = [
                               "alpha=-1", "--epochs", "1", "--limit", "30", "-q"], r"alpha=-1.*out of range"),
     ("train-alpha-huge", ["train", "-m", "mobilenet_v2", "-d", "digits", "--out", "out", "--model-option",
                           "alpha=1000", "--epochs", "1", "--limit", "30", "-q"], r"alpha=1000.*out of range"),
+    ("data-info-png-bomb", ["data", "info", "{bombs}"], r"Can't read image .*bomb\.png.*exceeds limit"),
+    ("compress-calibration-png-bomb", ["compress", "{onnx}", "-d", "{bombs}", "--quantize", "int8", "--out", "out"],
+     r"bomb\.png.*exceeds limit"),
+    ("info-meta-nested", ["info", "{meta_nested}"], r"metadata.*nested too deeply"),
+    ("bench-meta-nested", ["bench", "{meta_nested}", "--no-isolate", "--runs", "1"], r"nested too deeply"),
     ("bench-threads-huge", ["bench", "{tflite}", "--threads", "3000"], r"--threads.*<= 1024"),
     ("eval-threads-huge", ["eval", "{tflite}", "--data", "digits", "--threads", "3000"], r"--threads.*<= 1024"),
     ("info-json-proc", ["info", "{tflite}", "--json", "/proc/edgekit-x.json"], r"--json.*/proc"),
@@ -603,3 +634,48 @@ def test_a_tensorflow_command_is_quiet_unless_verbose():
     assert quiet.returncode == loud.returncode == 0, quiet.stderr + loud.stderr
     assert "ds_cnn_s" in quiet.stdout and "absl::InitializeLog" not in quiet.stderr and "oneDNN" not in quiet.stderr
     assert "oneDNN custom operations" in loud.stderr
+
+
+@pytest.fixture(scope="module")
+def hostile_server():
+    """An HTTP server that answers what no edgekit server would: JSON nested 100,000 deep, a 70 MB answer
+    (streamed, never held), a list for metadata."""
+    import http.server
+    import threading
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            name = self.path.rsplit("/", 1)[-1]
+            size = 70 << 20 if name == "huge" else None
+            body = {"nested": b"[" * 100_000 + b"]" * 100_000, "list": b"[1, 2]"}.get(name, b"")
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(size or len(body)))
+            self.end_headers()
+            try:
+                if size:
+                    chunk = b" " * (1 << 20)
+                    for _ in range(70):
+                        self.wfile.write(chunk)
+                else:
+                    self.wfile.write(body)
+            except OSError:  # the client stopped reading: what it should do
+                pass
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/v2/models"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.mark.parametrize("name, expect", [("nested", r"nested too deeply"), ("huge", r"more than 64 MB"),
+                                          ("list", r"not a JSON object")])
+def test_demo_url_answers_are_bounded(name, expect, hostile_server, assets, invoke_cli, tmp_path):
+    code, out, err = invoke_cli(["demo", "camera", "--url", f"{hostile_server}/{name}", "--headless", "-s",
+                                 assets["folder"]])
+    assert "Traceback" not in err and code == 2, err
+    assert len(error_lines(err)) == 1 and re.search(expect, error_lines(err)[0]), err

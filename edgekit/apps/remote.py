@@ -20,6 +20,8 @@ import numpy as np
 
 from ..errors import ConfigError, EdgekitError, ModelError
 
+MAX_ANSWER_BYTES = 64 << 20  # the largest server answer read (JSON outputs of a big model fit many times over)
+
 
 class ServerError(EdgekitError):
     """The server could not be reached or refused a request."""
@@ -50,6 +52,8 @@ class RemoteModel:
             raise ConfigError(f"Server URL path must be empty or /v2/models/NAME[/versions/N]; received {parts.path!r}")
         self._base = f"/v2/models/{quote(self.name)}" + (f"/versions/{quote(self.version)}" if self.version else "")
         md = self._json("GET", self._base)
+        if not isinstance(md, dict):
+            raise ServerError(f"{self.url}: the model's metadata is not a JSON object; is this an edgekit server?")
         params = md.get("parameters") or {}
         self.kind = params.get("preprocessing") or "none"
         self.num_labels = int(params.get("labels") or 0)
@@ -76,7 +80,12 @@ class RemoteModel:
             try:
                 conn.request(method, path, body=body, headers=headers or {})
                 resp = conn.getresponse()
-                return resp.status, resp.read()
+                raw = resp.read(MAX_ANSWER_BYTES + 1)  # an answer is bounded: a 300 MB one is not read whole
+                if len(raw) > MAX_ANSWER_BYTES:
+                    self.close()
+                    raise ServerError(f"{self.url}: {method} {path} answered more than {MAX_ANSWER_BYTES >> 20} MB; "
+                                      "not an edgekit server's answer")
+                return resp.status, raw
             except (ConnectionError, http.client.HTTPException, socket.timeout, OSError) as e:
                 self.close()
                 if attempt:
@@ -89,6 +98,8 @@ class RemoteModel:
             doc = json.loads(raw) if raw else {}
         except ValueError:
             doc = {"error": raw[:200].decode("latin-1", "replace")}
+        except RecursionError:
+            raise ServerError(f"{self.url}: {method} {path} answered JSON nested too deeply to be an answer") from None
         if status != 200:
             msg = doc.get("error") if isinstance(doc, dict) else None
             raise ServerError(f"{self.url}: {method} {path} answered {status}: {msg or raw[:200]!r}")

@@ -49,7 +49,7 @@ def _read_image(path: Path, size, channels):
             if size is not None and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BILINEAR)
             a = np.asarray(im, np.uint8)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise DataError(f"Can't read image {path}: {e}") from None
     return a[..., None] if a.ndim == 2 else a
 
@@ -87,7 +87,7 @@ def load_image_folder(path, size=None, channels=None, seed: int = 0, val: float 
             try:
                 with Image.open(p) as im:
                     return im.mode in ("L", "1", "I;16", "I")
-            except OSError as e:
+            except (OSError, Image.DecompressionBombError) as e:
                 raise DataError(f"Can't read image {p}: {e}") from None
         channels = 1 if all(gray(f) for cl in parts.values() for fs in cl.values() for f in fs) else 3
     arrays = {}
