@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import stat
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -134,6 +135,14 @@ def model_format(path: str | os.PathLike) -> str:
         if (p / "saved_model.pb").exists():
             return "savedmodel"
         raise ModelError(f"{p} is a folder but not a SavedModel (no saved_model.pb).")
+    try:
+        mode = os.stat(p).st_mode
+    except OSError:
+        mode = None  # missing: the caller says so in its own words
+    if mode is not None and not stat.S_ISREG(mode):  # a FIFO would hang the read, /dev/zero never end it
+        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
+            "not a regular file"
+        raise ModelError(f"Model {str(p)!r} is {kind}; give a model file")
     fmt = FORMATS_BY_SUFFIX.get(p.suffix.lower())
     if fmt is None:
         raise ModelError(
@@ -249,6 +258,8 @@ def read_labels(path, flag: str = "--labels") -> list[str]:
             lab = json.loads(text)
         except ValueError as e:
             raise ConfigError(f"Labels file {p} looks like JSON but isn't: {e}") from None
+        except RecursionError:
+            raise ConfigError(f"Labels file {p}: JSON nested too deeply; a labels file is a list of names") from None
         if not isinstance(lab, list) or not all(isinstance(x, (str, int)) for x in lab):
             raise ConfigError(f"Labels file {p}: a JSON labels file must be a list of names")
         lab = [str(x) for x in lab]
@@ -256,7 +267,20 @@ def read_labels(path, flag: str = "--labels") -> list[str]:
         lab = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not lab:
         raise ConfigError(f"Labels file {p} is empty")
-    return lab
+    return unique_labels(lab, f"Labels file {p}")
+
+
+def unique_labels(labels: list, where: str) -> list:
+    """Class names must differ: two outputs with one name can't be told apart in any answer."""
+    seen, dup = set(), []
+    for lab in labels:
+        if lab in seen and lab not in dup:
+            dup.append(lab)
+        seen.add(lab)
+    if dup:
+        raise ConfigError(f"{where}: label(s) given more than once: {', '.join(map(str, dup[:5]))}; each class needs "
+                          "its own name")
+    return labels
 
 
 def provenance(source: str | os.PathLike | None = None, **more: Any) -> dict:

@@ -124,6 +124,32 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
         raise
 
 
+def owned_partial(folder: Path, stem: str) -> Path:
+    """A temporary folder ``.{stem}.{pid}.XXXX.partial`` in ``folder``, after removing those an earlier,
+    interrupted process left there (its pid is gone), so they don't pile up across re-runs."""
+    for old in folder.glob(f".{glob_escape(stem)}.*.partial"):
+        pid = old.name[len(stem) + 2:].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and old.is_dir():
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f".{stem}.{os.getpid()}.", suffix=".partial", dir=folder))
+
+
+def glob_escape(s: str) -> str:
+    import glob
+
+    return glob.escape(s)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -308,6 +308,8 @@ def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.P
     _check_positive("weight_decay", weight_decay, allow_zero=True)
     if patience is not None:
         _check_positive("patience", patience, integer=True, allow_zero=True)
+    if weights is not None and not str(weights).strip():
+        raise ConfigError("weights is empty; give 'imagenet' or a .keras / .weights.h5 file, or leave it out")
     if freeze_epochs is not None:
         _check_positive("freeze_epochs", freeze_epochs, integer=True, allow_zero=True)
         if not weights:

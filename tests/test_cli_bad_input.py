@@ -50,6 +50,8 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
         (d / name / "model.tflite.json").write_text(json.dumps(side(json.loads((d / "exp" / "model.tflite.json")
                                                                              .read_text()))))
     _png_bomb_folder(d / "bombs")
+    os.mkfifo(d / "fifo.tflite")  # nobody ever writes it: reading would hang
+    (d / "zero.tflite").symlink_to("/dev/zero")  # reading would never end
     (d / "meta_nested").mkdir()
     shutil.copy(tfl, d / "meta_nested" / "model.tflite")
     (d / "meta_nested" / "model.tflite.json").write_text("[" * 100_000 + "]" * 100_000)
@@ -69,9 +71,13 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
     foreign = _foreign_onnx_assets(d)
     shutil.copy(int8_tflite, d / "int8.tflite")
     (d / "labels3.txt").write_text("a\nb\nc\n")
+    (d / "labels_dup.txt").write_text("a\na\nb\nc\n")
+    (d / "labels_deep.json").write_text("[" * 100_000 + "]" * 100_000)
     return {"dir": str(d), "keras": str(d / "m.keras"), "tflite": str(tfl), "file": str(d / "afile"),
             **foreign, "int8tflite": str(d / "int8.tflite"), "labels3": str(d / "labels3.txt"),
+            "labels_dup": str(d / "labels_dup.txt"), "labels_deep": str(d / "labels_deep.json"),
             "folder": str(d / "adir"), "mine": str(d / "mine"), "bombs": str(d / "bombs"),
+            "fifo": str(d / "fifo.tflite"), "zero": str(d / "zero.tflite"),
             **{k: str(d / f"{k}.yaml") for k in ("inv_str", "inv_port", "inv_serve_port")}, "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
             "wav": str(d / "tone.wav"), **{k: str(d / k / "model.tflite") for k in
                                            ("labels_str", "labels_nested", "meta_list", "sparsity_str", "latin1",
@@ -350,6 +356,18 @@ CASES = [
     ("data-info-png-bomb", ["data", "info", "{bombs}"], r"Can't read image .*bomb\.png.*exceeds limit"),
     ("compress-calibration-png-bomb", ["compress", "{onnx}", "-d", "{bombs}", "--quantize", "int8", "--out", "out"],
      r"bomb\.png.*exceeds limit"),
+    ("export-labels-duplicate", ["export", "{keras}", "--to", "tflite", "--out", "out", "--labels", "a,a,b,c,d"],
+     r"--labels.*more than once: a"),
+    ("compress-labels-duplicate", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8", "--labels",
+                                   "{labels_dup}", "--out", "out"], r"labels_dup\.txt.*more than once: a"),
+    ("compress-labels-nested", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8", "--labels",
+                                "{labels_deep}", "--out", "out"], r"nested too deeply"),
+    ("train-weights-empty", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--weights", ""],
+     r"weights is empty"),
+    ("info-fifo", ["info", "{fifo}"], r"fifo\.tflite.*is a FIFO"),
+    ("info-dev-zero", ["info", "{zero}"], r"zero\.tflite.*is a device"),
+    ("bench-fifo", ["bench", "{fifo}", "--no-isolate"], r"is a FIFO"),
+    ("eval-dev-zero", ["eval", "{zero}", "--data", "digits"], r"is a device"),
     ("info-meta-nested", ["info", "{meta_nested}"], r"metadata.*nested too deeply"),
     ("bench-meta-nested", ["bench", "{meta_nested}", "--no-isolate", "--runs", "1"], r"nested too deeply"),
     ("bench-threads-huge", ["bench", "{tflite}", "--threads", "3000"], r"--threads.*<= 1024"),
@@ -679,3 +697,20 @@ def test_demo_url_answers_are_bounded(name, expect, hostile_server, assets, invo
                                  assets["folder"]])
     assert "Traceback" not in err and code == 2, err
     assert len(error_lines(err)) == 1 and re.search(expect, error_lines(err)[0]), err
+
+
+def test_an_interrupted_exports_partial_folder_is_swept_by_the_next_run(assets, invoke_cli, tmp_path):
+    """Issue 25: a killed export leaves .model.tflite.PID.XXXX.partial behind; the next export of the same
+    name removes those whose process is gone (and never one a live process owns)."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "exp"
+    stale = out / f".model.tflite.{dead.pid}.abcd.partial"
+    live = out / f".model.tflite.{os.getpid()}.efgh.partial"
+    for d in (stale, live):
+        d.mkdir(parents=True)
+        (d / "model.tflite").write_bytes(b"half")
+    code, so, err = invoke_cli(["export", assets["keras"], "--to", "tflite", "--out", str(out), "-q"])
+    assert code == 0, err
+    assert not stale.exists() and live.exists() and (out / "model.tflite").is_file()
+    assert sorted(p.name for p in out.iterdir() if p.name.endswith(".partial")) == [live.name]

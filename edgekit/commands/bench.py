@@ -34,6 +34,11 @@ def bench(models, devices, threads, batch, warmup, runs, duration, isolate, json
     """
     from ..runtime.bench import benchmark
 
+    from ..artifact import model_format
+
+    for m in models:  # a FIFO or a device in place of a model: refused before any load reads it
+        if m.exists():
+            model_format(m)
     devs = split_csv(devices)
     if not devs:
         raise ConfigError("--device needs at least one device name")

@@ -17,7 +17,9 @@ def _labels(value: str | None) -> list[str] | None:
         from ..artifact import read_labels
 
         return read_labels(value[1:], "--labels @FILE")
-    return [v.strip() for v in value.split(",") if v.strip()]
+    from ..artifact import unique_labels
+
+    return unique_labels([v.strip() for v in value.split(",") if v.strip()], "--labels")
 
 
 @click.command()

@@ -16,6 +16,7 @@ import numpy as np
 from ..artifact import (ArtifactMeta, check_file_stem, model_format, provenance, read_meta, sidecar_path,
                         write_meta)
 from ..errors import ConfigError, ModelError, VerificationError
+from ..fsutil import owned_partial
 
 
 def _tf():
@@ -291,7 +292,7 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
         for fmt in fmts:
             exp = exporters.get(fmt)()
             final = out_dir / f"{name}{exp.suffix}"
-            work = Path(tempfile.mkdtemp(prefix=f".{name}.{fmt}.", suffix=".partial", dir=out_dir))
+            work = owned_partial(out_dir, f"{name}.{fmt}")  # and sweeps those an interrupted export left
             try:
                 tmp = work / final.name
                 say(f"exporting {fmt} ...")
