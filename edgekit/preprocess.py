@@ -27,6 +27,7 @@ from .errors import ConfigError, DataError, ModelError, allowed
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("RGB", "BGR")
 KEYS = ("size", "layout", "mean", "std", "scale", "color", "channels")
+MAX_SIZE = 4096  # pixels a side: a float32 RGB image of 4096x4096 is already 200 MB
 PRESETS = {
     # torchvision / timm ImageNet normalization, on 0-255 pixels.
     "imagenet": {"mean": [123.675, 116.28, 103.53], "std": [58.395, 57.12, 57.375]},
@@ -85,6 +86,8 @@ def parse_preprocess(spec: str | dict | None) -> dict:
                 dims = dims * 2
             if len(dims) != 2 or min(dims) < 1:
                 raise ConfigError(f"--preprocess size must be N or HxW (positive integers); received {v!r}")
+            if max(dims) > MAX_SIZE:  # size=20000 on a dynamic-size model took > 3.2 GB (issue 25)
+                raise ConfigError(f"--preprocess size must be at most {MAX_SIZE} a side; received {v!r}")
             out["size"] = dims
         elif k == "layout":
             s = str(v).upper()

@@ -364,6 +364,8 @@ CASES = [
                                 "{labels_deep}", "--out", "out"], r"nested too deeply"),
     ("train-weights-empty", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--weights", ""],
      r"weights is empty"),
+    ("compress-preprocess-size-huge", ["compress", "{onnxdyn}", "-d", "{bombs}", "--quantize", "int8", "--preprocess",
+                                       "size=20000", "--out", "out"], r"size must be at most 4096.*20000"),
     ("info-fifo", ["info", "{fifo}"], r"fifo\.tflite.*is a FIFO"),
     ("info-dev-zero", ["info", "{zero}"], r"zero\.tflite.*is a device"),
     ("bench-fifo", ["bench", "{fifo}", "--no-isolate"], r"is a FIFO"),
