@@ -410,6 +410,8 @@ CASES = [
      {"proc": 30}),
     ("status-host-port-99999", ["status", "--host", "pi@127.0.0.1:99999"], r"Port.*99999", {"proc": 30}),
     ("status-host-semicolon", ["status", "--host", "pi@a;touch x"], r"not a host name", {"proc": 30}),
+    ("doctor-python-shell", ["doctor", "-p", "x86-cpu", "--host", "pi@127.0.0.1", "--python", "python3; touch X"],
+     r"--python", {"proc": 30}),
     ("status-python-shell", ["status", "--host", "pi@127.0.0.1", "--python", "python3; touch X"], r"--python",
      {"proc": 30}),
 ]

@@ -230,12 +230,13 @@ def status(host, inventory, port, key, known_hosts, host_key_check, root, python
 @json_option
 def doctor(profile, host, port, key, known_hosts, host_key_check, root, python_cmd, json_path):
     """Check a machine against a device profile and say what is missing (exit 2 if anything is)."""
-    from ..deploy.deploy import DeployOptions
+    from ..deploy.deploy import DeployOptions, check_options
     from ..deploy.doctor import check_local, check_remote
     from ..deploy.ssh import Target
     from ..devices import load_profile
 
     prof = load_profile(profile)
+    check_options(DeployOptions(root=root, python=python_cmd))
     if host:
         target = Target.parse(host, port=port, key=key, known_hosts=known_hosts, host_key_check=host_key_check)
         rows = asyncio.run(check_remote(target, prof, DeployOptions(root=root, python=python_cmd)))
