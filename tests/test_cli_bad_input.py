@@ -362,6 +362,9 @@ CASES = [
                                    "{labels_dup}", "--out", "out"], r"labels_dup\.txt.*more than once: a"),
     ("compress-labels-nested", ["compress", "{onnx}", "-d", "{folder}", "--quantize", "int8", "--labels",
                                 "{labels_deep}", "--out", "out"], r"nested too deeply"),
+    # refused by the model builder, after the run's .partial folder was made: it must not be left behind
+    ("train-refused-leaves-no-partial", ["train", "-m", "kwt", "-d", "digits", "--out", "out", "--epochs", "1",
+                                         "--limit", "30", "-q"], r"kwt expects \(frames, coefficients\)"),
     ("train-weights-empty", ["train", "-m", "ds_cnn_s", "-d", "digits", "--out", "out", "--weights", ""],
      r"weights is empty"),
     ("compress-preprocess-size-huge", ["compress", "{onnxdyn}", "-d", "{bombs}", "--quantize", "int8", "--preprocess",
