@@ -78,15 +78,16 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
             "labels_dup": str(d / "labels_dup.txt"), "labels_deep": str(d / "labels_deep.json"),
             "folder": str(d / "adir"), "mine": str(d / "mine"), "bombs": str(d / "bombs"),
             "fifo": str(d / "fifo.tflite"), "zero": str(d / "zero.tflite"),
-            **{k: str(d / f"{k}.yaml") for k in ("inv_str", "inv_port", "inv_serve_port")}, "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
+            **{k: str(d / f"{k}.yaml") for k in ("inv_str", "inv_port", "inv_serve_port")},
+            "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
             "wav": str(d / "tone.wav"), **{k: str(d / k / "model.tflite") for k in
                                            ("labels_str", "labels_nested", "meta_list", "sparsity_str", "latin1",
-                                                        "meta_nested")}}
+                                            "meta_nested")}}
 
 
 def _png_bomb_folder(root: Path) -> Path:
-    """Two classes of three images; one more declares 13,400 x 13,400 pixels (179.6 MP, over Pillow's 178 MP bomb limit) in
-    its header: 100 bytes on disk."""
+    """Two classes of three images; one more declares 13,400 x 13,400 pixels (179.6 MP, over Pillow's 178 MP
+    bomb limit) in its header: 100 bytes on disk."""
     import struct
     import zlib
 
@@ -99,9 +100,9 @@ def _png_bomb_folder(root: Path) -> Path:
         (root / c).mkdir(parents=True)
         for i in range(3):  # enough for a calibration set
             Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / c / f"ok{i}.png")
-    (root / "b" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 13400, 13400, 8, 2,
-                                                                                        0, 0, 0))
-                                          + chunk(b"IDAT", zlib.compress(b"\x00")) + chunk(b"IEND", b""))
+    header = chunk(b"IHDR", struct.pack(">IIBBBBB", 13400, 13400, 8, 2, 0, 0, 0))
+    (root / "b" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + header + chunk(b"IDAT", zlib.compress(b"\x00"))
+                                          + chunk(b"IEND", b""))
     return root
 
 

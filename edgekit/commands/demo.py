@@ -9,8 +9,8 @@ import click
 
 from ..apps import kws
 from ..errors import ConfigError, UnsupportedError
-from ._common import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, THREADS, Number, OutputFolder, emit, json_option,
-                      quiet_option, split_csv)
+from ._common import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, THREADS, Number, OutputFolder, emit,
+                      json_option, quiet_option, split_csv)
 
 
 @click.group("demo", invoke_without_command=True)

@@ -11,7 +11,8 @@ from .data import data_option, parse_options
 @click.command()
 @click.option("--model", "-m", "model_name", required=True, help="Zoo model name (edgekit zoo list).")
 @click.option("--data", "-d", "data", required=True, help="Dataset name, folder or CSV file (edgekit data list).")
-@click.option("--epochs", "-e", type=Number(int, min=1, max=100_000), help="Epoch budget (default: sized to the data, 12-120 epochs).")
+@click.option("--epochs", "-e", type=Number(int, min=1, max=100_000),
+              help="Epoch budget (default: sized to the data, 12-120 epochs).")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Run folder to create.")
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--lr", "learning_rate", type=float, default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")

@@ -63,8 +63,9 @@ async def open_device(target: Target, profile: DeviceProfile, opts: DeployOption
     remote = Remote(conn, target)
     remote.python = opts.python or profile.python.command
     try:
+        py_cmd = shlex.quote(remote.python)  # --python is checked on the host, and quoted here all the same
         probe = ("uname -m; printf '%s\\n' \"$HOME\"; "
-                 f"{shlex.quote(remote.python)} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])' 2>&1 || echo none")
+                 f"{py_cmd} -c 'import sys; print(\"%d.%d.%d\" % sys.version_info[:3])' 2>&1 || echo none")
         r = await remote.sh(probe, "preflight", check=False)
         lines = (r.stdout or "").strip().splitlines() + ["", "", ""]
         arch, home, py = lines[0].strip(), lines[1].strip(), lines[2].strip()
