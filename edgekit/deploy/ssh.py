@@ -41,8 +41,12 @@ class Interrupted(StepFailed):
 
 
 def require_asyncssh():
+    import warnings
+
     try:
-        import asyncssh
+        with warnings.catch_warnings():  # newer cryptography warns, at asyncssh's import, that DSA is deprecated
+            warnings.simplefilter("ignore")
+            import asyncssh
     except ImportError:
         raise MissingDependencyError("asyncssh", "deploy", "Deploying over SSH") from None
     return asyncssh
