@@ -337,7 +337,7 @@ class GuardedProtocol(HttpToolsProtocol):
         elapsed = now - self._body_t0
         if now >= self._body_deadline:
             self._refuse(status, reason, f"The request body did not arrive in time{why}")
-        elif now - self._last_body_at >= self._stall_s:
+        elif now - self._last_body_at >= self._stall_s - 0.05:  # (timer slack: a stall due now is named as one)
             self._refuse(status, reason, f"The request body stalled: no data for {self._stall_s:g} s{why}")
         elif self.min_body_rate > 0 and elapsed >= BODY_GRACE_S and self._body_got < self.min_body_rate * elapsed:
             self._refuse(status, reason, f"The request body is too slow: {self._body_got} bytes in {elapsed:.1f} s; "
