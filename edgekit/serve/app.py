@@ -209,6 +209,9 @@ class App:
             labels[2] = "classify"
             _need(method, "POST")
             return await self._classify(model, scope, receive)
+        # Another raw-payload route (e.g. detect: an image in, boxes out) goes here the way classify does:
+        # _read_body, decode with preprocess.to_input in self._pool (never on the loop), self._run, then shape
+        # the answer; add it to openapi.py and to the /classify-style shortcut in _route if it wants one.
         labels[2] = "metadata"
         if action == "":
             _need(method, "GET")
