@@ -334,6 +334,13 @@ class GuardedProtocol(HttpToolsProtocol):
         now = time.monotonic()
         status, reason = (503, "shutting_down") if self._shutting_down else (408, "body_timeout")
         why = " and the server is shutting down" if self._shutting_down else ""
+        if self.flow.read_paused and now < self._body_deadline and not self._shutting_down:
+            # We stopped reading (a pipelined request waits its turn): not the client's pause, so the stall and
+            # rate clocks start again; the body deadline still holds.
+            self._body_t0 = self._last_body_at = now
+            self._body_got = 0
+            self._arm_body_check()
+            return
         elapsed = now - self._body_t0
         if now >= self._body_deadline:
             self._refuse(status, reason, f"The request body did not arrive in time{why}")
