@@ -165,15 +165,17 @@ def _health_summary(polls) -> dict:
             "infer_correct": sum(1 for *_, good in polls if good)}
 
 
-async def _slow_sockets(srv, n_header: int, n_body: int, seconds: float, interval: float) -> dict:
+async def _slow_sockets(srv, n_header: int, n_body: int, seconds: float, interval: float, stagger: float = 0.0) -> dict:
     """n_header sockets dribble a request head one byte per ``interval``; n_body send a full head that
-    announces 5,000 bytes and then dribble the body. Returns when each one was closed by the server."""
+    announces 5,000 bytes and then dribble the body; socket i connects ``i * stagger`` s after the first (so
+    each has sent its head before the next arrives). Returns when each one was closed by the server."""
     head = b"POST /v2/models/img/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Pad: " + b"a" * 4000
     body_head = b"POST /v2/models/img/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n"
     closed: list[float] = []
     t0 = time.monotonic()
 
-    async def one(kind: str):
+    async def one(kind: str, i: int):
+        await asyncio.sleep(i * stagger)
         try:
             r, w = await asyncio.open_connection(srv.host, srv.port)
         except OSError:
@@ -201,7 +203,7 @@ async def _slow_sockets(srv, n_header: int, n_body: int, seconds: float, interva
         finally:
             w.close()
 
-    tasks = [one("h") for _ in range(n_header)] + [one("b") for _ in range(n_body)]
+    tasks = [one("h" if i < n_header else "b", i) for i in range(n_header + n_body)]
     polls, _ = await asyncio.gather(_poll(srv, seconds), asyncio.gather(*tasks))
     return {"slow_sockets": n_header + n_body, "closed_by_server": len(closed),
             "closed_after_s_min": round(min(closed), 1) if closed else None,
@@ -217,15 +219,36 @@ def png_bytes(h: int, w: int) -> bytes:
     return buf.getvalue()
 
 
+def png_tall(w: int, h: int) -> bytes:
+    """A valid black RGB PNG of w x h built row by row (1 x 20,000,000 is ~80 KB; Pillow would need 80 MB)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z, row, parts = zlib.compressobj(9), b"\0" * (1 + 3 * w), []
+    block = row * max(1, (1 << 20) // len(row))
+    rows_per_block = len(block) // len(row)
+    for _ in range(h // rows_per_block):
+        parts.append(z.compress(block))
+    parts.append(z.compress(row * (h % rows_per_block)) + z.flush())
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+
+
 def probe(name: str, model: Path, logs: Path, seconds: float, server_args: list[str] | None = None) -> dict:
     """Run one probe class against a fresh server; ``server_args`` replaces the probe's own flags."""
-    args = server_args if server_args is not None else {"slow-headers": ["--max-connections", "60"]}.get(name, [])
+    args = server_args if server_args is not None else {"slow-headers": ["--max-connections", "60"],
+                                                        "slow-body": ["--max-connections", "60"]}.get(name, [])
     srv = Server(model, args, logs / f"{name}.log")
     try:
         base = srv.mem_mb()
         res: dict = {"probe": name, "server_args": " ".join(args)}
         if name == "slow-headers":  # 70 sockets, headers one byte at a time, --max-connections 60
             res.update(asyncio.run(_slow_sockets(srv, 70, 0, seconds, 0.2)))
+        elif name == "slow-body":  # 80 sockets: whole headers, then a body byte every 0.5 s; --max-connections 60
+            res.update(asyncio.run(_slow_sockets(srv, 0, 80, seconds, 0.5, stagger=0.01)))
         elif name == "slow-many":  # 300 slow-header + 200 slow-body sockets at defaults
             res.update(asyncio.run(_slow_sockets(srv, 300, 200, seconds, 0.5)))
         elif name == "body-never-sent":  # a body announced at 5,000 bytes and never sent
@@ -252,9 +275,11 @@ def probe(name: str, model: Path, logs: Path, seconds: float, server_args: list[
             raw = b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n" + pad + b"\r\n"
             st, out, t = request(srv.host, srv.port, raw, timeout=60)
             res.update(status=st, seconds=round(t, 2), peak_rss_mb=round(srv.mem_mb("VmHWM")),
-                       rss_before_mb=round(base))
-        elif name in ("png-9000", "png-at-limit"):  # four 9000x9000 PNGs to classify; four of 5000x5000 (25 MP)
-            png = png_bytes(9000, 9000) if name == "png-9000" else png_bytes(5000, 5000)
+                       rss_before_mb=round(base), log_write_after_eof="Cannot call write()" in srv.log.read_text())
+        elif name in ("png-9000", "png-at-limit", "png-1x20m"):  # four 9000x9000 PNGs to classify; four of
+            # 5000x5000 (25 MP); four of 1 x 20,000,000 (20 MP but 38-80 KB: the resampler's weights were the bomb)
+            png = {"png-9000": lambda: png_bytes(9000, 9000), "png-at-limit": lambda: png_bytes(5000, 5000),
+                   "png-1x20m": lambda: png_tall(1, 20_000_000)}[name]()
 
             async def four():
                 loop = asyncio.get_running_loop()
@@ -303,8 +328,8 @@ def probe(name: str, model: Path, logs: Path, seconds: float, server_args: list[
             srv.stop()
 
 
-PROBES = ["slow-headers", "slow-many", "body-never-sent", "json-60mb", "json-max", "headers-60mb", "png-9000", "png-at-limit",
-          "deep-json", "nan-input", "drain-stalled"]
+PROBES = ["slow-headers", "slow-body", "slow-many", "body-never-sent", "json-60mb", "json-max", "headers-60mb",
+          "png-9000", "png-at-limit", "png-1x20m", "deep-json", "nan-input", "drain-stalled"]
 
 
 def main(argv=None):

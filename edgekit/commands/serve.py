@@ -33,6 +33,8 @@ import click
               help="A connection must send its request line and headers within this; 408 after.")
 @click.option("--body-timeout-s", default=60.0, show_default=True, type=float,
               help="... and then the whole body within this, pausing no longer than --header-timeout-s; 408 after.")
+@click.option("--min-body-rate-kb", default=1.0, show_default=True, type=float,
+              help="... and, 2 s after the headers, average at least this many KiB/s (0: no rate check); 408 below.")
 @click.option("--keep-alive-s", default=5.0, show_default=True, type=float, help="Idle keep-alive connections close after this.")
 @click.option("--drain-timeout-s", default=30.0, show_default=True, type=float,
               help="On SIGTERM/SIGINT, how long in-flight requests may take to finish.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..artifact import read_meta
+from ..artifact import read_meta, sidecar_path
 from ..errors import ConfigError, ModelError, allowed
 from ..formats import BY_SUFFIX, KERAS_SUFFIXES, TABLE
 from ..registry import Registry
@@ -59,13 +59,22 @@ def load(path: str | os.PathLike, device: str = "cpu", threads: int | None = Non
             raise ModelError(f"{p} is a folder; give a model file. Found: "
                              + (", ".join(x.name for x in found) or f"no {'/'.join(_SUFFIX_TO_BACKEND)} file"))
         p = found[0]
+    side = sidecar_path(p)
+    for f in (p, side):  # a FIFO or a device would block the load (or read for ever)
+        if f.exists() and not f.is_file():
+            raise ModelError(f"{f} is not a regular file")
     name = backend or backend_for(p)
     if name not in backends:
         raise ConfigError(allowed(name, backends.names(), "backend"))
     if not isinstance(device, str) or not device.strip():
         raise ConfigError(f"device must be a name; received {device!r}. Allowed: {', '.join(GENERIC_DEVICES)}")
     cls = backends.get(name)
-    meta = read_meta(p)
+    try:
+        meta = read_meta(p)
+    except RecursionError:  # json's C scanner stops at the interpreter's recursion limit
+        where = f"Metadata file {side}" if side.exists() else f"The metadata embedded in {p}"
+        raise ModelError(f"{where} is nested too deeply to be edgekit metadata. Fix it, or delete it to use "
+                         "the model without metadata") from None
     return cls.load(p, device=device, threads=check_threads(threads), meta=meta, **options)
 
 

@@ -70,6 +70,11 @@ class Session:
         self._out_index = {t.name: i for i, t in enumerate(self.outputs)}
         # A model whose batch dimension is fixed (e.g. 1) is run chunk by chunk for larger batches.
         self._fixed_batch = [t.shape[0] if t.shape and t.shape[0] is not None else None for t in self.inputs]
+        # Precomputed for run(), which is called per inference: its own cost is the overhead over the runtime.
+        self._any_fixed = any(b is not None for b in self._fixed_batch)
+        self._out_names = [t.name for t in self.outputs]
+        self._out_quant = [t.quantized for t in self.outputs]
+        self._checked: set = set()  # (shape, dtype) of single arrays already accepted as they are
 
     # -- public API ------------------------------------------------------------------------
     @property
@@ -83,21 +88,42 @@ class Session:
         Returns a dict of output name -> array (float unless ``raw``).
         """
         feed = self._prepare(inputs, raw)
-        batch = self._split_batch(feed)
+        batch = self._split_batch(feed) if self._any_fixed else None
         if batch is None:
             results = self._run(feed)
         else:
             n, step = batch
             parts = [self._run({k: v[i:i + step] for k, v in feed.items()}) for i in range(0, n, step)]
             results = [np.concatenate([p[j] for p in parts], axis=0) for j in range(len(self.outputs))]
-        names = list(outputs) if outputs is not None else [t.name for t in self.outputs]
+        return self._pick(results, outputs, raw)
+
+    def _pick(self, results: list, outputs, raw: bool = False) -> dict[str, np.ndarray]:
+        """The named outputs (all by default) of one backend run, dequantized unless ``raw``."""
+        if outputs is None and (raw or not any(self._out_quant)):
+            return dict(zip(self._out_names, results))
         out = {}
-        for name in names:
+        for name in (self._out_names if outputs is None else outputs):
             idx = self._out_index.get(name)
             if idx is None:
                 raise DataError(f"Unknown output {name!r}. Available: {', '.join(self._out_index)}")
-            out[name] = results[idx] if raw else self._dequantize(self.outputs[idx], results[idx])
+            out[name] = results[idx] if raw or not self._out_quant[idx] else self._dequantize(self.outputs[idx], results[idx])
         return out
+
+    def run_rows(self, parts: Sequence[Mapping[str, np.ndarray]], *, outputs: Sequence[str] | None = None
+                 ) -> dict[str, np.ndarray]:
+        """One run over several feeds stacked along the batch axis (a server's batch of requests): the same
+        results as ``run`` on the concatenated feed. Backends that can write the rows straight into the
+        model's input buffer override ``_run_rows`` and save a copy of the whole batch."""
+        if len(parts) == 1:
+            return self.run(parts[0], outputs=outputs)
+        fast = self._run_rows(parts, outputs)
+        if fast is not None:
+            return fast
+        return self.run({t.name: np.concatenate([p[t.name] for p in parts]) for t in self.inputs}, outputs=outputs)
+
+    def _run_rows(self, parts, outputs):
+        """Backends: the ``run_rows`` result without building the concatenated feed, or None (not here)."""
+        return None
 
     def predict(self, x, *, raw: bool = False) -> np.ndarray:
         """The first output for one input array."""
@@ -149,6 +175,15 @@ class Session:
 
     # -- internals -------------------------------------------------------------------------
     def _prepare(self, inputs, raw: bool) -> dict[str, np.ndarray]:
+        if type(inputs) is np.ndarray and len(self.inputs) == 1:  # the common call, checked once per shape
+            t = self.inputs[0]
+            key = (inputs.shape, inputs.dtype)
+            if key in self._checked:
+                return {t.name: inputs}
+            a = self._convert(t, inputs, raw)
+            if a is inputs and len(self._checked) < 64:
+                self._checked.add(key)
+            return {t.name: a}
         if isinstance(inputs, Mapping):
             missing = [t.name for t in self.inputs if t.name not in inputs]
             extra = [k for k in inputs if k not in self._in_by_name]

@@ -92,18 +92,49 @@ class LiteRTSession(Session):
 
     def _run(self, feed):
         interp = self._interp
-        resized = False
-        for name, arr in feed.items():
-            if arr.shape != self._cur_shape[name]:
-                interp.resize_tensor_input(self._in_idx[name], arr.shape, strict=False)
-                self._cur_shape[name] = arr.shape
-                resized = True
-        if resized:
-            interp.allocate_tensors()
+        self._reshape({name: arr.shape for name, arr in feed.items()})
         for name, arr in feed.items():
             interp.set_tensor(self._in_idx[name], arr)
         interp.invoke()
         return [interp.get_tensor(i) for i in self._out_idx]
+
+    def _reshape(self, shapes: dict):
+        """Resize the inputs whose shape changed (a new batch size), then reallocate once."""
+        resized = False
+        for name, shape in shapes.items():
+            if shape != self._cur_shape[name]:
+                self._interp.resize_tensor_input(self._in_idx[name], shape, strict=False)
+                self._cur_shape[name] = shape
+                resized = True
+        if resized:
+            self._interp.allocate_tensors()
+
+    def _run_rows(self, parts, outputs):
+        # Float inputs with a dynamic batch: the rows go straight into the interpreter's input buffer, one copy
+        # (np.concatenate into a new array and then set_tensor was two, ~0.5 ms for eight 224x224 images).
+        counts = [len(p[self.inputs[0].name]) if self.inputs[0].name in p else -1 for p in parts]
+        shapes = {}
+        for t in self.inputs:
+            if t.quantized or not t.shape or t.shape[0] is not None:
+                return None
+            tail = None
+            for p, n in zip(parts, counts):
+                a = p.get(t.name)
+                if (len(p) != len(self.inputs) or type(a) is not np.ndarray or a.dtype != t.dtype
+                        or a.ndim != len(t.shape) or len(a) != n or (tail is not None and a.shape[1:] != tail)):
+                    return None  # run() says what is wrong, or converts
+                tail = a.shape[1:]
+            if any(w is not None and g != w for g, w in zip(tail, t.shape[1:])):
+                return None
+            shapes[t.name] = (sum(counts), *tail)
+        interp = self._interp
+        self._reshape(shapes)
+        for name in shapes:
+            view = interp.tensor(self._in_idx[name])()
+            np.concatenate([p[name] for p in parts], out=view)
+            del view  # the interpreter refuses to run while a view of its buffers is alive
+        interp.invoke()
+        return self._pick([interp.get_tensor(i) for i in self._out_idx], outputs)
 
     @property
     def interpreter(self):

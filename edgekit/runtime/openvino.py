@@ -51,16 +51,13 @@ class OpenVINOSession(Session):
         ins = [t.with_quant(qparams.get(t.name)) for t in ins]
         outs = [t.with_quant(qparams.get(t.name)) for t in outs]
         self._in_ports = {t.name: i for i, t in enumerate(ins)}
-        # compiled.outputs builds new pybind objects on every access (~10 us each); resolve once.
-        self._out_ports = list(compiled.outputs)
         super().__init__(path, device, ins, outs, meta=meta, threads=threads, detail=detail)
 
     def _run(self, feed):
-        req = self._request
         ports = self._in_ports
-        res = req.infer({ports[k]: v for k, v in feed.items()})
-        # infer() returns views into request-owned memory; copy so results survive the next call.
-        return [np.array(res[p]) for p in self._out_ports]
+        # infer() copies the outputs out of the request (share_outputs=False), in output order; to_tuple() reads
+        # them without the ~2 us per output that indexing the result by port costs.
+        return list(self._request.infer({ports[k]: v for k, v in feed.items()}).to_tuple())
 
     @property
     def compiled_model(self):

@@ -13,9 +13,11 @@ Routes (``{m}`` = ``/v2/models/NAME`` or ``/v2/models/NAME/versions/N``; no vers
     POST /v2/repository/index
     GET  /openapi.json  an OpenAPI 3.0 description of all of the above (for schema-driven clients and fuzzers)
 
-Hostile or careless clients are bounded (guard.py): header size and read time, body read time and
-stalls, idle keep-alive; the slowest connections are shed at --max-connections. JSON bodies have their
-own limit (--max-json-mb) and big ones, like image decoding (--max-image-mp), run off the event loop.
+Hostile or careless clients are bounded (guard.py): header size and read time, body read time, stalls and
+minimum rate (--min-body-rate-kb), idle keep-alive; the slowest connections are shed at --max-connections,
+and health checks and /metrics are answered even when the table is full. JSON bodies have their own limit
+(--max-json-mb) and big ones, like image decoding (--max-image-mp, and each side at most 16384 px), run
+off the event loop. A body is read from the socket straight into one buffer (guard.py says why).
 
     from edgekit.serve import ServeConfig, ServerThread, serve
     serve(["model.tflite"], ServeConfig(port=8000))          # blocks; SIGTERM drains

@@ -91,6 +91,8 @@ class App:
             status = getattr(e, "status", 400)
             self.metrics.errors.inc((labels[0], labels[1], getattr(e, "reason", "bad_request")))
             resp = Response(status, {"error": str(e)})
+            if status == 405:  # RFC 9110: a 405 says which methods the resource takes
+                resp.headers = {**resp.headers, "allow": e.allow}
             if status == 503:  # overload or draining: tell well-behaved clients when to come back
                 resp.headers = {**resp.headers, "retry-after": "1"}
         except asyncio.CancelledError:
@@ -207,6 +209,9 @@ class App:
             labels[2] = "classify"
             _need(method, "POST")
             return await self._classify(model, scope, receive)
+        # Another raw-payload route (e.g. detect: an image in, boxes out) goes here the way classify does:
+        # _read_body, decode with preprocess.to_input in self._pool (never on the loop), self._run, then shape
+        # the answer; add it to openapi.py and to the /classify-style shortcut in _route if it wants one.
         labels[2] = "metadata"
         if action == "":
             _need(method, "GET")
@@ -291,7 +296,9 @@ class App:
 
 def _need(method: str, *allowed: str):
     if method not in allowed:
-        raise MethodNotAllowed(f"Method {method} is not allowed here. Allowed: {', '.join(allowed)}")
+        e = MethodNotAllowed(f"Method {method} is not allowed here. Allowed: {', '.join(allowed)}")
+        e.allow = ", ".join(allowed)
+        raise e
 
 
 def _triton_config(model) -> dict:

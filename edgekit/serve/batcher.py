@@ -14,7 +14,6 @@ import threading
 import time
 from collections import deque
 
-import numpy as np
 
 from ..errors import EdgekitError
 from .errors import Overloaded, ShuttingDown, Timeout
@@ -42,6 +41,11 @@ def _deliver(fut: asyncio.Future, value, exc):
         fut.set_exception(exc)
     else:
         fut.set_result(value)
+
+
+def _deliver_all(pairs):
+    for fut, value in pairs:
+        _deliver(fut, value, None)
 
 
 class Batcher:
@@ -151,12 +155,10 @@ class Batcher:
                 m.queue_seconds.observe(now - j.enqueued, self.labels)
         outputs = live[0].outputs if all(j.outputs == live[0].outputs for j in live) else None
         try:
+            res = self.session.run_rows([j.feed for j in live], outputs=outputs)
             if len(live) == 1:
-                res = self.session.run(live[0].feed, outputs=outputs)
                 parts = [res]
             else:
-                feed = {n: np.concatenate([j.feed[n] for j in live]) for n in live[0].feed}
-                res = self.session.run(feed, outputs=outputs)
                 parts, off = [], 0
                 for j in live:
                     parts.append({k: v[off:off + j.rows] for k, v in res.items()})
@@ -173,8 +175,16 @@ class Batcher:
         if m is not None:
             m.inference_seconds.observe(done - now, self.labels)
             m.batch_size.observe(sum(j.rows for j in live), self.labels)
-        for j, part in zip(live, parts):
-            self._finish(j, part, None)
+        # One wake-up of the event loop for the whole batch (each call_soon_threadsafe writes to its self-pipe).
+        loops = {j.loop for j in live}
+        if len(loops) == 1:
+            try:
+                live[0].loop.call_soon_threadsafe(_deliver_all, [(j.future, part) for j, part in zip(live, parts)])
+            except RuntimeError:  # the loop is closed: nobody is waiting any more
+                pass
+        else:
+            for j, part in zip(live, parts):
+                self._finish(j, part, None)
 
     @staticmethod
     def _finish(job: Job, value, exc):

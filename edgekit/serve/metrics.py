@@ -7,6 +7,7 @@ batcher threads and the event loop from losing increments.
 from __future__ import annotations
 
 import threading
+from bisect import bisect_left
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
@@ -84,12 +85,7 @@ class Histogram:
             row = self._v.get(labels)
             if row is None:
                 row = self._v[labels] = [0] * (len(self.buckets) + 1) + [0.0]
-            for i, b in enumerate(self.buckets):
-                if value <= b:
-                    row[i] += 1
-                    break
-            else:
-                row[len(self.buckets)] += 1
+            row[bisect_left(self.buckets, value)] += 1  # the first bucket with value <= bound; +Inf past the end
             row[-1] += value
 
     def count(self, labels=()):

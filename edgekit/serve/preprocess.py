@@ -11,9 +11,16 @@ import io
 
 import numpy as np
 
+from ..errors import ModelError
 from .errors import RequestError, TooLarge, Unavailable, UnsupportedMedia
 
 MAX_PIXELS = 25_000_000  # default cap on decoded pixels (ServeConfig.max_image_mp)
+# Each side, too: resizing a 1 x 20,000,000 PNG (20 MP, under the area cap, 38 KB on the wire) to 224 x 224
+# took the server to 809 MB, because the resampler's weights grow with the source/target ratio.
+MAX_SIDE = 16384
+# Bytes per pixel as Pillow holds an image of each mode (multi-band modes are padded to 32 bits).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
+LAYOUTS, COLORS = ("NHWC", "NCHW"), ("RGB", "BGR")
 
 
 def sniff(body: bytes) -> str | None:
@@ -62,6 +69,13 @@ def _image(body: bytes, pre: dict, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             if w * h > max_pixels:
                 raise TooLarge(f"The image is {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
                                f"{max_pixels / 1e6:g} (--max-image-mp). Resize it before sending")
+            if w > MAX_SIDE or h > MAX_SIDE:
+                raise TooLarge(f"The image is {w}x{h}; each side may be at most {MAX_SIDE} pixels. "
+                               "Resize it before sending")
+            decoded = w * h * _MODE_BYTES.get(im.mode, 4)
+            if decoded > 4 * max_pixels:  # e.g. 32-bit float pixels
+                raise TooLarge(f"The image is {w}x{h} in mode {im.mode}: {decoded / 1e6:.0f} MB decoded; the limit "
+                               f"is {4 * max_pixels / 1e6:g} MB (4 bytes x --max-image-mp)")
             mode = "L" if channels == 1 else "RGB"
             if im.mode != mode:  # convert() copies even when the mode already matches: a second full image
                 im = im.convert(mode)
@@ -82,6 +96,64 @@ def _image(body: bytes, pre: dict, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if str(pre.get("layout", "NHWC")).upper() == "NCHW":
         a = a.transpose(2, 0, 1)
     return a
+
+
+def check_preprocessing(pre: dict, input_info: dict) -> None:
+    """Refuse, when the model is loaded, metadata that would make every classify request fail (or eat memory):
+    ModelError saying which key is wrong. ``input_info``: the model's inputs by name."""
+    kind = pre.get("type")
+    if kind not in ("image", "audio"):
+        return  # no raw-file route for this model; /infer does not read the preprocessing
+    if len(input_info) != 1:
+        return  # classify refuses several-input models per request, with its own message
+    t = next(iter(input_info.values()))
+    static = all(d is not None for d in t.shape[1:])
+    want = int(np.prod([d for d in t.shape[1:]])) if static else None
+
+    def bad(key, why):
+        raise ModelError(f"Its metadata's preprocessing {key} {why}; received {pre.get(key)!r}. Fix the sidecar "
+                         "(.json next to the model) or delete it")
+
+    def integer(key, low, high, default=None):
+        v = pre.get(key, default)
+        if type(v) is not int or not low <= v <= high:
+            bad(key, f"must be an integer from {low} to {high:,}")
+        return v
+
+    if kind == "audio":
+        integer("sample_rate", 1000, 384_000, 16000)
+        if "clip_samples" in pre:
+            integer("clip_samples", 1, 3600 * 384_000)
+        try:
+            from ..features import Frontend
+        except ImportError:
+            return  # the classify route says the front-end is missing, per request
+        try:
+            Frontend.from_preprocessing(pre)
+        except Exception as e:  # noqa: BLE001 - what the front-end refuses, said once at load
+            raise ModelError(f"Its metadata's audio preprocessing is unusable: {e}") from None
+        return
+    channels = integer("channels", 1, 3, 3)
+    if channels == 2:
+        bad("channels", "must be 1 or 3")
+    size = pre.get("size")
+    if size is not None and (not isinstance(size, (list, tuple)) or len(size) != 2
+                             or any(type(d) is not int or not 1 <= d <= MAX_SIDE for d in size)):
+        bad("size", f"must be [height, width], each an integer from 1 to {MAX_SIDE}")
+    for key in ("mean", "scale"):
+        v = pre.get(key, 0.0 if key == "mean" else 1.0)
+        vals = v if isinstance(v, (list, tuple)) else [v]
+        if (not vals or len(vals) not in (1, channels)
+                or any(type(x) not in (int, float) or not np.isfinite(x) for x in vals)):
+            bad(key, f"must be a finite number or a list of 1 or {channels} (one per channel)")
+    if str(pre.get("layout", "NHWC")).upper() not in LAYOUTS:
+        bad("layout", "must be " + " or ".join(LAYOUTS))
+    if str(pre.get("color", "RGB")).upper() not in COLORS:
+        bad("color", "must be " + " or ".join(COLORS))
+    if size is not None and want is not None and size[0] * size[1] * channels != want:
+        raise ModelError(f"Its metadata's preprocessing gives {size[0]}x{size[1]}x{channels} = "
+                         f"{size[0] * size[1] * channels} values but input {t.name!r} takes {list(t.shape)}; "
+                         "the metadata does not match the model")
 
 
 def _read_wav(body: bytes, decode_pcm) -> tuple[np.ndarray, int]:

@@ -140,7 +140,10 @@ def parse_json(raw) -> dict:
 
 def parse_request(raw, binary: memoryview | None, model) -> "InferRequest":
     """The JSON part and binary part of an infer body → a validated request (CPU-bound: big ones run off the loop)."""
-    return parse_infer(parse_json(raw), binary, model)
+    text = bytes(raw) if isinstance(raw, memoryview) else raw
+    doc = parse_json(text)
+    # Only a body with a true/false in it needs its number lists searched for booleans (see _tensor_from_json).
+    return parse_infer(doc, binary, model, has_bools=b"true" in text or b"false" in text)
 
 
 def _shape_ok(got: list[int], want: tuple, batch_flexible: bool) -> bool:
@@ -169,7 +172,24 @@ def _as_array(data, count: int) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _tensor_from_json(name: str, data, shape: list[int], dt: np.dtype, datatype: str) -> np.ndarray:
+def _holds_bool(data) -> bool:
+    """Whether a nested list holds a JSON true/false anywhere (a C-speed pass per innermost list)."""
+    stack = [data]
+    while stack:
+        x = stack.pop()
+        if type(x) is bool:
+            return True
+        if type(x) is list:
+            kinds = set(map(type, x))
+            if bool in kinds:
+                return True
+            if list in kinds:
+                stack.extend(v for v in x if type(v) is list)
+    return False
+
+
+def _tensor_from_json(name: str, data, shape: list[int], dt: np.dtype, datatype: str,
+                      has_bools: bool = True) -> np.ndarray:
     count = math.prod(shape)
     try:
         probe = _as_array(data, count)
@@ -184,6 +204,9 @@ def _tensor_from_json(name: str, data, shape: list[int], dt: np.dtype, datatype:
         _fail(f"Input {name!r} is {datatype}; 'data' holds non-integer numbers")
     if dt.kind == "b" and probe.dtype.kind != "b":
         _fail(f"Input {name!r} is BOOL; 'data' must hold true/false")
+    # JSON true/false are not numbers: numpy would read them as 1/0 (all of them, or mixed with numbers)
+    if dt.kind != "b" and (probe.dtype.kind == "b" or (has_bools and _holds_bool(data))):
+        _fail(f"Input {name!r} is {datatype}; 'data' holds true/false, which are not numbers")
     if dt.kind in "iu" and probe.size:
         info = np.iinfo(dt)
         if probe.min() < info.min or probe.max() > info.max:
@@ -191,7 +214,7 @@ def _tensor_from_json(name: str, data, shape: list[int], dt: np.dtype, datatype:
     return probe.astype(dt, copy=False).reshape(shape)
 
 
-def parse_infer(doc: dict, binary: memoryview | None, model) -> InferRequest:
+def parse_infer(doc: dict, binary: memoryview | None, model, has_bools: bool = True) -> InferRequest:
     """Validate an inference request against ``model`` (a ServedModel) and build its feed."""
     rid = doc.get("id")
     if rid is not None and not isinstance(rid, str):
@@ -253,7 +276,7 @@ def parse_infer(doc: dict, binary: memoryview | None, model) -> InferRequest:
         else:
             if "data" not in item:
                 _fail(f"Input {name!r} has no 'data' (and no binary_data_size)")
-            arr = _tensor_from_json(name, item["data"], shape, dt, datatype)
+            arr = _tensor_from_json(name, item["data"], shape, dt, datatype, has_bools)
         feed[name] = arr
     if binary is not None and offset != nbin:
         _fail(f"{nbin - offset} bytes follow the JSON header that no input claims "

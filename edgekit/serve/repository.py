@@ -73,6 +73,8 @@ def discover(sources, versions: str = "all") -> list[ModelSpec]:
         p = Path(src).expanduser()
         if not p.exists():
             raise ModelError(f"No such model file or folder: {p}")
+        if not p.is_file() and not p.is_dir():  # a FIFO or a device would block the load, or read for ever
+            raise ModelError(f"{p} is not a regular file or a folder; give a model file or a repository folder")
         if p.is_file():
             if p.suffix.lower() not in MODEL_SUFFIXES:
                 raise ModelError(f"{p} is not a model file the server loads. Allowed: {', '.join(MODEL_SUFFIXES)}")
@@ -119,6 +121,9 @@ class ServedModel:
         self.labels = list(session.labels)
         meta = session.meta
         self.preprocessing = dict(meta.preprocessing) if meta is not None and meta.preprocessing else {}
+        from .preprocess import check_preprocessing
+
+        check_preprocessing(self.preprocessing, self.input_info)  # before the batcher thread starts
         # A dynamic first dimension on every input means rows from many requests can share one run.
         self.batchable = all(t.shape and t.shape[0] is None for t in session.inputs)
         # Fixed-batch models still take multiples of their batch (the Session runs them in chunks).
@@ -203,7 +208,11 @@ def load_repository(specs: list[ModelSpec], *, device: str = "cpu", threads: int
                 session = load(s.path, device=device, threads=threads)
             except ModelError as e:
                 raise ModelError(f"Model {s.name!r} version {s.version}: {e}") from None
-            models.append(ServedModel(s, session, factory))
+            try:
+                models.append(ServedModel(s, session, factory))
+            except ModelError as e:
+                session.close()
+                raise ModelError(f"Model {s.name!r} version {s.version} ({s.path.name}): {e}") from None
     except BaseException:
         Repository(models).close(1.0)
         raise

@@ -75,7 +75,8 @@ def _make_server(app, config: ServeConfig, on_ready):
     ucfg = uvicorn.Config(app, host=config.host, port=config.port, lifespan="on", log_level=config.log_level,
                           access_log=config.access_log, timeout_graceful_shutdown=config.drain_timeout_s,
                           limit_concurrency=config.max_connections, server_header=False,
-                          timeout_keep_alive=config.keep_alive_s, http=protocol_for(config), ws="none")
+                          timeout_keep_alive=config.keep_alive_s, http=protocol_for(config), ws="none",
+                          proxy_headers=False)  # nothing here reads the client address: no middleware per request
     return _Server(ucfg)
 
 

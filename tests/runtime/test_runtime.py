@@ -52,6 +52,27 @@ def test_batches_match_single_runs(sessions):
         assert np.abs(batched - single).max() < 1e-5, fmt
 
 
+def test_run_rows_equals_run_on_the_concatenation_and_results_do_not_alias(sessions):
+    """run_rows (the server's batches; LiteRT writes the rows straight into its input buffer) gives exactly what run
+    gives on the concatenated feed, also after the batch size changes and for a float64 part (converted by run);
+    a result is the caller's: the next run does not change it (OpenVINO's to_tuple() outputs are copies)."""
+    rng = np.random.default_rng(2)
+    for fmt, s in sessions.items():
+        name = s.inputs[0].name
+        for sizes in ((1, 3, 2), (2, 2), (1,)):
+            parts = [{name: rng.random((n, 32, 32, 3), dtype=np.float32)} for n in sizes]
+            got = s.run_rows(parts)[s.outputs[0].name]
+            want = s.predict(np.concatenate([p[name] for p in parts]))
+            assert got.shape == (sum(sizes), len(LABELS)) and np.array_equal(got, want), (fmt, sizes)
+        mixed = [{name: rng.random((1, 32, 32, 3), dtype=np.float32)}, {name: rng.random((2, 32, 32, 3))}]
+        want = s.predict(np.concatenate([p[name] for p in mixed]).astype(np.float32))
+        assert np.abs(s.run_rows(mixed)[s.outputs[0].name] - want).max() < 1e-6, fmt
+        first = s.predict(np.zeros((1, 32, 32, 3), np.float32))
+        kept = first.copy()
+        s.predict(np.ones((1, 32, 32, 3), np.float32))
+        assert np.array_equal(first, kept), fmt
+
+
 def test_float64_and_uint8_inputs_are_cast(sessions):
     x = np.random.default_rng(2).random((1, 32, 32, 3))
     for s in sessions.values():
