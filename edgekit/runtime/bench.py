@@ -143,7 +143,7 @@ def run_isolated(cfg: BenchConfig, timeout: float | None = None) -> BenchResult:
     """Measure one configuration in a fresh Python process (clean load time and peak RSS)."""
     cfg.validate()
     proc = subprocess.run([sys.executable, "-m", "edgekit.runtime.bench", json.dumps(asdict(cfg))],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, errors="replace", timeout=timeout)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if not lines:
         err = (proc.stderr or "").strip().splitlines()

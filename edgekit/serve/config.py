@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from ..limits import MAX_THREADS
 
 
 @dataclass
@@ -53,7 +54,7 @@ class ServeConfig:
         "body_timeout_s": (86400, False, False),
         "keep_alive_s": (3600, False, False),
         "drain_timeout_s": (86400, False, True),
-        "threads": (1024, True, False),
+        "threads": (MAX_THREADS, True, False),
     }
 
     def validate(self) -> "ServeConfig":
