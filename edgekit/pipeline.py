@@ -48,7 +48,7 @@ def plan(recipe: Recipe) -> list[dict]:
     precisions = (["float32"] if r.export.float or not quant else []) + (list(quant.precision) if quant else [])
     rows.append({"step": "export", "what": f"{', '.join(r.export.formats)} × {', '.join(precisions)}"})
     rows.append({"step": "evaluate + gate", "what": _gates_text(r)})
-    rows.append({"step": "bench", "what": f"threads={r.bench.get('threads', 1)}, runs={r.bench.get('runs', 100)}"})
+    rows.append({"step": "bench", "what": f"threads={r.bench.threads}, runs={r.bench.runs}"})
     rows.append({"step": "report", "what": "report.md, report.html, report.json"})
     return rows
 

@@ -124,8 +124,7 @@ def execute(run: Run) -> dict:
     # teacher when distilling. Measuring against the pruned model would hide what pruning cost.
     reference = float(base["top1"])
     report["compressed_keras_top1"] = ev.outputs["reference_top1"]
-    bench_cfg = {"threads": r.bench.get("threads", 1), "runs": r.bench.get("runs", 100),
-                 "warmup": r.bench.get("warmup", 10)}
+    bench_cfg = r.bench.model_dump()
     bn = run.step("bench", bench_cfg, keys, lambda folder: _bench(run, artifacts, bench_cfg))
     rows = []
     for a in artifacts:
@@ -280,12 +279,10 @@ def _bench(run: Run, artifacts: list[dict], cfg: dict) -> dict:
 
 
 def _pick(rows: list[dict], target: str | None) -> dict | None:
-    """Fastest artifact that passed every gate, among the formats the target device's backends run.
-
-    Latency is measured here, on the build machine: the profile narrows the formats, the
-    measurement picks, and the report says when that differs from the profile's preference.
-    """
-    from .compress.engine import pick_for_device
+    """The artifact to deploy among those that passed every gate, in the formats the target device runs
+    (``compress.engine.pick_for_device``): the fastest measured here when the target is this host, else the
+    profile's preference order (this host's latency is then indicative only)."""
+    from .compress.engine import is_this_host, pick_for_device
 
     prof = None
     if target:
@@ -297,7 +294,7 @@ def _pick(rows: list[dict], target: str | None) -> dict | None:
         return None
     best = pick.row
     return {"format": best["format"], "precision": best["precision"], "path": best["path"], "p50_ms": best["p50_ms"],
-            "top1": best["top1"], "note": pick.note}
+            "top1": best["top1"], "note": pick.note, "by": "latency here" if is_this_host(prof) else "profile preference"}
 
 
 def _publish(run: Run, rows: list[dict]) -> None:

@@ -187,12 +187,25 @@ class DevicePick:
     note: str | None  # set when the measured pick differs from the profile's preference
 
 
-def pick_for_device(rows: list[dict], profile, passed: Callable[[dict], bool]) -> DevicePick | None:
-    """The fastest row that ``passed`` among every format x precision the device's backends run (all formats
-    without a profile).
+def is_this_host(profile) -> bool:
+    """Whether latency measured here stands for ``profile``'s device: same CPU architecture and the profile
+    runs on a CPU (an NPU, a GPU or another architecture makes this host's timings indicative only)."""
+    import platform
 
-    Latency is measured on the build machine; without it the profile's preferred format and precisions
-    (in their order), then size, decide. When the pick is not a preferred one, the note says why.
+    if profile is None:
+        return True
+    device = ((profile.preferred or {}).get("device") or "cpu").lower()
+    return profile.accepts_arch(platform.machine()) and device == "cpu"
+
+
+def pick_for_device(rows: list[dict], profile, passed: Callable[[dict], bool]) -> DevicePick | None:
+    """The row to deploy among those that ``passed``, in every format x precision the device's backends run
+    (all formats without a profile).
+
+    On this host (no profile, or a CPU profile of this architecture) the fastest measured row wins. For another
+    device this host's latency says little (an NPU, an ARM core), so the profile's preference decides: its
+    format first, its precisions in their order, then its backends' order and size; latency only breaks ties.
+    When the pick is not a preferred one, the note says why.
     """
     fmts = sorted(formats.formats_for_backends(profile.backends)) if profile is not None else list(formats.FORMATS)
     ok = [r for r in rows if passed(r) and r["format"] in fmts]
@@ -200,27 +213,43 @@ def pick_for_device(rows: list[dict], profile, passed: Callable[[dict], bool]) -
         return None
     pref = (profile.preferred or {}) if profile is not None else {}
     precs = list(pref.get("precision") or [])
+    if isinstance(pref.get("precision"), str):
+        precs = [pref["precision"]]
+    here = is_this_host(profile)
 
     def rank(r):
         return precs.index(r["precision"]) if r["precision"] in precs else len(precs)
 
-    def key(r):
-        return (r["p50_ms"] if r.get("p50_ms") else float("inf"), r["format"] != pref.get("format"), rank(r),
-                r["size_bytes"])
+    def latency(r):
+        return r["p50_ms"] if r.get("p50_ms") else float("inf")
 
-    best = min(ok, key=key)
+    def backend_rank(r):
+        b = formats.get(r["format"]).backend
+        return profile.backends.index(b) if profile is not None and b in profile.backends else len(fmts)
+
+    if here:
+        best = min(ok, key=lambda r: (latency(r), r["format"] != pref.get("format"), rank(r), r["size_bytes"]))
+    else:
+        best = min(ok, key=lambda r: (r["format"] != pref.get("format"), rank(r), backend_rank(r), r["size_bytes"],
+                                      latency(r)))
     note = None
     if profile is not None and pref and not (best["format"] == pref.get("format") and rank(best) < len(precs)):
-        note = _not_preferred(profile, pref, precs, best, rows, ok, fmts)
+        note = _not_preferred(profile, pref, precs, best, rows, ok, fmts, here)
+    if not here:
+        note = ((note + " ") if note else "") + (
+            f"{profile.name} is not this host: picked by the profile's preference among the passing artifacts; "
+            "p50 here is this host's CPU (1 thread), indicative only. Measure on the device (edgekit bench there).")
     return DevicePick(best, fmts, note)
 
 
-def _not_preferred(profile, pref, precs, best, rows, ok, fmts) -> str:
+def _not_preferred(profile, pref, precs, best, rows, ok, fmts, here: bool = True) -> str:
     """Why the measured pick is not the profile's preferred format and precision."""
     want = f"{pref.get('format')} {'/'.join(precs) or 'any precision'}"
     wanted = [r for r in ok if r["format"] == pref.get("format") and (not precs or r["precision"] in precs)]
     got = f"{best['format']} {best['precision']}"
-    if wanted:
+    if wanted and not here:
+        why = "it comes first in the profile's order among what passed"
+    elif wanted:
         w = min(wanted, key=lambda r: r["p50_ms"] or float("inf"))
         why = (f"{got} ran {best['p50_ms']:.3g} ms against {w['p50_ms']:.3g} ms for {w['format']} {w['precision']}"
                if best.get("p50_ms") and w.get("p50_ms") else f"{got} measured faster")
@@ -231,6 +260,8 @@ def _not_preferred(profile, pref, precs, best, rows, ok, fmts) -> str:
                f"no {want} artifact was made (add it: --quantize {','.join(p for p in precs if p != 'float32')})"
                if [p for p in precs if p != "float32"] else f"no {want} artifact was made")
     device = f" on {pref['device']}" if pref.get("device") else ""
+    if not here:
+        return f"{profile.name} prefers {want}{device}; picked {got} because {why}."
     return (f"{profile.name} prefers {want}{device}; picked {got} because {why} on this build machine's CPU "
             "(1 thread). Measure on the device before choosing (edgekit bench there).")
 
@@ -250,9 +281,12 @@ def pick_for_profile(rows, profile) -> dict | None:
     best = pick.row
     return {"profile": profile.name, "artifact": best["artifact"], "format": best["format"],
             "precision": best["precision"], "p50_ms": best.get("p50_ms"), "top1": best["top1"],
-            "why": "fastest artifact passing the gate among the device's formats "
-                   f"({', '.join(pick.formats)}) and every precision made; latency measured on this host, not on "
-                   "the device", "note": pick.note}
+            "why": ("fastest artifact passing the gate among the device's formats "
+                    f"({', '.join(pick.formats)}) and every precision made; latency measured on this host, not on "
+                    "the device") if is_this_host(profile) else
+                   ("the profile's preferred format and precision among the artifacts passing the gate in the "
+                    f"device's formats ({', '.join(pick.formats)}); latency measured on this host, indicative only"),
+            "note": pick.note}
 
 
 # --- the whole thing -----------------------------------------------------------------------------------
