@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import formats
 from ..artifact import ArtifactMeta, provenance, read_meta, write_meta
-from ..errors import ConfigError, DataError, GateError, ModelError, first_line
+from ..errors import ConfigError, DataError, GateError, ModelError
 from ..passes import DistillConfig, GateConfig, PruneConfig, QuantizeConfig
 from .gate import discard, judge, promote, top1_of
 
@@ -486,49 +486,33 @@ def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig) -> l
 def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_full, ds, split, ref_top1,
                    gate: GateConfig, say, qat_cache: dict, precision: str = "int8") -> dict:
     """Quantize, evaluate, and on a miss climb the ladder in order (the remedies are cumulative; the int16x8
-    rung starts again from the calibration remedies, without the float-kept layers)."""
+    rung starts again from the calibration remedies, without the float-kept layers): a Keras source on the
+    shared ladder (:func:`edgekit.compress.ladder.climb`) with the accuracy judge."""
+    from .judge import AccuracyJudge, Score
+    from .ladder import Rung, climb
     from .quantize import calibration_set, rungs
 
-    attempts = []
-    for i, (remedy, c) in enumerate(rungs(cfg, ladder(fmt, precision, cfg, gate), len(calib_full))):
-        prec = "int16x8" if remedy == "int16x8" else precision
+    plan = [Rung(remedy, c, "int16x8" if remedy == "int16x8" else precision)
+            for remedy, c in rungs(cfg, ladder(fmt, precision, cfg, gate), len(calib_full))]
+
+    def make(i: int, rung: Rung) -> Path:
+        c, prec = rung.config, rung.precision
         calib = calibration_set(None, c.calibration_samples, c.seed, calib_full)
         d = stage / f"try{i}"
-        say(f"{fmt} {prec}" + (f" (rung: {remedy})" if remedy != "none" else "") + " ...")
-        try:
-            if remedy == "qat":
-                # Trained once, shared by every format that needs it.
-                if qat_cache.get("model") is None:
-                    from .qat import qat_model
+        if rung.remedy == "qat":
+            # Trained once, shared by every format that needs it.
+            if qat_cache.get("model") is None:
+                from .qat import qat_model
 
-                    qat_cache["model"] = qat_model(model, ds, say=say)
-                qm = qat_cache["model"]
-                path = quantize_format(fmt, qm, None if fmt == "onnx" else float_artifact, d, f"{name}_{prec}",
-                                       meta, c, calib, say, source=qm, precision=prec)
-            else:
-                path = quantize_format(fmt, model, float_artifact, d, f"{name}_{prec}", meta, c, calib, say,
-                                       precision=prec)
-        except ModelError as e:
-            attempts.append({"remedy": remedy, "precision": prec, "error": str(e)[:300], "passed": False})
-            continue
-        try:
-            top1 = top1_of(path, ds, split)
-        except Exception as e:  # noqa: BLE001 - converted, yet its runtime refuses it (e.g. an op with no int16 kernel)
-            attempts.append({"remedy": remedy, "precision": prec, "passed": False,
-                             "error": f"converted, but does not run in the runtime: {first_line(e)[:300]}"})
-            say(f"{fmt} {prec}: does not run ({first_line(e)[:120]}) -> miss")
-            discard(path)
-            continue
-        j = judge(top1, ref_top1, gate.max_drop)
-        attempts.append({"remedy": remedy, "precision": prec, "calibration_samples": c.calibration_samples,
-                         "per_channel": c.per_channel, "float_sensitive": c.float_sensitive,
-                         "mixed_precision": c.mixed_precision, **j})
-        say(f"{fmt} {prec}: top-1 {j['top1']:.4f}, drop {j['drop']:.2f} points -> "
-            + ("pass" if j["passed"] else "miss"))
-        if j["passed"]:
-            return {"path": path, "attempts": attempts}
-        discard(path)
-    return {"path": None, "attempts": attempts}
+                qat_cache["model"] = qat_model(model, ds, say=say)
+            qm = qat_cache["model"]
+            return quantize_format(fmt, qm, None if fmt == "onnx" else float_artifact, d, f"{name}_{prec}",
+                                   meta, c, calib, say, source=qm, precision=prec)
+        return quantize_format(fmt, model, float_artifact, d, f"{name}_{prec}", meta, c, calib, say, precision=prec)
+
+    judge = AccuracyJudge.on_dataset(ds, split)
+    path, attempts = climb(plan, make, judge, Score(float(ref_top1), "top-1"), gate.max_drop, say, fmt)
+    return {"path": path, "attempts": [a.to_dict() for a in attempts]}
 
 
 def _notes(rows, quantize) -> list:

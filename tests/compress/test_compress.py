@@ -117,6 +117,7 @@ def test_magnitude_pruning_sparsity_survives_export_and_shrinks_gzip(formats, di
     assert res.steps["prune"]["history"]["loss"]
 
 
+@pytest.mark.heavy  # QAT trained and six real conversions; the rung order is unit-tested in test_ladder.py
 def test_gate_refuses_an_artifact_and_leaves_no_file(digits_cnn, tmp_path, cli):
     import numpy as np
 
