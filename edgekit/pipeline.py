@@ -32,7 +32,9 @@ def plan(recipe: Recipe) -> list[dict]:
     r = recipe
     rows = []
     distill = next((s for s in r.steps if s.type == "distill"), None)
-    if distill:
+    if r.model.path is not None:
+        rows.append({"step": "source", "what": f"{r.model.path} (not trained here; gated on {r.data.name})"})
+    elif distill:
         rows.append({"step": "train teacher", "what": f"{distill.teacher.name} on {r.data.name}, "
                                                       f"{distill.teacher_epochs} epochs"})
         rows.append({"step": "train student alone", "what": f"{r.model.name}, {distill.epochs or r.train.epochs} epochs "

@@ -19,7 +19,7 @@ from .formats import FORMATS
 from .passes import BenchConfig, DistillConfig, PruneConfig, QuantizeConfig, from_recipe_step, pydantic_fields
 
 try:
-    from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 except ImportError:  # pragma: no cover - pydantic ships with the train extra
     from .errors import MissingDependencyError
 
@@ -38,8 +38,29 @@ class DataSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    name: str = Field(description="Zoo model name (edgekit zoo list)")
+    name: str | None = Field(default=None, description="Zoo model name (edgekit zoo list); or give path")
     options: dict[str, Any] = Field(default_factory=dict)
+    # A model edgekit did not train (compressed, not trained): the same inputs as `edgekit compress MODEL.onnx`.
+    path: str | None = Field(default=None, description="A model edgekit did not train: .onnx, .tflite or a "
+                             "SavedModel folder (no training; a quantize step, gated on data.name's images)")
+    preprocess: str | None = Field(default=None, description="With path: e.g. 'imagenet,size=224' (as "
+                                   "edgekit compress --preprocess)")
+    labels: str | None = Field(default=None, description="With path: class labels file, one per line")
+    input: str | None = Field(default=None, description="With path: the image input's name")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give either name (a zoo model to train) or path (a model edgekit did not train); "
+                             f"received {'both' if self.name else 'neither'}")
+        if self.path is None:
+            extra = [k for k in ("preprocess", "labels", "input") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} go with path (a model edgekit did not train); a zoo model "
+                                 "takes its preprocessing and labels from the data")
+        elif self.options:
+            raise ValueError("options are zoo builder options; a model given by path is not built")
+        return self
 
 
 class TrainSpec(_Strict):
@@ -329,11 +350,17 @@ def check_names(recipe: Recipe) -> None:
     from .data import datasets
     from .zoo import models
 
-    if recipe.model.name not in models:
+    if recipe.model.path is not None:
+        _check_foreign_model(recipe)
+    elif recipe.model.name not in models:
         raise ConfigError("model.name: " + allowed(recipe.model.name, models.names(), "model"))
-    _model_options("model.options", recipe.model.name, recipe.model.options)
+    else:
+        _model_options("model.options", recipe.model.name, recipe.model.options)
     for i, s in enumerate(recipe.steps):
         if s.type == "distill":
+            if s.teacher.name is None:
+                raise ConfigError(f"steps.{i}.teacher: a teacher is a zoo model trained here (teacher.name); "
+                                  f"received path {s.teacher.path!r}")
             if s.teacher.name not in models:
                 raise ConfigError(f"steps.{i}.teacher.name: " + allowed(s.teacher.name, models.names(), "model"))
             _model_options(f"steps.{i}.teacher.options", s.teacher.name, s.teacher.options)
@@ -408,3 +435,38 @@ def _first_files(d: Path, limit: int = 50):
                 return
             n += 1
             yield f
+
+
+def _check_foreign_model(recipe: Recipe) -> None:
+    """A recipe on a model edgekit did not train: what ``edgekit compress MODEL.onnx`` checks, before any work."""
+    from .compress.foreign import KIND_NAME, check_foreign, inspect_source, source_kind
+    from .formats import can_become
+
+    m = recipe.model
+    p = Path(m.path)
+    if not p.exists():
+        raise ConfigError(f"model.path: {p} does not exist")
+    kind = source_kind(p)
+    if kind is None:
+        raise ConfigError(f"model.path: {p.name} is not an ONNX, TFLite or SavedModel model (a .keras model is "
+                          "trained by a recipe from model.name, or compressed with edgekit compress)")
+    kinds = [s.type for s in recipe.steps]
+    try:
+        check_foreign(p, prune="prune" in kinds, distill="distill" in kinds, quantize="quantize" in kinds)
+    except ConfigError as e:
+        raise ConfigError(f"steps: {e}") from None
+    quant = next(s for s in recipe.steps if s.type == "quantize")
+    if list(quant.precision) != ["int8"]:
+        raise ConfigError(f"steps.{kinds.index('quantize')}.precision: a model edgekit did not train takes int8 only "
+                          f"for now; received {','.join(quant.precision)}")
+    for f in recipe.export.formats:
+        ok, why = can_become(kind)[f]
+        if not ok:
+            raise ConfigError(f"export.formats: {f} from {KIND_NAME[kind]}: not available; {why}")
+    if m.labels is not None and not Path(m.labels).is_file():
+        raise ConfigError(f"model.labels: {m.labels} is not a file (one label per line)")
+    inspect_source(p, m.input)
+    if m.preprocess is not None:
+        from .preprocess import parse_preprocess
+
+        parse_preprocess(m.preprocess)
