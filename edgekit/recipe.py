@@ -16,7 +16,8 @@ import yaml
 
 from .errors import ConfigError, allowed, first_line
 from .formats import FORMATS
-from .passes import BenchConfig, DistillConfig, PruneConfig, QuantizeConfig, from_recipe_step, pydantic_fields
+from .passes import (BenchConfig, DistillConfig, GateConfig, PruneConfig, QuantizeConfig, from_recipe_step,
+                     pydantic_fields)
 
 try:
     from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
@@ -101,11 +102,12 @@ class ExportSpec(_Strict):
 BenchSpec = create_model("BenchSpec", __base__=_Strict, **pydantic_fields(BenchConfig))
 
 
-class Gates(_Strict):
-    max_drop: float | None = Field(default=1.0, ge=0, description="Accuracy points lost vs the float Keras model")
-    min_top1: float | None = Field(default=None, ge=0, le=1)
-    max_size_kb: float | None = Field(default=None, gt=0)
-    max_p50_ms: float | None = Field(default=None, gt=0, description="p50 latency on the build machine, 1 thread")
+# One gate schema: the recipe's gates are GateConfig's (passes.py), as `edgekit compress --max-size-kb` etc.;
+# only max_drop may be switched off here (null), since a recipe can gate on an absolute floor alone.
+Gates = create_model("Gates", __base__=_Strict, **{
+    **pydantic_fields(GateConfig),
+    "max_drop": (float | None, Field(default=1.0, ge=0, description="Accuracy points lost vs the float model "
+                                                                    "before compression (null: no drop gate)"))})
 
 
 # A recipe's name becomes the run folder (runs/<name>) and the published artifacts' stem: one plain path
@@ -179,8 +181,8 @@ def _pass_message(loc, value) -> str | None:
     """The pass schema's own message for a bad step field, so a recipe and the CLI say the same thing."""
     if len(loc) == 5 and isinstance(loc[4], int):  # one item of a list field (precision: [int8, fp32])
         loc, value = loc[:4], [value]
-    if len(loc) == 2 and loc[0] == "bench":
-        return _field_message(BenchConfig, loc[1], value)
+    if len(loc) == 2 and loc[0] in ("bench", "gates"):
+        return _field_message(BenchConfig if loc[0] == "bench" else GateConfig, loc[1], value)
     if len(loc) != 4 or loc[0] != "steps" or loc[2] not in PASS_OF_STEP:
         return None
     return _field_message(PASS_OF_STEP[loc[2]], loc[3], value)

@@ -241,14 +241,13 @@ def _save_model(run: Run, model, meta, folder: Path, ds, label: str, extra: dict
 
 def _distill(run: Run, ds: _Data, teacher: dict, spec, epochs: int, folder: Path) -> dict:
     from .compat import load_keras_model
-    from .compress.distill import distill
+    from .compress.distill import distill, student_model
     from .compress.engine import jsonable
-    from .zoo import build_model
 
     r = run.recipe
     data = ds.get()
     t_model = load_keras_model(_abs(run, teacher["model"]))
-    student = build_model(r.model.name, data.input_shape, data.num_classes, **r.model.options)
+    student = student_model(r.model.name, data, r.model.options)
     cfg = from_recipe_step(DistillConfig, spec, epochs=epochs, learning_rate=r.train.learning_rate,
                            batch_size=r.train.batch_size, seed=r.train.seed)
     model, info = distill(student, t_model, data, cfg, run.say)
@@ -343,15 +342,9 @@ def _evaluate(run: Run, ds: _Data, current: dict, artifacts: list[dict], folder:
 
 
 def _bench(run: Run, artifacts: list[dict], cfg: dict) -> dict:
-    from .runtime.bench import BenchConfig, run_isolated
+    from .compress.measure import latency
 
-    results = {}
-    for a in artifacts:
-        res = run_isolated(BenchConfig(str(_abs(run, a["path"])), threads=cfg["threads"], runs=cfg["runs"],
-                                       warmup=cfg["warmup"]))
-        results[a["path"]] = {"p50_ms": res.p50_ms, "p99_ms": res.p99_ms, "load_ms": res.load_ms,
-                              "peak_rss_mb": res.peak_rss_mb, "backend": res.backend}
-    return {"results": results}
+    return {"results": {a["path"]: latency(_abs(run, a["path"]), **cfg) for a in artifacts}}
 
 
 def _pick(rows: list[dict], target: str | None) -> dict | None:

@@ -330,10 +330,9 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
         zoo_models.get(model)
         t_model, t_meta, t_path = _load_model(teacher)
         ds = _load_data(data, t_meta)
-        from ..zoo import build_model
+        from .distill import student_model
 
-        src_model = build_model(model, ds.input_shape, ds.num_classes, bn_momentum=0.9) \
-            if model.startswith(("ds_cnn", "mobilenet")) else build_model(model, ds.input_shape, ds.num_classes)
+        src_model = student_model(model, ds)
         src_meta, src_path = None, None
     else:
         src_model, src_meta, src_path = _load_model(model)
@@ -446,6 +445,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
 
         say("measuring artifacts (accuracy, size, gzip, sparsity, latency) ...")
         rows = build_rows(entries, ds, split, ref_top1, export.bench_runs, out_dir, say)
+        failures += _measured_gates(rows, export.gate, ref_top1, out_dir)
         notes = _notes(rows, quantize)
         chosen = pick_for_profile(rows, profile) if profile is not None else None
         steps["seconds"] = round(time.time() - t_start, 1)
@@ -456,15 +456,42 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     if failures:
         lines = []
         for f in failures:
+            if f.get("gates"):
+                lines.append(f"{f['artifact']}: " + "; ".join(f"{k} {g['value']:.4g} (limit {g['limit']:g})"
+                                                              for k, g in f["gates"].items() if not g["passed"]))
+                continue
             last = f["attempts"][-1]
             tried = ", ".join(a["remedy"] for a in f["attempts"])
             lines.append(f"{f['artifact']}: top-1 {last.get('top1', float('nan')):.4f}, drop {last.get('drop', 0):.2f} "
                          f"points (max {export.gate.max_drop:g}); tried {tried}")
-        err = GateError("Artifact(s) missed the accuracy gate and were not written: " + "; ".join(lines)
+        what = "the accuracy gate" if not any(f.get("gates") for f in failures) else "a gate"
+        err = GateError(f"Artifact(s) missed {what} and were not written: " + "; ".join(lines)
                         + f". Report: {out_dir / 'report.md'}")
         err.result = result  # the CLI still prints the table of what passed
         raise err
     return result
+
+
+def _measured_gates(rows: list, gate: GateConfig, ref_top1: float, out_dir: Path) -> list:
+    """The gates measured after the ladder (min_top1, max_size_kb, max_p50_ms; as a recipe's): a compressed
+    artifact that misses one is deleted, its row says which, and it is a failure."""
+    from .gate import check_gates
+
+    if all(getattr(gate, k) is None for k in ("min_top1", "max_size_kb", "max_p50_ms")):
+        return []
+    failures = []
+    for r in rows:
+        if r["gate"] == "reference":
+            continue
+        g = check_gates(gate, top1=r["top1"], reference_top1=ref_top1, size_bytes=r["size_bytes"],
+                        p50_ms=r.get("p50_ms"))
+        missed = [k for k, v in g.items() if not v["passed"]]
+        if missed:
+            r["gate"] = "FAIL " + ",".join(missed)
+            discard(out_dir / r["artifact"])
+            failures.append({"artifact": r["artifact"], "format": r["format"], "precision": r["precision"],
+                             "gates": g, "attempts": []})
+    return failures
 
 
 def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig) -> list[str]:

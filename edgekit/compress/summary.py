@@ -43,7 +43,9 @@ def render(result) -> str:
     lines = [format_table(result.rows, COLUMNS, HEADERS)]
     lines += [f"note: {n}" for n in result.notes]
     for f in result.failures:
-        lines.append(f"FAILED gate: {f['artifact']} (tried: {', '.join(a['remedy'] for a in f['attempts'])})")
+        lines.append(f"FAILED gate: {f['artifact']} " + (f"(missed: {', '.join(k for k, g in f['gates'].items() if not g['passed'])})"
+                                                         if f.get("gates") else
+                                                         f"(tried: {', '.join(a['remedy'] for a in f['attempts'])})"))
     if result.chosen:
         c = result.chosen
         lines.append(f"for {c['profile']}: {c['artifact']} ({c['format']} {c['precision']}, p50 "
@@ -71,8 +73,10 @@ def markdown(result) -> str:
         out.append(f"- {n}")
     for f in result.failures:
         out.append(f"- **Gate failed** for `{f['artifact']}`: " + "; ".join(
-            f"{a['remedy']}: " + (f"drop {a['drop']:.2f}" if "drop" in a else a.get("error") or a.get("skipped", ""))
-            for a in f["attempts"]))
+            [f"{k} {g['value']:.4g} (limit {g['limit']:g})" for k, g in (f.get("gates") or {}).items()
+             if not g["passed"]]
+            + [f"{a['remedy']}: " + (f"drop {a['drop']:.2f}" if "drop" in a else a.get("error") or a.get("skipped", ""))
+               for a in f["attempts"]]))
     if result.chosen:
         c = result.chosen
         out.append(f"- For device `{c['profile']}`: **{c['artifact']}** ({c['why']})."
