@@ -73,3 +73,11 @@ def video_file(tmp_path_factory) -> Path:
     w.release()
     return path
 
+
+
+@pytest.fixture(scope="session")
+def cli(cli_in_process):
+    """The demo CLI tests read only exit codes and output: ``edgekit demo`` runs in process (a fresh Python +
+    TensorFlow start per call cost 5-10 s each, 18 calls here). The device-side import test keeps its own
+    subprocess."""
+    return cli_in_process
