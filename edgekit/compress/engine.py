@@ -515,7 +515,7 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     """Quantize, evaluate, and on a miss climb the ladder in order (the remedies are cumulative; the int16x8
     rung starts again from the calibration remedies, without the float-kept layers): a Keras source on the
     shared ladder (:func:`edgekit.compress.ladder.climb`) with the accuracy judge."""
-    from .judge import AccuracyJudge, Score
+    from .judge import AccuracyJudge, Score, judge_for
     from .ladder import Rung, climb
     from .quantize import calibration_set, rungs
 
@@ -537,8 +537,11 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
                                    meta, c, calib, say, source=qm, precision=prec)
         return quantize_format(fmt, model, float_artifact, d, f"{name}_{prec}", meta, c, calib, say, precision=prec)
 
-    judge = AccuracyJudge.on_dataset(ds, split)
-    path, attempts = climb(plan, make, judge, Score(float(ref_top1), "top-1"), gate.max_drop, say, fmt)
+    judge = judge_for(ds, split)
+    # Top-1's bar is the model before compression (ref_top1); another task's judge sets its own on the float
+    # artifact of this format.
+    ref = Score(float(ref_top1), "top-1") if isinstance(judge, AccuracyJudge) else judge.reference(float_artifact)
+    path, attempts = climb(plan, make, judge, ref, gate.max_drop, say, fmt)
     return {"path": path, "attempts": [a.to_dict() for a in attempts]}
 
 

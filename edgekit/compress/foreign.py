@@ -459,22 +459,15 @@ def _row(path: Path, out_dir: Path, fmt, precision, gate, fid: dict, remedy) -> 
 
 
 def _sizes_and_speed(rows, out_dir: Path, bench_runs: int) -> None:
+    from .gate import relate_to_references
     from .measure import p50_ms
 
-    refs = {}
     for r in rows:
         p = out_dir / r["artifact"]
         r["size_bytes"] = model_size(p)
         r["size_kb"] = r["size_bytes"] / 1024
         r["p50_ms"] = p50_ms(p, bench_runs) if bench_runs else None
-        if r["gate"] == "reference":
-            refs[r["format"]] = r
-    for r in rows:
-        ref = refs.get(r["format"])
-        if ref is not None and r is not ref:
-            r["size_x"] = r["size_bytes"] / ref["size_bytes"]
-            if r.get("p50_ms") and ref.get("p50_ms"):
-                r["speedup"] = ref["p50_ms"] / r["p50_ms"]
+    relate_to_references(rows)
 
 
 COLUMNS = ["artifact", "format", "precision", "size_kb", "size_x", "agreement", "top5", "mean_abs_err", "p50_ms",

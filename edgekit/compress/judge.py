@@ -38,7 +38,13 @@ Subclass :class:`Judge` for the defaults. Two sketches of the judges being built
         def score(self, path): return Score(self._recall(path, self.threshold), "recall")
 
 ``drop`` and ``passes`` come from :class:`Judge` (points of the score: ``100 * (ref - score)``, gate
-``drop <= max_drop``). The files a judge touches: this module (or its own) and the caller that picks it.
+``drop <= max_drop``). To put it on the ladder of ``edgekit compress`` and recipe quantize steps, register a
+factory for its dataset's ``task`` (the files a new judge touches: its module and this one line)::
+
+    JUDGES["object-detection"] = lambda ds, split: MapJudge(*ds.split(split))
+
+:func:`judge_for` then picks it; a task without an entry is judged on top-1. Its bar there is its own
+``reference()`` of the float artifact in the same format (top-1's is the model before compression).
 """
 
 from __future__ import annotations
@@ -209,3 +215,13 @@ class FidelityJudge(_OutputsJudge):
         if top5 is not None and top5 < self.min_top5 - EPS:
             return f"float top-1 inside the top-5 on {top5:.3f} of the images (min {self.min_top5:g})"
         return None
+
+
+# task -> (dataset, split) -> Judge: how the ladder of edgekit compress and recipes judges a dataset's task.
+JUDGES: dict[str, Callable[[Any, str], Judge]] = {}
+
+
+def judge_for(ds, split: str) -> Judge:
+    """The judge registered for ``ds.task`` (:data:`JUDGES`), else top-1 accuracy on ``ds[split]``."""
+    make = JUDGES.get(getattr(ds, "task", None) or "")
+    return make(ds, split) if make is not None else AccuracyJudge.on_dataset(ds, split)

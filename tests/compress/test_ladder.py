@@ -166,3 +166,14 @@ def test_the_command_gates_size_and_latency_like_a_recipe(tmp_path):
     assert rows[2]["gate"] == "FAIL max_size_kb,max_p50_ms" and rows[1]["gate"] == "pass"
     assert not (tmp_path / "model_fp16.tflite").exists() and (tmp_path / "model_int8.tflite").exists()
     assert _measured_gates(rows[:2], GateConfig().validate(), 0.9, tmp_path) == []
+
+
+def test_a_task_registers_its_judge_and_others_get_top1(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgekit.compress import judge as judges
+
+    monkeypatch.setitem(judges.JUDGES, "object-detection", lambda ds, split: ScriptedJudge())
+    assert isinstance(judges.judge_for(SimpleNamespace(task="object-detection"), "test"), ScriptedJudge)
+    assert isinstance(judges.judge_for(SimpleNamespace(task="image-classification"), "test"), AccuracyJudge)
+    assert AccuracyJudge.unit == "points of top-1" and judges.FidelityJudge.key == "agreement"
