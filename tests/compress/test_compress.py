@@ -92,7 +92,9 @@ def test_mobilenet_v2_prunes_expansions_not_residuals():
 
 
 @pytest.mark.parametrize("formats", [
-    ("tflite",),
+    # Minutes on a loaded 2-core machine: CI runs it after the default suite (-m heavy); magnitude pruning also
+    # runs end to end in the default suite through tests/pipeline's tiny recipe.
+    pytest.param(("tflite",), marks=pytest.mark.heavy),
     pytest.param(("onnx", "openvino"), marks=pytest.mark.slow),
 ])
 def test_magnitude_pruning_sparsity_survives_export_and_shrinks_gzip(formats, digits_cnn, tmp_path):
@@ -258,6 +260,7 @@ def test_magnitude_scopes_hit_the_target_exactly(scope):
         assert max(per_layer) - min(per_layer) > 0.05
 
 
+@pytest.mark.heavy  # a pruning fine-tune with a teacher: CI runs it after the default suite
 def test_channel_pruning_can_recover_by_distilling_from_the_unpruned_model(digits_cnn):
     from edgekit.compat import load_keras_model
     from edgekit.compress import PruneConfig, prune
