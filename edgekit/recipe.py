@@ -181,8 +181,8 @@ def _pass_message(loc, value) -> str | None:
     """The pass schema's own message for a bad step field, so a recipe and the CLI say the same thing."""
     if len(loc) == 5 and isinstance(loc[4], int):  # one item of a list field (precision: [int8, fp32])
         loc, value = loc[:4], [value]
-    if len(loc) == 2 and loc[0] in ("bench", "gates"):
-        return _field_message(BenchConfig if loc[0] == "bench" else GateConfig, loc[1], value)
+    if len(loc) == 2 and loc[0] == "bench":
+        return _field_message(BenchConfig, loc[1], value)
     if len(loc) != 4 or loc[0] != "steps" or loc[2] not in PASS_OF_STEP:
         return None
     return _field_message(PASS_OF_STEP[loc[2]], loc[3], value)
