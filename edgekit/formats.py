@@ -26,24 +26,49 @@ class Format:
     quantizer: str  # "module:attr" of the quantizer function (every precision below)
     precisions: tuple[str, ...]  # what its quantizer can make, beside float32
     cannot: tuple[tuple[str, str], ...] = ()  # (precision, why not): said when one is asked for
+    # What each model source can become in this format: (source kind, made?, how / why not). A source is a
+    # model edgekit compresses (SOURCES); this column is what `edgekit compress --help` and its errors say.
+    sources: tuple[tuple[str, bool, str], ...] = ()
 
 
 # Precisions an artifact can ship beside float32 (the reference): full int8, int16 activations with int8
 # weights, float16 weights, and weight-only (dynamic-range) int8.
 PRECISIONS: tuple[str, ...] = ("int8", "int16x8", "fp16", "int8-weights")
 
+# Model sources compression starts from: a Keras model edgekit trained (or any .keras), and models edgekit did
+# not train. A source's "can become" is the `sources` column below, one row per format.
+SOURCES: tuple[str, ...] = ("keras", "savedmodel", "onnx", "tflite")
+SOURCE_NAMES = {"keras": "a Keras model", "onnx": "an ONNX model", "tflite": "a TFLite model",
+                "savedmodel": "a SavedModel"}
+_NO_ONNX2TF = ("no ONNX-to-TFLite converter on PyPI installs next to edgekit's stack (onnx2tf 1.29 pins "
+               "tensorflow==2.19.0, numpy==1.26.4, onnx==1.19.1, onnxruntime==1.23.0; onnx-tf's last release, 1.10.0, "
+               "needs the end-of-life tensorflow-addons); take the ONNX or OpenVINO IR")
+
 
 TABLE: tuple[Format, ...] = (
     Format("tflite", ".tflite", (), "litert", "litert", "TFLite",
            "edgekit.export.tflite:TFLiteExporter", "edgekit.runtime.litert:LiteRTBackend",
-           "edgekit.compress.quantizers.tflite:quantize", PRECISIONS),
+           "edgekit.compress.quantizers.tflite:quantize", PRECISIONS, (),
+           (("keras", True, "every precision through the TFLite converter"),
+            ("savedmodel", True, "float and int8 through the TFLite converter"),
+            ("onnx", False, _NO_ONNX2TF),
+            ("tflite", False, "int8 TFLite needs the source graph (a SavedModel); a .tflite file no longer has it. "
+                              "Give the SavedModel, or take the OpenVINO IR"))),
     Format("onnx", ".onnx", (), "onnxruntime", "onnx", "ONNX",
            "edgekit.export.onnx:ONNXExporter", "edgekit.runtime.onnxruntime:ORTBackend",
-           "edgekit.compress.quantizers.onnx:quantize", PRECISIONS),
+           "edgekit.compress.quantizers.onnx:quantize", PRECISIONS, (),
+           (("keras", True, "every precision through tf2onnx and ONNX Runtime quantization"),
+            ("savedmodel", True, "float through tf2onnx, int8 through ONNX Runtime static quantization"),
+            ("onnx", True, "int8 through ONNX Runtime static quantization (QDQ)"),
+            ("tflite", False, "no converter here turns a .tflite into ONNX with a parity check; give the SavedModel"))),
     Format("openvino", ".xml", (".bin",), "openvino", "openvino", "OpenVINO IR",
            "edgekit.export.openvino:OpenVINOExporter", "edgekit.runtime.openvino:OpenVINOBackend",
            "edgekit.compress.quantizers.openvino:quantize", ("int8", "fp16", "int8-weights"),
-           (("int16x8", "NNCF has no 16-bit activation quantization for OpenVINO IR"),)),
+           (("int16x8", "NNCF has no 16-bit activation quantization for OpenVINO IR"),),
+           (("keras", True, "float and int8 through openvino.convert_model + NNCF"),
+            ("savedmodel", True, "float and int8 through openvino.convert_model + NNCF"),
+            ("onnx", True, "float and int8 through openvino.convert_model + NNCF"),
+            ("tflite", True, "float and int8 through openvino.convert_model (reads .tflite) + NNCF"))),
 )
 
 FORMATS: tuple[str, ...] = tuple(f.name for f in TABLE)
@@ -85,3 +110,20 @@ def check_precisions(fmts, precisions) -> None:
 def formats_for_backends(backends) -> set[str]:
     """The formats a device with these runtime backends can load."""
     return {BY_BACKEND[b].name for b in backends if b in BY_BACKEND}
+
+
+def can_become(source: str) -> dict[str, tuple[bool, str]]:
+    """What a model source (SOURCES) can become: format -> (made?, how / why not), read off the table."""
+    if source not in SOURCES:
+        raise ConfigError(allowed(source, SOURCES, "model source"))
+    return {f.name: next(((ok, why) for k, ok, why in f.sources if k == source), (False, "not supported"))
+            for f in TABLE}
+
+
+def what_it_can_become(source: str) -> str:
+    """One sentence for help and errors: what ``source`` becomes, and why not the rest."""
+    rows = can_become(source)
+    ok = [f for f, (y, _) in rows.items() if y]
+    no = [f"{f} ({why})" for f, (y, why) in rows.items() if not y]
+    name = SOURCE_NAMES[source]
+    return f"{name[0].upper()}{name[1:]} can become: {', '.join(ok)}" + (f"; not {'; not '.join(no)}" if no else "")

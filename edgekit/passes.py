@@ -98,6 +98,8 @@ class PassConfig:
         elif typ is float:
             if isinstance(v, bool) or not isinstance(v, _NUMERIC) or math.isnan(v):
                 raise ConfigError(f"{what} must be a number; received {v!r}")
+            if math.isinf(v):
+                raise ConfigError(f"{what} must be a finite number; received {v!r}")
         elif typ is str and not isinstance(v, str):
             raise ConfigError(f"{what} must be a name; received {v!r}")
         if m["choices"] is not None and v not in m["choices"]:
@@ -221,16 +223,33 @@ class GateConfig(PassConfig):
     WHAT = "Gate"
     max_drop: float = option(1.0, "Top-1 points an artifact may lose against the float model.", ge=0,
                              cli="--max-drop")
+    # The same gates a recipe's `gates:` section has, so the command and recipes judge alike.
+    min_top1: float | None = option(None, "Absolute top-1 floor of every compressed artifact.", ge=0, le=1,
+                                    cli="--min-top1")
+    max_size_kb: float | None = option(None, "Largest model file (KB) a compressed artifact may be.", gt=0,
+                                       cli="--max-size-kb")
+    max_p50_ms: float | None = option(None, "Slowest p50 latency (ms, this machine, 1 thread) a compressed artifact "
+                                            "may have.", gt=0, cli="--max-p50-ms")
     split: str = option("test", "Held-out split the gate evaluates on (val when the data has no test split).",
-                        cli="--gate-split")
+                        choices=("test", "val"), cli="--gate-split", recipe=False)
     # Without labels (a foreign model and a folder of images) the gate is fidelity to the float model.
     min_agreement: float = option(0.9, "No labels: int8 top-1 must agree with the float model's on this fraction of "
-                                       "the held-out images.", ge=0, le=1, cli="--min-agreement")
+                                       "the held-out images.", ge=0, le=1, cli="--min-agreement", recipe=False)
     min_top5: float = option(0.99, "No labels: the float top-1 must be inside the int8 top-5 on this fraction.",
-                             ge=0, le=1, cli="--min-top5")
+                             ge=0, le=1, cli="--min-top5", recipe=False)
     remedies: list[str] = option(factory=lambda: list(REMEDIES), help="Remedies tried in order on an int8 miss "
                                  "(mixed-precision and int16x8 only in the formats that make them).",
                                  choices=REMEDIES, cli=False, recipe=False)
+
+
+@dataclass
+class BenchConfig(PassConfig):
+    """Latency of every artifact (a recipe's ``bench:`` section; ``edgekit compress --bench-runs``)."""
+
+    WHAT = "Bench"
+    threads: int = option(1, "Threads the runtime may use.", ge=1, cli=False)
+    runs: int = option(100, "Timed runs per artifact (p50 and p99 over them).", ge=1, cli=False)
+    warmup: int = option(10, "Untimed runs first.", ge=0, cli=False)
 
 
 # --- derived views --------------------------------------------------------------------------------------
@@ -336,14 +355,15 @@ def config_from_options(cls, options: dict, **fill):
     return cls(**values).validate()
 
 
-PASSES = {"prune": PruneConfig, "distill": DistillConfig, "quantize": QuantizeConfig, "gate": GateConfig}
+PASSES = {"prune": PruneConfig, "distill": DistillConfig, "quantize": QuantizeConfig, "gate": GateConfig,
+          "bench": BenchConfig}
 
 
 def markdown() -> str:
     """docs/passes.md: every pass field with its default, allowed values, CLI flag and recipe key."""
     out = ["# Compression passes", "", "Generated from `edgekit/passes.py` by `python -m edgekit.passes > docs/passes.md`;",
            "a test checks it is current. Recipe keys go under `steps: - {type: <pass>, ...}` (the gate's under",
-           "`gates:`); fields without a recipe key come from the recipe's `train` section.", ""]
+           "`gates:`, bench under `bench:`); fields without a recipe key come from the recipe's `train` section.", ""]
     for kind, cls in PASSES.items():
         out += [f"## {kind}", "", "| field | default | allowed | `edgekit compress` | recipe | what |",
                 "|---|---|---|---|---|---|"]
@@ -354,7 +374,8 @@ def markdown() -> str:
                 default = ",".join(default)
             rule = ", ".join(m["choices"]) if m["choices"] else _range_text(m) or "-"
             flag = "-" if m["cli"] is False else f"`{m['cli'] or f'--{cls.WHAT.lower()}-' + f.name}`"
-            key = f"`{f.name}`" if m["recipe"] and kind != "gate" else "-"
+            key = ("-" if not m["recipe"] else f"`gates.{f.name}`" if kind == "gate" else
+                   f"`bench.{f.name}`" if kind == "bench" else f"`{f.name}`")
             text = m["help"].replace("|", "\\|")
             out.append(f"| {f.name} | `{default!r}` | {rule} | {flag} | {key} | {text} |")
         out.append("")

@@ -32,7 +32,9 @@ def plan(recipe: Recipe) -> list[dict]:
     r = recipe
     rows = []
     distill = next((s for s in r.steps if s.type == "distill"), None)
-    if distill:
+    if r.model.path is not None:
+        rows.append({"step": "source", "what": f"{r.model.path} (not trained here; gated on {r.data.name})"})
+    elif distill:
         rows.append({"step": "train teacher", "what": f"{distill.teacher.name} on {r.data.name}, "
                                                       f"{distill.teacher_epochs} epochs"})
         rows.append({"step": "train student alone", "what": f"{r.model.name}, {distill.epochs or r.train.epochs} epochs "
@@ -48,7 +50,7 @@ def plan(recipe: Recipe) -> list[dict]:
     precisions = (["float32"] if r.export.float or not quant else []) + (list(quant.precision) if quant else [])
     rows.append({"step": "export", "what": f"{', '.join(r.export.formats)} × {', '.join(precisions)}"})
     rows.append({"step": "evaluate + gate", "what": _gates_text(r)})
-    rows.append({"step": "bench", "what": f"threads={r.bench.get('threads', 1)}, runs={r.bench.get('runs', 100)}"})
+    rows.append({"step": "bench", "what": f"threads={r.bench.threads}, runs={r.bench.runs}"})
     rows.append({"step": "report", "what": "report.md, report.html, report.json"})
     return rows
 

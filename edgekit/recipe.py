@@ -14,12 +14,13 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 
-from .errors import ConfigError, allowed
+from .errors import ConfigError, allowed, first_line
 from .formats import FORMATS
-from .passes import DistillConfig, PruneConfig, QuantizeConfig, from_recipe_step, pydantic_fields
+from .passes import (BenchConfig, DistillConfig, GateConfig, PruneConfig, QuantizeConfig, from_recipe_step,
+                     pydantic_fields)
 
 try:
-    from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+    from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 except ImportError:  # pragma: no cover - pydantic ships with the train extra
     from .errors import MissingDependencyError
 
@@ -28,7 +29,7 @@ except ImportError:  # pragma: no cover - pydantic ships with the train extra
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataSpec(_Strict):
@@ -38,8 +39,29 @@ class DataSpec(_Strict):
 
 
 class ModelSpec(_Strict):
-    name: str = Field(description="Zoo model name (edgekit zoo list)")
+    name: str | None = Field(default=None, description="Zoo model name (edgekit zoo list); or give path")
     options: dict[str, Any] = Field(default_factory=dict)
+    # A model edgekit did not train (compressed, not trained): the same inputs as `edgekit compress MODEL.onnx`.
+    path: str | None = Field(default=None, description="A model edgekit did not train: .onnx, .tflite or a "
+                             "SavedModel folder (no training; a quantize step, gated on data.name's images)")
+    preprocess: str | None = Field(default=None, description="With path: e.g. 'imagenet,size=224' (as "
+                                   "edgekit compress --preprocess)")
+    labels: str | None = Field(default=None, description="With path: class labels file, one per line")
+    input: str | None = Field(default=None, description="With path: the image input's name")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.name is None) == (self.path is None):
+            raise ValueError("give either name (a zoo model to train) or path (a model edgekit did not train); "
+                             f"received {'both' if self.name else 'neither'}")
+        if self.path is None:
+            extra = [k for k in ("preprocess", "labels", "input") if getattr(self, k) is not None]
+            if extra:
+                raise ValueError(f"{', '.join(extra)} go with path (a model edgekit did not train); a zoo model "
+                                 "takes its preprocessing and labels from the data")
+        elif self.options:
+            raise ValueError("options are zoo builder options; a model given by path is not built")
+        return self
 
 
 class TrainSpec(_Strict):
@@ -77,15 +99,24 @@ class ExportSpec(_Strict):
     float: bool = Field(default=True, description="Also keep float artifacts (the reference for the accuracy drop)")
 
 
-class Gates(_Strict):
-    max_drop: float | None = Field(default=1.0, ge=0, description="Accuracy points lost vs the float Keras model")
-    min_top1: float | None = Field(default=None, ge=0, le=1)
-    max_size_kb: float | None = Field(default=None, gt=0)
-    max_p50_ms: float | None = Field(default=None, gt=0, description="p50 latency on the build machine, 1 thread")
+BenchSpec = create_model("BenchSpec", __base__=_Strict, **pydantic_fields(BenchConfig))
+
+
+# One gate schema: the recipe's gates are GateConfig's (passes.py), as `edgekit compress --max-size-kb` etc.;
+# only max_drop may be switched off here (null), since a recipe can gate on an absolute floor alone.
+Gates = create_model("Gates", __base__=_Strict, **{
+    **pydantic_fields(GateConfig),
+    "max_drop": (float | None, Field(default=1.0, ge=0, description="Accuracy points lost vs the float model "
+                                                                    "before compression (null: no drop gate)"))})
+
+
+# A recipe's name becomes the run folder (runs/<name>) and the published artifacts' stem: one plain path
+# component, never a path (``../x`` or ``/abs`` would write outside the runs folder).
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}"
 
 
 class Recipe(_Strict):
-    name: str
+    name: str = Field(description="Run folder and artifact stem: letters, digits, '.', '_', '-'")
     description: str = ""
     data: DataSpec
     model: ModelSpec
@@ -94,7 +125,17 @@ class Recipe(_Strict):
     export: ExportSpec = Field(default_factory=ExportSpec)
     target: str | None = Field(default=None, description="Device profile (edgekit devices --profiles)")
     gates: Gates = Field(default_factory=Gates)
-    bench: dict[str, Any] = Field(default_factory=lambda: {"threads": 1, "runs": 100, "warmup": 10})
+    bench: BenchSpec = Field(default_factory=BenchSpec)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name):
+        import re
+
+        if not re.fullmatch(NAME_PATTERN, name) or ".." in name:
+            raise ValueError("must be one plain name (letters, digits, '.', '_', '-'; no '/', no '..', not hidden), "
+                             "since it names the run folder")
+        return name
 
     @field_validator("steps")
     @classmethod
@@ -127,7 +168,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
         elif _pass_message(e["loc"], got):
             lines.append(f"{loc}: {_pass_message(e['loc'], got)}")
         else:
-            lines.append(f"{loc}: {e['msg']}; received {got!r}")
+            lines.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}; received {got!r}")
     if len(lines) == 1:  # the usual case: one line, as every other error
         return f"Invalid recipe {source}: {lines[0]}"
     return f"Invalid recipe {source}:\n  " + "\n  ".join(lines)
@@ -140,13 +181,18 @@ def _pass_message(loc, value) -> str | None:
     """The pass schema's own message for a bad step field, so a recipe and the CLI say the same thing."""
     if len(loc) == 5 and isinstance(loc[4], int):  # one item of a list field (precision: [int8, fp32])
         loc, value = loc[:4], [value]
+    if len(loc) == 2 and loc[0] == "bench":
+        return _field_message(BenchConfig, loc[1], value)
     if len(loc) != 4 or loc[0] != "steps" or loc[2] not in PASS_OF_STEP:
         return None
-    cls = PASS_OF_STEP[loc[2]]
-    if loc[3] not in {f.name for f in dataclasses.fields(cls)}:
+    return _field_message(PASS_OF_STEP[loc[2]], loc[3], value)
+
+
+def _field_message(cls, name, value) -> str | None:
+    if name not in {f.name for f in dataclasses.fields(cls)}:
         return None
     try:
-        cls.check_field(loc[3], value)
+        cls.check_field(name, value)
     except ConfigError as err:
         return str(err)
     return None
@@ -184,6 +230,14 @@ def apply_sets(raw: dict, sets: list[str]) -> dict:
     import copy
 
     raw = copy.deepcopy(raw)
+
+    def parse(value: str, item: str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError as e:  # an unclosed '[', or a tag such as !!python/object that safe_load refuses
+            raise ConfigError(f"--set {item!r}: the value is not plain YAML ({first_line(e)}); "
+                              "give a number, a word, [a, list] or {a: mapping}") from None
+
     for item in sets or []:
         if "=" not in item:
             raise ConfigError(f"--set needs key=value; received {item!r}")
@@ -200,7 +254,7 @@ def apply_sets(raw: dict, sets: list[str]) -> dict:
                     raise ConfigError(f"--set path {key!r}: {here} is a list of {len(node)}; "
                                       f"received index {part!r}")
                 if last:
-                    node[int(part)] = yaml.safe_load(value)
+                    node[int(part)] = parse(value, item)
                 else:
                     node = node[int(part)]
                 continue
@@ -211,7 +265,7 @@ def apply_sets(raw: dict, sets: list[str]) -> dict:
                 raise ConfigError(f"--set path {key!r} does not exist: no {part!r} in {here}. "
                                   f"Available: {', '.join(sorted(allowed)) or '(none)'}")
             if last:
-                node[part] = yaml.safe_load(value)
+                node[part] = parse(value, item)
             elif part not in node and parts[i + 1].isdigit():
                 raise ConfigError(f"--set path {key!r}: {'.'.join(parts[:i + 1])} is a list of 0; "
                                   f"received index {parts[i + 1]!r} (add entries in the recipe file)")
@@ -256,6 +310,9 @@ def load_recipe(source: str | os.PathLike, sets: list[str] | None = None) -> tup
         raise ConfigError(f"Recipe {p} is a folder; give a recipe YAML file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"Recipe {p} is not valid YAML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"Recipe {p} is nested too deeply to be a recipe (a recipe is a few levels of "
+                          "mappings and lists)") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"Recipe {p} must be a mapping at the top level; received {type(raw).__name__}")
     raw = apply_sets(raw, sets or [])
@@ -263,6 +320,8 @@ def load_recipe(source: str | os.PathLike, sets: list[str] | None = None) -> tup
         recipe = Recipe.model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, str(p))) from None
+    except RecursionError:
+        raise ConfigError(f"Recipe {p} is nested too deeply to be a recipe") from None
     return recipe, raw
 
 
@@ -293,14 +352,20 @@ def check_names(recipe: Recipe) -> None:
     from .data import datasets
     from .zoo import models
 
-    if recipe.model.name not in models:
+    if recipe.model.path is not None:
+        _check_foreign_model(recipe)
+    elif recipe.model.name not in models:
         raise ConfigError("model.name: " + allowed(recipe.model.name, models.names(), "model"))
-    check_options("model.options", models.get(recipe.model.name), recipe.model.options, skip=2)
+    else:
+        _model_options("model.options", recipe.model.name, recipe.model.options)
     for i, s in enumerate(recipe.steps):
         if s.type == "distill":
+            if s.teacher.name is None:
+                raise ConfigError(f"steps.{i}.teacher: a teacher is a zoo model trained here (teacher.name); "
+                                  f"received path {s.teacher.path!r}")
             if s.teacher.name not in models:
                 raise ConfigError(f"steps.{i}.teacher.name: " + allowed(s.teacher.name, models.names(), "model"))
-            check_options(f"steps.{i}.teacher.options", models.get(s.teacher.name), s.teacher.options, skip=2)
+            _model_options(f"steps.{i}.teacher.options", s.teacher.name, s.teacher.options)
         if s.type == "quantize":
             # Cross-field rules (int8_io with another precision) and what each export format can make.
             from .formats import check_precisions
@@ -313,9 +378,97 @@ def check_names(recipe: Recipe) -> None:
     if recipe.data.name not in datasets and not Path(recipe.data.name).exists():
         raise ConfigError(f"data.name: no dataset {recipe.data.name!r} (built-in: {', '.join(datasets.names())}; "
                           "or a path to an existing folder/file)")
+    if recipe.data.name not in datasets:
+        _check_data_path(Path(recipe.data.name))
     if recipe.data.name in datasets:
         check_options("data.options", datasets.get(recipe.data.name), recipe.data.options, skip=0)
     if recipe.target:
         from .devices import load_profile
 
         load_profile(recipe.target)
+
+
+def _model_options(where: str, name: str, options: dict) -> None:
+    """Option names and value types a zoo builder takes; through its ``**kw`` (ds_cnn_s passes them on to
+    ds_cnn) by the zoo's own check, which follows them."""
+    from .zoo import check_model_options, models
+
+    check_options(where, models.get(name), options, skip=2)
+    try:
+        check_model_options(name, options)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _check_data_path(p: Path) -> None:
+    """A folder or file given as data.name looks like a dataset (cheap: a few directory listings, no reading):
+    a .csv file, or class subfolders holding images or .wav clips."""
+    from .data.folders import IMAGE_SUFFIXES
+
+    what = f"data.name: {p}"
+    if p.is_file():
+        if p.suffix.lower() not in (".csv", ".tsv"):
+            raise ConfigError(f"{what} is a file but not a .csv/.tsv; give a dataset name, a CSV file or a folder "
+                              "with one subfolder per class")
+        return
+    wanted = IMAGE_SUFFIXES | {".wav"}
+    try:
+        classes = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith((".", "_"))]
+        with_examples = [d for d in classes[:200] if any(f.suffix.lower() in wanted for f in _first_files(d))]
+    except OSError as e:
+        raise ConfigError(f"{what} can't be read ({e.strerror or e})") from None
+    if len(with_examples) < 2:
+        raise ConfigError(f"{what} is not a dataset folder: expected at least two class subfolders of images or "
+                          f".wav clips; found {len(with_examples)} of {len(classes)} subfolders with any")
+
+
+def _first_files(d: Path, limit: int = 50):
+    """Up to ``limit`` files in ``d`` and one level below (enough to tell a class folder)."""
+    n = 0
+    for f in d.iterdir():
+        if f.is_dir():
+            for g in f.iterdir():
+                if n >= limit:
+                    return
+                n += 1
+                yield g
+        else:
+            if n >= limit:
+                return
+            n += 1
+            yield f
+
+
+def _check_foreign_model(recipe: Recipe) -> None:
+    """A recipe on a model edgekit did not train: what ``edgekit compress MODEL.onnx`` checks, before any work."""
+    from .compress.foreign import KIND_NAME, check_foreign, inspect_source, source_kind
+    from .formats import can_become
+
+    m = recipe.model
+    p = Path(m.path)
+    if not p.exists():
+        raise ConfigError(f"model.path: {p} does not exist")
+    kind = source_kind(p)
+    if kind is None:
+        raise ConfigError(f"model.path: {p.name} is not an ONNX, TFLite or SavedModel model (a .keras model is "
+                          "trained by a recipe from model.name, or compressed with edgekit compress)")
+    kinds = [s.type for s in recipe.steps]
+    try:
+        check_foreign(p, prune="prune" in kinds, distill="distill" in kinds, quantize="quantize" in kinds)
+    except ConfigError as e:
+        raise ConfigError(f"steps: {e}") from None
+    quant = next(s for s in recipe.steps if s.type == "quantize")
+    if list(quant.precision) != ["int8"]:
+        raise ConfigError(f"steps.{kinds.index('quantize')}.precision: a model edgekit did not train takes int8 only "
+                          f"for now; received {','.join(quant.precision)}")
+    for f in recipe.export.formats:
+        ok, why = can_become(kind)[f]
+        if not ok:
+            raise ConfigError(f"export.formats: {f} from {KIND_NAME[kind]}: not available; {why}")
+    if m.labels is not None and not Path(m.labels).is_file():
+        raise ConfigError(f"model.labels: {m.labels} is not a file (one label per line)")
+    inspect_source(p, m.input)
+    if m.preprocess is not None:
+        from .preprocess import parse_preprocess
+
+        parse_preprocess(m.preprocess)

@@ -102,7 +102,9 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
           f"gates: **{'all passed' if all_pass else 'FAILED'}**",
           "", "## Artifacts", "", markdown_table(rows, COLUMNS, HEADERS), ""]
     if best:
-        md += [f"Fastest artifact that passes the gates: **{best['format']} {best['precision']}** "
+        md += [("Picked by the target profile's preference among the artifacts that pass the gates (p50 here is "
+                "indicative only)" if best.get("by") == "profile preference" else "Fastest artifact that passes the "
+                "gates") + f": **{best['format']} {best['precision']}** "
                f"(`{best['path']}`, p50 {best['p50_ms']:.3f} ms, top-1 {best['top1']:.4f}).", ""]
         if best.get("note"):
             md += [f"> {best['note']}", ""]
@@ -171,7 +173,7 @@ target <code>{h(report.get('target') or '-')}</code> · reference (float, before
 <b>{report['reference_top1']:.4f}</b> ·
 gates <b id="gates-status">{'all passed' if all_pass else 'FAILED'}</b></p>
 <h2>Artifacts</h2>{''.join(table_html)}
-{f"<p>Fastest passing artifact: <b>{h(best['format'])} {h(best['precision'])}</b> (p50 {best['p50_ms']:.3f} ms)</p>" if best else ''}
+{f"<p>{'Picked by the target preference' if best.get('by') == 'profile preference' else 'Fastest passing artifact'}: <b>{h(best['format'])} {h(best['precision'])}</b> (p50 {best['p50_ms']:.3f} ms)</p>" if best else ''}
 {notes_html}
 <h2>Training</h2>{train_html}
 <h2>Accuracy vs latency and size</h2>{_img(lat)}{_img(size)}

@@ -61,6 +61,8 @@ def _train(run: Run, ds: _Data, model, epochs: int, label: str) -> dict:
 
 def execute(run: Run) -> dict:
     r = run.recipe
+    if r.model.path is not None:
+        return _execute_foreign(run)
     ds = _Data(r)
     report: dict = {"recipe": r.name, "description": r.description, "data": r.data.name, "model": r.model.name,
                     "target": r.target, "gates": r.gates.model_dump(), "training": {}, "compression": {}}
@@ -122,14 +124,20 @@ def execute(run: Run) -> dict:
                   lambda folder: _evaluate(run, ds, current, artifacts, folder))
     # The bar is the model before any compression: the float model the recipe trained, or the
     # teacher when distilling. Measuring against the pruned model would hide what pruning cost.
-    reference = float(base["top1"])
     report["compressed_keras_top1"] = ev.outputs["reference_top1"]
-    bench_cfg = {"threads": r.bench.get("threads", 1), "runs": r.bench.get("runs", 100),
-                 "warmup": r.bench.get("warmup", 10)}
+    return _measure_gate_pick(run, report, artifacts, ev.outputs["results"], float(base["top1"]), keys)
+
+
+def _measure_gate_pick(run: Run, report: dict, artifacts: list[dict], evaluated: dict, reference: float,
+                       keys: dict) -> dict:
+    """The stages every recipe ends with, whatever its source: bench every artifact, check every gate against
+    ``reference`` (top-1 of the model before compression), pick one for the target, publish what passed."""
+    r = run.recipe
+    bench_cfg = r.bench.model_dump()
     bn = run.step("bench", bench_cfg, keys, lambda folder: _bench(run, artifacts, bench_cfg))
     rows = []
     for a in artifacts:
-        e = ev.outputs["results"][a["path"]]
+        e = evaluated[a["path"]]
         b = bn.outputs["results"][a["path"]]
         row = {**a, "top1": e["top1"], "drop": (reference - e["top1"]) * 100, "p50_ms": b["p50_ms"],
                "p99_ms": b["p99_ms"], "confusion": e.get("confusion_png")}
@@ -146,6 +154,73 @@ def execute(run: Run) -> dict:
     report["best"] = _pick(rows, r.target)
     _publish(run, rows)
     return report
+
+
+# --- a model edgekit did not train (model.path) --------------------------------------------------------------
+def _execute_foreign(run: Run) -> dict:
+    """model.path: no training; the foreign ladder (edgekit compress MODEL.onnx's) in one cached step, then the
+    same evaluate-bench-gate-pick-publish stages as a trained model."""
+    r = run.recipe
+    m = r.model
+    quant = next(s for s in r.steps if s.type == "quantize")
+    report: dict = {"recipe": r.name, "description": r.description, "data": r.data.name, "model": m.path,
+                    "target": r.target, "gates": r.gates.model_dump(), "training": {}, "compression": {}}
+    src_hash = file_hash(Path(m.path))
+    inputs = {"model": src_hash, "data": file_hash(Path(r.data.name))}
+    if m.labels:
+        inputs["labels"] = file_hash(Path(m.labels))
+    rec = run.step(f"quantize-foreign-{'+'.join(quant.precision)}",
+                   {**quant.model_dump(), "formats": r.export.formats, "max_drop": r.gates.max_drop,
+                    "preprocess": m.preprocess, "input": m.input, "data": r.data.model_dump()},
+                   inputs, lambda folder: _quantize_foreign(run, quant, folder))
+    out = rec.outputs
+    artifacts = out["artifacts"]
+    report["failures"] = out["failures"]
+    report["compression"]["quantize"] = {k: v for k, v in out.items() if k != "artifacts"}
+    report["compressed_keras_top1"] = out["reference_top1"]
+    keys = {a["path"]: file_hash(_abs(run, a["path"])) for a in artifacts}
+    evaluated = {a["path"]: {"top1": a.pop("top1")} for a in artifacts}
+    return _measure_gate_pick(run, report, artifacts, evaluated, float(out["reference_top1"]), keys)
+
+
+def _quantize_foreign(run: Run, spec, folder: Path) -> dict:
+    """compress_foreign on model.path, gated on the labelled images of data.name; each artifact's top-1 on the
+    held-out half, as the gate measured it."""
+    from .compress.foreign import compress_foreign
+    from .compress.judge import predict
+    from .errors import DataError
+    from .passes import GateConfig
+    from .preprocess import load_image_data
+
+    r = run.recipe
+    m = r.model
+    cfg = from_recipe_step(QuantizeConfig, spec)
+    gate = GateConfig(max_drop=r.gates.max_drop if r.gates.max_drop is not None else 100.0).validate()
+    try:
+        res = compress_foreign(m.path, r.data.name, folder / "out", quantize=cfg, gate=gate,
+                               formats_=tuple(r.export.formats), explicit_formats=True, labels=m.labels,
+                               preprocess=m.preprocess, input_name=m.input, name="model", bench_runs=0,
+                               progress=run.say)
+    except GateError as e:  # what missed is recorded in the report; what passed goes on
+        if getattr(e, "result", None) is None:
+            raise
+        res = e.result
+    if res.mode != "accuracy":
+        raise DataError(f"data.name {r.data.name}: a recipe gates on accuracy, so its images need class subfolders "
+                        "named after the model's labels (model.labels); plain images only give edgekit compress's "
+                        "fidelity gate")
+    meta = read_meta(folder / "out" / res.rows[0]["artifact"])
+    x, y = load_image_data(r.data.name, meta.preprocessing, meta.labels).split("test")
+    arts = []
+    for row in res.rows:
+        path = folder / "out" / row["artifact"]
+        top1 = float((predict(path, x).reshape(len(y), -1).argmax(1) == y).mean())
+        arts.append({"format": row["format"], "precision": row["precision"], "path": _rel(run, path),
+                     "size_bytes": model_size(path), "gzip_bytes": gzip_size(path), "params": None,
+                     "sparsity": None, "remedy": row.get("remedy"), "top1": top1})
+    return {"artifacts": arts, "failures": [{**f, "precision": "int8"} for f in res.failures],
+            "attempts": res.steps.get("quantize", {}), "reference_top1": res.steps["reference"]["top1"],
+            "notes": res.notes}
 
 
 def _save_model(run: Run, model, meta, folder: Path, ds, label: str, extra: dict) -> dict:
@@ -166,14 +241,13 @@ def _save_model(run: Run, model, meta, folder: Path, ds, label: str, extra: dict
 
 def _distill(run: Run, ds: _Data, teacher: dict, spec, epochs: int, folder: Path) -> dict:
     from .compat import load_keras_model
-    from .compress.distill import distill
+    from .compress.distill import distill, student_model
     from .compress.engine import jsonable
-    from .zoo import build_model
 
     r = run.recipe
     data = ds.get()
     t_model = load_keras_model(_abs(run, teacher["model"]))
-    student = build_model(r.model.name, data.input_shape, data.num_classes, **r.model.options)
+    student = student_model(r.model.name, data, r.model.options)
     cfg = from_recipe_step(DistillConfig, spec, epochs=epochs, learning_rate=r.train.learning_rate,
                            batch_size=r.train.batch_size, seed=r.train.seed)
     model, info = distill(student, t_model, data, cfg, run.say)
@@ -268,24 +342,16 @@ def _evaluate(run: Run, ds: _Data, current: dict, artifacts: list[dict], folder:
 
 
 def _bench(run: Run, artifacts: list[dict], cfg: dict) -> dict:
-    from .runtime.bench import BenchConfig, run_isolated
+    from .compress.measure import latency
 
-    results = {}
-    for a in artifacts:
-        res = run_isolated(BenchConfig(str(_abs(run, a["path"])), threads=cfg["threads"], runs=cfg["runs"],
-                                       warmup=cfg["warmup"]))
-        results[a["path"]] = {"p50_ms": res.p50_ms, "p99_ms": res.p99_ms, "load_ms": res.load_ms,
-                              "peak_rss_mb": res.peak_rss_mb, "backend": res.backend}
-    return {"results": results}
+    return {"results": {a["path"]: latency(_abs(run, a["path"]), **cfg) for a in artifacts}}
 
 
 def _pick(rows: list[dict], target: str | None) -> dict | None:
-    """Fastest artifact that passed every gate, among the formats the target device's backends run.
-
-    Latency is measured here, on the build machine: the profile narrows the formats, the
-    measurement picks, and the report says when that differs from the profile's preference.
-    """
-    from .compress.engine import pick_for_device
+    """The artifact to deploy among those that passed every gate, in the formats the target device runs
+    (``compress.engine.pick_for_device``): the fastest measured here when the target is this host, else the
+    profile's preference order (this host's latency is then indicative only)."""
+    from .compress.engine import is_this_host, pick_for_device
 
     prof = None
     if target:
@@ -297,7 +363,7 @@ def _pick(rows: list[dict], target: str | None) -> dict | None:
         return None
     best = pick.row
     return {"format": best["format"], "precision": best["precision"], "path": best["path"], "p50_ms": best["p50_ms"],
-            "top1": best["top1"], "note": pick.note}
+            "top1": best["top1"], "note": pick.note, "by": "latency here" if is_this_host(prof) else "profile preference"}
 
 
 def _publish(run: Run, rows: list[dict]) -> None:

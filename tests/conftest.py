@@ -141,6 +141,22 @@ def invoke_cli():
     return invoke
 
 
+def run_cli_in_process(*args: str, check: bool = False, **_ignored) -> subprocess.CompletedProcess:
+    """:func:`run_cli`'s result from :func:`invoke` (in this process: no Python + TensorFlow start per call), for
+    tests that read only the exit code and the output."""
+    code, out, err = invoke(list(args))
+    proc = subprocess.CompletedProcess(["edgekit", *args], code, out, err)
+    if check and code != 0:
+        raise AssertionError(f"edgekit {' '.join(map(str, args))} exited {code}:\n{out}\n{err}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def cli_in_process():
+    """:func:`run_cli_in_process`; a folder's conftest can make it that folder's ``cli``."""
+    return run_cli_in_process
+
+
 @pytest.fixture(scope="session")
 def byom(tmp_path_factory) -> dict:
     """A model edgekit did not train (NCHW ONNX, logits, ImageNet mean/std, no metadata), image folders of

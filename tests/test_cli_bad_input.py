@@ -174,6 +174,15 @@ CASES = [
     ("export-model-missing", ["export", "nope.keras", "--out", "out"], r"nope\.keras"),
     ("export-json-folder", ["export", "{keras}", "--out", "out", "--json", "{folder}"], r"--json.*folder"),
     ("export-already-tflite", ["export", "{tflite}", "--out", "out"], r"already a tflite"),
+    # compress: values the flags' types accept but the command can't honour (issue 23)
+    ("compress-bench-runs-negative", ["compress", "{keras}", "-d", "digits", "--out", "out", "--quantize", "int8",
+                                      "--bench-runs", "-1"], r"--bench-runs.*>= 0.*-1"),
+    ("compress-max-drop-inf", ["compress", "{keras}", "-d", "digits", "--out", "out", "--quantize", "int8",
+                               "--max-drop", "inf"], r"--max-drop.*finite.*inf"),
+    ("compress-gate-split", ["compress", "{keras}", "-d", "digits", "--out", "out", "--quantize", "int8",
+                             "--gate-split", "bogus"], r"bogus.*test, val"),
+    ("compress-epochs-0", ["compress", "{keras}", "-d", "digits", "--out", "out", "--prune", "0.5", "--epochs", "0"],
+     r"--epochs.*>= 1.*0"),
     # info
     ("info-json-folder", ["info", "{tflite}", "--json", "{folder}"], r"--json.*folder"),
     ("info-json-slash", ["info", "{tflite}", "--json", "new/"], r"--json.*folder"),

@@ -69,8 +69,8 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
                 and v not in (None, False, [], QuantizeConfig.__dataclass_fields__[k[9:]].default)]
         if used:
             raise ConfigError(f"{', '.join(used)} needs --quantize int8")
-    if epochs is not None and epochs < 0:
-        raise ConfigError(f"--epochs must be >= 0; received {epochs}")
+    if epochs is not None and epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1 (fine-tuning / distillation epochs); received {epochs}")
     if lr is not None and not lr > 0:
         raise ConfigError(f"--lr must be > 0; received {lr}")
     if bench_runs < 0:
@@ -80,7 +80,7 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
     if sparsity is not None:
         prune_cfg = config_from_options(PruneConfig, passes, seed=seed, epochs=epochs, learning_rate=lr)
     if teacher is not None:
-        distill_cfg = config_from_options(DistillConfig, passes, seed=seed, epochs=epochs or None, learning_rate=lr)
+        distill_cfg = config_from_options(DistillConfig, passes, seed=seed, epochs=epochs, learning_rate=lr)
     if quantize is not None:
         from ..formats import check_precisions
 

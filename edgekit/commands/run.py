@@ -22,7 +22,9 @@ def print_run_summary(report: dict, json_path: str | None) -> None:
     click.echo(terminal_table(report))
     best = report.get("best")
     if best:
-        click.echo(f"\nFastest passing artifact: {best['format']} {best['precision']} ({best['path']})")
+        what = ("Picked by the target's preference" if best.get("by") == "profile preference"
+                else "Fastest passing artifact")
+        click.echo(f"\n{what}: {best['format']} {best['precision']} ({best['path']})")
         if best.get("note"):
             click.echo(f"Note: {best['note']}")
     click.echo(f"\nReport: {report['report_paths']['html']}  (also {report['report_paths']['md']})")

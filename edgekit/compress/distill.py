@@ -16,6 +16,19 @@ from ..passes import DistillConfig
 from ._fit import make_distiller
 
 
+def student_model(name: str, ds, options: dict | None = None):
+    """The distillation student, built the same way by ``edgekit compress --distill-from`` and by a recipe's
+    distill step: zoo model ``name`` with ``options``, BatchNorm momentum 0.9 unless ``options`` say otherwise
+    (0.99 leaves the moving statistics unsettled in a run of a few hundred steps: the model then predicts one
+    class at inference)."""
+    from ..zoo import build_model
+
+    opts = dict(options or {})
+    if name.startswith(("ds_cnn", "mobilenet")):
+        opts.setdefault("bn_momentum", 0.9)
+    return build_model(name, ds.input_shape, ds.num_classes, **opts)
+
+
 def check_teacher(teacher, teacher_meta, student, ds) -> None:
     """Teacher and student must solve the same task on the same inputs with the same labels."""
     t_in, s_in = tuple(teacher.inputs[0].shape[1:]), tuple(student.inputs[0].shape[1:])

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import formats
 from ..artifact import ArtifactMeta, provenance, read_meta, write_meta
-from ..errors import ConfigError, DataError, GateError, ModelError, first_line
+from ..errors import ConfigError, DataError, GateError, ModelError
 from ..passes import DistillConfig, GateConfig, PruneConfig, QuantizeConfig
 from .gate import discard, judge, promote, top1_of
 
@@ -187,12 +187,25 @@ class DevicePick:
     note: str | None  # set when the measured pick differs from the profile's preference
 
 
-def pick_for_device(rows: list[dict], profile, passed: Callable[[dict], bool]) -> DevicePick | None:
-    """The fastest row that ``passed`` among every format x precision the device's backends run (all formats
-    without a profile).
+def is_this_host(profile) -> bool:
+    """Whether latency measured here stands for ``profile``'s device: same CPU architecture and the profile
+    runs on a CPU (an NPU, a GPU or another architecture makes this host's timings indicative only)."""
+    import platform
 
-    Latency is measured on the build machine; without it the profile's preferred format and precisions
-    (in their order), then size, decide. When the pick is not a preferred one, the note says why.
+    if profile is None:
+        return True
+    device = ((profile.preferred or {}).get("device") or "cpu").lower()
+    return profile.accepts_arch(platform.machine()) and device == "cpu"
+
+
+def pick_for_device(rows: list[dict], profile, passed: Callable[[dict], bool]) -> DevicePick | None:
+    """The row to deploy among those that ``passed``, in every format x precision the device's backends run
+    (all formats without a profile).
+
+    On this host (no profile, or a CPU profile of this architecture) the fastest measured row wins. For another
+    device this host's latency says little (an NPU, an ARM core), so the profile's preference decides: its
+    format first, its precisions in their order, then its backends' order and size; latency only breaks ties.
+    When the pick is not a preferred one, the note says why.
     """
     fmts = sorted(formats.formats_for_backends(profile.backends)) if profile is not None else list(formats.FORMATS)
     ok = [r for r in rows if passed(r) and r["format"] in fmts]
@@ -200,27 +213,43 @@ def pick_for_device(rows: list[dict], profile, passed: Callable[[dict], bool]) -
         return None
     pref = (profile.preferred or {}) if profile is not None else {}
     precs = list(pref.get("precision") or [])
+    if isinstance(pref.get("precision"), str):
+        precs = [pref["precision"]]
+    here = is_this_host(profile)
 
     def rank(r):
         return precs.index(r["precision"]) if r["precision"] in precs else len(precs)
 
-    def key(r):
-        return (r["p50_ms"] if r.get("p50_ms") else float("inf"), r["format"] != pref.get("format"), rank(r),
-                r["size_bytes"])
+    def latency(r):
+        return r["p50_ms"] if r.get("p50_ms") else float("inf")
 
-    best = min(ok, key=key)
+    def backend_rank(r):
+        b = formats.get(r["format"]).backend
+        return profile.backends.index(b) if profile is not None and b in profile.backends else len(fmts)
+
+    if here:
+        best = min(ok, key=lambda r: (latency(r), r["format"] != pref.get("format"), rank(r), r["size_bytes"]))
+    else:
+        best = min(ok, key=lambda r: (r["format"] != pref.get("format"), rank(r), backend_rank(r), r["size_bytes"],
+                                      latency(r)))
     note = None
     if profile is not None and pref and not (best["format"] == pref.get("format") and rank(best) < len(precs)):
-        note = _not_preferred(profile, pref, precs, best, rows, ok, fmts)
+        note = _not_preferred(profile, pref, precs, best, rows, ok, fmts, here)
+    if not here:
+        note = ((note + " ") if note else "") + (
+            f"{profile.name} is not this host: picked by the profile's preference among the passing artifacts; "
+            "p50 here is this host's CPU (1 thread), indicative only. Measure on the device (edgekit bench there).")
     return DevicePick(best, fmts, note)
 
 
-def _not_preferred(profile, pref, precs, best, rows, ok, fmts) -> str:
+def _not_preferred(profile, pref, precs, best, rows, ok, fmts, here: bool = True) -> str:
     """Why the measured pick is not the profile's preferred format and precision."""
     want = f"{pref.get('format')} {'/'.join(precs) or 'any precision'}"
     wanted = [r for r in ok if r["format"] == pref.get("format") and (not precs or r["precision"] in precs)]
     got = f"{best['format']} {best['precision']}"
-    if wanted:
+    if wanted and not here:
+        why = "it comes first in the profile's order among what passed"
+    elif wanted:
         w = min(wanted, key=lambda r: r["p50_ms"] or float("inf"))
         why = (f"{got} ran {best['p50_ms']:.3g} ms against {w['p50_ms']:.3g} ms for {w['format']} {w['precision']}"
                if best.get("p50_ms") and w.get("p50_ms") else f"{got} measured faster")
@@ -231,6 +260,8 @@ def _not_preferred(profile, pref, precs, best, rows, ok, fmts) -> str:
                f"no {want} artifact was made (add it: --quantize {','.join(p for p in precs if p != 'float32')})"
                if [p for p in precs if p != "float32"] else f"no {want} artifact was made")
     device = f" on {pref['device']}" if pref.get("device") else ""
+    if not here:
+        return f"{profile.name} prefers {want}{device}; picked {got} because {why}."
     return (f"{profile.name} prefers {want}{device}; picked {got} because {why} on this build machine's CPU "
             "(1 thread). Measure on the device before choosing (edgekit bench there).")
 
@@ -250,9 +281,12 @@ def pick_for_profile(rows, profile) -> dict | None:
     best = pick.row
     return {"profile": profile.name, "artifact": best["artifact"], "format": best["format"],
             "precision": best["precision"], "p50_ms": best.get("p50_ms"), "top1": best["top1"],
-            "why": "fastest artifact passing the gate among the device's formats "
-                   f"({', '.join(pick.formats)}) and every precision made; latency measured on this host, not on "
-                   "the device", "note": pick.note}
+            "why": ("fastest artifact passing the gate among the device's formats "
+                    f"({', '.join(pick.formats)}) and every precision made; latency measured on this host, not on "
+                    "the device") if is_this_host(profile) else
+                   ("the profile's preferred format and precision among the artifacts passing the gate in the "
+                    f"device's formats ({', '.join(pick.formats)}); latency measured on this host, indicative only"),
+            "note": pick.note}
 
 
 # --- the whole thing -----------------------------------------------------------------------------------
@@ -296,10 +330,9 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
         zoo_models.get(model)
         t_model, t_meta, t_path = _load_model(teacher)
         ds = _load_data(data, t_meta)
-        from ..zoo import build_model
+        from .distill import student_model
 
-        src_model = build_model(model, ds.input_shape, ds.num_classes, bn_momentum=0.9) \
-            if model.startswith(("ds_cnn", "mobilenet")) else build_model(model, ds.input_shape, ds.num_classes)
+        src_model = student_model(model, ds)
         src_meta, src_path = None, None
     else:
         src_model, src_meta, src_path = _load_model(model)
@@ -412,6 +445,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
 
         say("measuring artifacts (accuracy, size, gzip, sparsity, latency) ...")
         rows = build_rows(entries, ds, split, ref_top1, export.bench_runs, out_dir, say)
+        failures += _measured_gates(rows, export.gate, ref_top1, out_dir)
         notes = _notes(rows, quantize)
         chosen = pick_for_profile(rows, profile) if profile is not None else None
         steps["seconds"] = round(time.time() - t_start, 1)
@@ -422,15 +456,42 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     if failures:
         lines = []
         for f in failures:
+            if f.get("gates"):
+                lines.append(f"{f['artifact']}: " + "; ".join(f"{k} {g['value']:.4g} (limit {g['limit']:g})"
+                                                              for k, g in f["gates"].items() if not g["passed"]))
+                continue
             last = f["attempts"][-1]
             tried = ", ".join(a["remedy"] for a in f["attempts"])
             lines.append(f"{f['artifact']}: top-1 {last.get('top1', float('nan')):.4f}, drop {last.get('drop', 0):.2f} "
                          f"points (max {export.gate.max_drop:g}); tried {tried}")
-        err = GateError("Artifact(s) missed the accuracy gate and were not written: " + "; ".join(lines)
+        what = "the accuracy gate" if not any(f.get("gates") for f in failures) else "a gate"
+        err = GateError(f"Artifact(s) missed {what} and were not written: " + "; ".join(lines)
                         + f". Report: {out_dir / 'report.md'}")
         err.result = result  # the CLI still prints the table of what passed
         raise err
     return result
+
+
+def _measured_gates(rows: list, gate: GateConfig, ref_top1: float, out_dir: Path) -> list:
+    """The gates measured after the ladder (min_top1, max_size_kb, max_p50_ms; as a recipe's): a compressed
+    artifact that misses one is deleted, its row says which, and it is a failure."""
+    from .gate import check_gates
+
+    if all(getattr(gate, k) is None for k in ("min_top1", "max_size_kb", "max_p50_ms")):
+        return []
+    failures = []
+    for r in rows:
+        if r["gate"] == "reference":
+            continue
+        g = check_gates(gate, top1=r["top1"], reference_top1=ref_top1, size_bytes=r["size_bytes"],
+                        p50_ms=r.get("p50_ms"))
+        missed = [k for k, v in g.items() if not v["passed"]]
+        if missed:
+            r["gate"] = "FAIL " + ",".join(missed)
+            discard(out_dir / r["artifact"])
+            failures.append({"artifact": r["artifact"], "format": r["format"], "precision": r["precision"],
+                             "gates": g, "attempts": []})
+    return failures
 
 
 def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig) -> list[str]:
@@ -452,49 +513,36 @@ def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig) -> l
 def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_full, ds, split, ref_top1,
                    gate: GateConfig, say, qat_cache: dict, precision: str = "int8") -> dict:
     """Quantize, evaluate, and on a miss climb the ladder in order (the remedies are cumulative; the int16x8
-    rung starts again from the calibration remedies, without the float-kept layers)."""
+    rung starts again from the calibration remedies, without the float-kept layers): a Keras source on the
+    shared ladder (:func:`edgekit.compress.ladder.climb`) with the accuracy judge."""
+    from .judge import AccuracyJudge, Score, judge_for
+    from .ladder import Rung, climb
     from .quantize import calibration_set, rungs
 
-    attempts = []
-    for i, (remedy, c) in enumerate(rungs(cfg, ladder(fmt, precision, cfg, gate), len(calib_full))):
-        prec = "int16x8" if remedy == "int16x8" else precision
+    plan = [Rung(remedy, c, "int16x8" if remedy == "int16x8" else precision)
+            for remedy, c in rungs(cfg, ladder(fmt, precision, cfg, gate), len(calib_full))]
+
+    def make(i: int, rung: Rung) -> Path:
+        c, prec = rung.config, rung.precision
         calib = calibration_set(None, c.calibration_samples, c.seed, calib_full)
         d = stage / f"try{i}"
-        say(f"{fmt} {prec}" + (f" (rung: {remedy})" if remedy != "none" else "") + " ...")
-        try:
-            if remedy == "qat":
-                # Trained once, shared by every format that needs it.
-                if qat_cache.get("model") is None:
-                    from .qat import qat_model
+        if rung.remedy == "qat":
+            # Trained once, shared by every format that needs it.
+            if qat_cache.get("model") is None:
+                from .qat import qat_model
 
-                    qat_cache["model"] = qat_model(model, ds, say=say)
-                qm = qat_cache["model"]
-                path = quantize_format(fmt, qm, None if fmt == "onnx" else float_artifact, d, f"{name}_{prec}",
-                                       meta, c, calib, say, source=qm, precision=prec)
-            else:
-                path = quantize_format(fmt, model, float_artifact, d, f"{name}_{prec}", meta, c, calib, say,
-                                       precision=prec)
-        except ModelError as e:
-            attempts.append({"remedy": remedy, "precision": prec, "error": str(e)[:300], "passed": False})
-            continue
-        try:
-            top1 = top1_of(path, ds, split)
-        except Exception as e:  # noqa: BLE001 - converted, yet its runtime refuses it (e.g. an op with no int16 kernel)
-            attempts.append({"remedy": remedy, "precision": prec, "passed": False,
-                             "error": f"converted, but does not run in the runtime: {first_line(e)[:300]}"})
-            say(f"{fmt} {prec}: does not run ({first_line(e)[:120]}) -> miss")
-            discard(path)
-            continue
-        j = judge(top1, ref_top1, gate.max_drop)
-        attempts.append({"remedy": remedy, "precision": prec, "calibration_samples": c.calibration_samples,
-                         "per_channel": c.per_channel, "float_sensitive": c.float_sensitive,
-                         "mixed_precision": c.mixed_precision, **j})
-        say(f"{fmt} {prec}: top-1 {j['top1']:.4f}, drop {j['drop']:.2f} points -> "
-            + ("pass" if j["passed"] else "miss"))
-        if j["passed"]:
-            return {"path": path, "attempts": attempts}
-        discard(path)
-    return {"path": None, "attempts": attempts}
+                qat_cache["model"] = qat_model(model, ds, say=say)
+            qm = qat_cache["model"]
+            return quantize_format(fmt, qm, None if fmt == "onnx" else float_artifact, d, f"{name}_{prec}",
+                                   meta, c, calib, say, source=qm, precision=prec)
+        return quantize_format(fmt, model, float_artifact, d, f"{name}_{prec}", meta, c, calib, say, precision=prec)
+
+    judge = judge_for(ds, split)
+    # Top-1's bar is the model before compression (ref_top1); another task's judge sets its own on the float
+    # artifact of this format.
+    ref = Score(float(ref_top1), "top-1") if isinstance(judge, AccuracyJudge) else judge.reference(float_artifact)
+    path, attempts = climb(plan, make, judge, ref, gate.max_drop, say, fmt)
+    return {"path": path, "attempts": [a.to_dict() for a in attempts]}
 
 
 def _notes(rows, quantize) -> list:

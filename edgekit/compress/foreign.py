@@ -1,7 +1,7 @@
 """Bring your own model: int8 of an ONNX, TFLite or SavedModel classifier edgekit did not train,
 gated on held-out images, with the preprocessing and labels recorded in every artifact.
 
-What each input can become (:data:`CAN_BECOME`, also what ``edgekit compress --help`` and the errors say):
+What each input can become (the ``sources`` column of :mod:`edgekit.formats`, also what ``edgekit compress --help`` and the errors say):
 
 * ONNX: int8 ONNX (ONNX Runtime static QDQ), OpenVINO IR float and int8 (``openvino.convert_model`` +
   NNCF). Not TFLite: the PyPI converters don't install next to edgekit (checked 2026-12: onnx2tf 1.29.24
@@ -31,43 +31,21 @@ from typing import Callable
 import numpy as np
 
 from .. import formats
-from ..artifact import ArtifactMeta, model_size, provenance, read_labels, read_meta, write_meta
-from ..errors import ConfigError, GateError, MissingDependencyError, ModelError, first_line
+from ..artifact import ArtifactMeta, model_size, provenance, read_labels, read_meta
+from ..errors import ConfigError, GateError, ModelError, first_line
 from ..passes import GateConfig, QuantizeConfig
+from .judge import fidelity, predict  # noqa: F401  (the judges' numbers; callers import them from here too)
+from .quantizers.accuracy_control import (MAX_REVERTED, _embed, _ov, _with_io,  # noqa: F401  (importable here)
+                                          accuracy_control, reverted_fraction)
 
 KINDS = ("onnx", "tflite", "savedmodel")
-# input kind -> target format -> how, or None and why not.
-CAN_BECOME: dict[str, dict[str, tuple[bool, str]]] = {
-    "onnx": {
-        "onnx": (True, "int8 through ONNX Runtime static quantization (QDQ)"),
-        "openvino": (True, "float and int8 through openvino.convert_model + NNCF"),
-        "tflite": (False, "no ONNX-to-TFLite converter on PyPI installs next to edgekit's stack (onnx2tf 1.29 pins "
-                          "tensorflow==2.19.0, numpy==1.26.4, onnx==1.19.1, onnxruntime==1.23.0; onnx-tf's last "
-                          "release, 1.10.0, needs the end-of-life tensorflow-addons); take the ONNX or OpenVINO IR"),
-    },
-    "tflite": {
-        "openvino": (True, "float and int8 through openvino.convert_model (reads .tflite) + NNCF"),
-        "tflite": (False, "int8 TFLite needs the source graph (a SavedModel); a .tflite file no longer has it. "
-                          "Give the SavedModel, or take the OpenVINO IR"),
-        "onnx": (False, "no converter here turns a .tflite into ONNX with a parity check; give the SavedModel"),
-    },
-    "savedmodel": {
-        "tflite": (True, "float and int8 through the TFLite converter"),
-        "onnx": (True, "float through tf2onnx, int8 through ONNX Runtime static quantization"),
-        "openvino": (True, "float and int8 through openvino.convert_model + NNCF"),
-    },
-}
-KIND_NAME = {"onnx": "an ONNX model", "tflite": "a TFLite model", "savedmodel": "a SavedModel"}
+# What each input can become is a column of the one format table (formats.py: Format.sources).
+CAN_BECOME: dict[str, dict[str, tuple[bool, str]]] = {k: formats.can_become(k) for k in KINDS}
+KIND_NAME = formats.SOURCE_NAMES
 ORT_MIN_OPSET = 10
-MAX_REVERTED = 0.5  # an accuracy-control result with more of its layers back in float is refused  # QuantizeLinear/DequantizeLinear; per-channel needs 13
 
 
-def what_it_can_become(kind: str) -> str:
-    rows = CAN_BECOME[kind]
-    ok = [f for f, (y, _) in rows.items() if y]
-    no = [f"{f} ({why})" for f, (y, why) in rows.items() if not y]
-    return (f"{KIND_NAME[kind][0].upper()}{KIND_NAME[kind][1:]} can become: {', '.join(ok)}"
-            + (f"; not {'; not '.join(no)}" if no else ""))
+what_it_can_become = formats.what_it_can_become
 
 
 # --- the source model, checked before any work ------------------------------------------------------
@@ -200,36 +178,6 @@ def model_preprocessing(src: Source, preprocess) -> tuple[dict, dict]:
 
 
 # --- float references and int8 per format -----------------------------------------------------------
-def _embed(path: Path, meta: ArtifactMeta) -> None:
-    fmt = formats.of_suffix(path.suffix).name
-    if fmt == "onnx":
-        from ..export.onnx import ONNXExporter
-
-        ONNXExporter().embed_metadata(path, meta)
-    elif fmt == "openvino":
-        from ..export.openvino import OpenVINOExporter
-
-        OpenVINOExporter().embed_metadata(path, meta)
-    write_meta(path, meta)
-
-
-def _with_io(path: Path, meta: ArtifactMeta) -> ArtifactMeta:
-    from .. import runtime
-
-    with runtime.load(path) as s:
-        meta.inputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name} for t in s.inputs]
-        meta.outputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name} for t in s.outputs]
-    return meta
-
-
-def _ov():
-    try:
-        import openvino as ov
-    except ImportError:
-        raise MissingDependencyError("openvino", "openvino", what="OpenVINO IR from a foreign model") from None
-    return ov
-
-
 def _ov_convert(src_path: Path, out: Path, transform=None) -> Path:
     ov = _ov()
     try:
@@ -270,71 +218,18 @@ def float_reference(src: Source, fmt: str, stage: Path, name: str, meta: Artifac
 
 def quantize_foreign(src: Source, fmt: str, float_path: Path, stage: Path, name: str, meta: ArtifactMeta,
                      cfg: QuantizeConfig, calib: np.ndarray, say) -> Path:
-    """One int8 artifact (not gated yet), through the format's quantizer where it takes a file."""
-    from .quantize import quant_meta
+    """One int8 artifact (not gated yet) by the format's quantizer in the registry, as for a Keras model: from
+    the float reference file (ONNX, OpenVINO IR), or from the SavedModel (TFLite needs the source graph)."""
+    from .quantizers import quantizers
 
+    if not formats.can_become(src.kind)[fmt][0]:
+        raise ConfigError(f"int8 {fmt} from {KIND_NAME[src.kind]}: not available; {CAN_BECOME[src.kind][fmt][1]}")
     stage.mkdir(parents=True, exist_ok=True)
-    if fmt == "onnx":
-        from .quantizers import quantizers
-
-        return quantizers.get("onnx")(None, float_path, stage, name, meta, cfg, calib, say)
-    if fmt == "openvino":
-        from .quantizers.openvino import openvino_transform
-
-        record: dict = {}
-        out = stage / f"{name}.xml"
-        say("quantizing openvino (NNCF) ...")
-        # NNCF works on the model as OpenVINO reads it from the source file (the float IR is the same graph).
-        _ov_convert(float_path, out, transform=openvino_transform(cfg, calib, transformer=False, record=record))
-        m = quant_meta(meta, "int8", record or {"scheme": "NNCF PTQ"}, len(calib))
-        _embed(out, _with_io(out, m.copy(format="openvino")))
-        return out
-    if fmt == "tflite" and src.kind == "savedmodel":
-        from .quantizers import quantizers
-
+    if fmt == "tflite":
         return quantizers.get("tflite")(src.path, None, stage, name, meta.copy(format="tflite"), cfg, calib, say)
-    raise ConfigError(f"int8 {fmt} from {KIND_NAME[src.kind]}: not available; {CAN_BECOME[src.kind][fmt][1]}")
-
-
-# --- fidelity ---------------------------------------------------------------------------------------
-def _probs(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, np.float64).reshape(len(a), -1)
-    if a.min() >= -1e-6 and np.allclose(a.sum(1), 1.0, atol=1e-3):
-        return a
-    e = np.exp(a - a.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
-def fidelity(reference: np.ndarray, got: np.ndarray) -> dict:
-    """Top-1 agreement, float top-1 inside the top-5, and probability error of ``got`` against ``reference``."""
-    r, g = _probs(reference), _probs(got)
-    ref_top = r.argmax(1)
-    k = min(5, g.shape[1])
-    top5 = np.argsort(-g, axis=1)[:, :k]
-    return {"agreement": float((g.argmax(1) == ref_top).mean()), "top5": float((top5 == ref_top[:, None]).any(1).mean()),
-            "mean_abs_err": float(np.abs(g - r).mean()), "max_abs_err": float(np.abs(g - r).max()),
-            "samples": int(len(r))}
-
-
-def predict(path: Path, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    from .. import runtime
-
-    with runtime.load(path) as s:
-        fixed = s.inputs[0].shape[0]
-        step = fixed if fixed else batch
-        return np.concatenate([s.predict(x[i:i + step]) for i in range(0, len(x), step)])
-
-
-def judge_fidelity(f: dict, gate: GateConfig) -> dict:
-    passed = f["agreement"] >= gate.min_agreement - 1e-9 and f["top5"] >= gate.min_top5 - 1e-9
-    return {**f, "passed": bool(passed)}
-
-
-def judge_accuracy(probs: np.ndarray, y: np.ndarray, ref_top1: float, gate: GateConfig) -> dict:
-    from .gate import judge
-
-    top1 = float((np.asarray(probs).reshape(len(y), -1).argmax(1) == y).mean())
-    return judge(top1, ref_top1, gate.max_drop)
+    if fmt == "openvino":
+        say("quantizing openvino (NNCF) ...")
+    return quantizers.get(fmt)(None, float_path, stage, name, meta, cfg, calib, say)
 
 
 # --- the whole thing -------------------------------------------------------------------------------
@@ -443,14 +338,17 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
             refs[fmt] = promote(staged, out_dir / "reference" / f"{name}{formats.get(fmt).suffix}")
         # One float reference for every gate: the source where the runtime loads it, else the first export.
         ref_path = src.path if src.kind != "savedmodel" else refs[targets[0]]
-        ref_out = predict(ref_path, x_test)
-        ref_top1 = float((ref_out.reshape(len(y_test), -1).argmax(1) == y_test).mean()) if mode == "accuracy" else None
+        judge, max_drop = foreign_judge(mode, x_test, y_test, gate)
+        ref = judge.reference(ref_path)
+        ref_out = judge.ref_out
+        ref_top1 = ref.value if mode == "accuracy" else None
         steps["reference"] = {"model": str(ref_path), "top1": ref_top1, "split": "test"}
         for fmt, p in refs.items():
             rows.append(_row(p, out_dir, fmt, "float32", "reference", fidelity(ref_out, predict(p, x_test)), None))
+        plan = foreign_plan(cfg, gate, len(x_cal))
         for fmt in targets:
-            res = _quantize_gated(src, fmt, refs[fmt], stage_root / f"int8-{fmt}", name + "_int8", meta, cfg,
-                                  x_cal, x_test, y_test, ref_out, ref_top1, gate, mode, say)
+            res = _quantize_gated(src, fmt, refs[fmt], stage_root / f"int8-{fmt}", name + "_int8", meta, plan,
+                                  x_cal, judge, ref, max_drop, say)
             steps.setdefault("quantize", {})[fmt] = res["attempts"]
             if res["path"] is None:
                 failures.append({"artifact": f"{name}_int8{formats.get(fmt).suffix}", "format": fmt,
@@ -487,166 +385,71 @@ def _last_tried(attempts: list) -> dict:
 def _attempt_text(a: dict, mode: str) -> str:
     if "skipped" in a:
         return f"skipped ({a['skipped']})"
-    if "why" in a:
-        return a["why"]
     if "error" in a:
         return f"error {a['error'][:120]}"
+    if "why" in a and "fidelity" not in a:
+        return a["why"]
     f = a.get("fidelity") or {}
     s = f"agreement {f.get('agreement', float('nan')):.3f}, top-5 {f.get('top5', float('nan')):.3f}"
     if mode == "accuracy":
         s = f"top-1 {a['top1']:.4f}, drop {a['drop']:.2f} points; " + s
-    return s
+    return s + (f" ({a['why']})" if "why" in a else "")
 
 
-def accuracy_control(fmt: str, float_path: Path, out: Path, meta: ArtifactMeta, cfg: QuantizeConfig,
-                     calib: np.ndarray, x_val: np.ndarray, targets: np.ndarray, max_drop: float, say) -> Path:
-    """int8 by NNCF's accuracy-aware quantization: layers ranked by how much they cost the metric (top-1
-    agreement of ``x_val`` with ``targets``) go back to float until the drop is within ``max_drop`` (a
-    fraction). ONNX and OpenVINO alike (NNCF has both backends)."""
-    try:
-        import nncf
-    except ImportError:
-        raise MissingDependencyError("nncf", "train", what="The accuracy-control remedy") from None
-    from .quantize import quant_meta
+def foreign_plan(cfg: QuantizeConfig, gate: GateConfig, train_size: int):
+    """The foreign ladder: the engine's int8 remedies in its order, with NNCF's accuracy control in QAT's place
+    (QAT trains a Keras model that a foreign input doesn't have). Mixed precision is left out (accuracy control
+    already puts the layers that cost the metric back in float) and int16x8 isn't offered to foreign models."""
+    from .ladder import Rung
+    from .quantize import rungs
 
-    def runner(model):
-        if hasattr(model, "SerializeToString"):  # the ONNX backend validates an onnx.ModelProto
-            import onnxruntime as ort
-
-            sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-            name = sess.get_inputs()[0].name
-            return lambda x: sess.run(None, {name: x})[0]
-        return lambda x: model(x)[0]  # an openvino.CompiledModel
-
-    def validate(model, data):
-        run = runner(model)
-        hits = [float(np.argmax(run(x[None])) == t) for x, t in data]
-        return float(np.mean(hits)), hits
-
-    import logging
-
-    class Reverted(logging.Handler):  # NNCF says which layers it put back in float only in its log
-        def __init__(self):
-            super().__init__()
-            self.lines = []
-
-        def emit(self, record):
-            msg = record.getMessage()
-            if "were reverted back" in msg:
-                self.lines.append(" ".join(msg.split()))
-
-    log, catch = logging.getLogger("nncf"), Reverted()
-    log.addHandler(catch)
-    if fmt == "onnx":  # NNCF's ONNX backend feeds {input name: array}
-        import onnx
-
-        src_model = onnx.load(str(float_path))
-        feed = (lambda a, n=src_model.graph.input[0].name: {n: a})
-    else:
-        src_model = _ov().Core().read_model(str(float_path))
-        feed = (lambda a: a)
-    # Cumulative, as the engine's remedies are: layers an earlier remedy kept in float stay float here.
-    names = list(cfg.keep_float)
-    if cfg.float_sensitive and not names:
-        if fmt == "onnx":
-            from .quantizers.onnx import onnx_sensitive_nodes
-
-            names = onnx_sensitive_nodes(float_path)
-        else:
-            weighted = [op.get_friendly_name() for op in src_model.get_ordered_ops()
-                        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
-            names = list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
-    scope = nncf.IgnoredScope(names=names, validate=False) if names else None
-    calib_ds = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))], feed)
-    val_ds = nncf.Dataset(list(zip(x_val, targets.tolist())), lambda item: feed(item[0][None]))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    say(f"quantizing {fmt} (NNCF accuracy control, max drop {max_drop:.3f}) ...")
-    try:
-        q = nncf.quantize_with_accuracy_control(src_model, calib_ds, val_ds, validate, max_drop=max_drop,
-                                                subset_size=len(calib), ignored_scope=scope)
-        if fmt == "onnx":
-            onnx.save(q, str(out))
-            n_q = sum(1 for nd in q.graph.node if nd.op_type == "QuantizeLinear")
-        else:
-            _ov().save_model(q, str(out), compress_to_fp16=False)
-            n_q = sum(1 for op in q.get_ops() if op.get_type_name() == "FakeQuantize")
-    except (ModelError, MissingDependencyError):
-        raise
-    except Exception as e:  # NNCF's own errors: the attempt failed, the next format still runs
-        raise ModelError(f"NNCF accuracy control failed on {float_path.name}: {first_line(e)[:300]}") from None
-    finally:
-        log.removeHandler(catch)
-    m = quant_meta(meta, "int8", {"scheme": "NNCF accuracy control", "max_drop": max_drop, "quantizers": n_q,
-                              "kept_float": names,
-                              "reverted": catch.lines[-1][:2000] if catch.lines else "none"}, len(calib))
-    _embed(out, _with_io(out, m.copy(format=fmt)))
-    return out
-
-
-def reverted_fraction(path: Path) -> float:
-    """The fraction of layers NNCF's accuracy control put back in float, from the artifact's metadata."""
-    import re
-
-    text = (read_meta(path).quantization or {}).get("reverted") or ""
-    m = re.search(r"(\d+) out of (\d+) were reverted", text)
-    return int(m.group(1)) / int(m.group(2)) if m and int(m.group(2)) else 0.0
-
-
-def _quantize_gated(src, fmt, float_path, stage, name, meta, cfg, x_cal, x_test, y_test, ref_out, ref_top1,
-                    gate: GateConfig, mode, say) -> dict:
-    """The engine's remedies in its order, with NNCF's accuracy control in QAT's place (QAT trains a Keras
-    model that a foreign input doesn't have)."""
-    from .gate import discard
-    from .quantize import calibration_set, rungs
-
-    attempts = []
-    # The int8 rungs only: NNCF's accuracy control already puts the layers that cost agreement back in float,
-    # which is what mixed precision would do, and int16x8 is a precision a foreign model isn't offered yet.
     plan = ["accuracy-control" if r == "qat" else r for r in gate.remedies if r not in ("mixed-precision", "int16x8")]
-    for i, (remedy, c) in enumerate(rungs(cfg, plan, len(x_cal))):
-        # The last remedy ranks layers by their cost on the calibration images: it gets all of them.
-        calib = x_cal if remedy == "accuracy-control" else calibration_set(None, c.calibration_samples, c.seed, x_cal)
-        say(f"{fmt} int8" + (f" (remedy: {remedy})" if remedy != "none" else "") + " ...")
-        try:
-            if remedy == "accuracy-control":
-                # Validated on the calibration images against the float model's top-1: the held-out images
-                # stay unseen until the gate judges the result.
-                targets = predict(float_path, calib).reshape(len(calib), -1).argmax(1)
-                # A quarter of the gate's allowance: what holds on the calibration images loses some on unseen
-                # ones (measured, 200 + 200 crops: 0.99 asked on calibration gave 0.98 held out, 0.995 gave 0.985).
-                max_drop = ((1.0 - gate.min_agreement) if mode == "fidelity" else gate.max_drop / 100.0) / 4
-                path = accuracy_control(fmt, float_path, stage / f"try{i}" / f"{name}{formats.get(fmt).suffix}",
-                                        meta, c, calib, calib, targets, max_drop, say)
-            else:
-                path = quantize_foreign(src, fmt, float_path, stage / f"try{i}", name, meta, c, calib, say)
-        except ModelError as e:
-            attempts.append({"remedy": remedy, "error": str(e)[:300], "passed": False})
-            continue
-        out = predict(path, x_test)
-        f = fidelity(ref_out, out)
-        j = judge_accuracy(out, y_test, ref_top1, gate) if mode == "accuracy" else judge_fidelity(f, gate)
-        a = {"remedy": remedy, "calibration_samples": len(calib), "per_channel": c.per_channel,
-             "float_sensitive": c.float_sensitive, "fidelity": f, **{k: v for k, v in j.items() if k not in f}}
-        if remedy == "accuracy-control":
-            # Accuracy control can meet any gate by putting (nearly) everything back in float: measured on a
-            # PyTorch MobileNetV3-style model with a 0.99 gate, a file 0.996x the float one. That is not int8.
-            a["size_x"] = model_size(path) / model_size(float_path)
-            a["reverted_fraction"] = reverted_fraction(path)
-            if not (read_meta(path).quantization or {}).get("quantizers"):
-                a["reverted_fraction"] = 1.0  # NNCF gave up and handed back the float model (measured: OpenVINO)
-            if a["reverted_fraction"] > MAX_REVERTED:
-                a["passed"] = False
-                a["why"] = (f"accuracy control put {a['reverted_fraction']:.0%} of the quantized layers back in "
-                            f"float (more than {MAX_REVERTED:.0%}; file {a['size_x']:.2f}x the float one): not an "
-                            "int8 model")
-        attempts.append(a)
-        say(f"{fmt} int8: {_attempt_text(a, mode)} -> " + ("pass" if a["passed"] else "miss"))
-        if a["passed"]:
-            return {"path": path, "attempts": attempts}
-        discard(path)
-    # Attempts that never ran (skipped QAT) go last in the report but aren't "the last try".
-    attempts.sort(key=lambda a: "skipped" in a)
-    return {"path": None, "attempts": attempts}
+    return [Rung(remedy, c, "int8") for remedy, c in rungs(cfg, plan, train_size)]
+
+
+def foreign_judge(mode: str, x_test, y_test, gate: GateConfig):
+    """(judge, max_drop in the judge's points) for a foreign model's gate."""
+    from .judge import ArrayAccuracyJudge, FidelityJudge
+
+    if mode == "accuracy":
+        return ArrayAccuracyJudge(x_test, y_test), gate.max_drop
+    j = FidelityJudge(x_test, gate.min_agreement, gate.min_top5)
+    return j, j.max_drop
+
+
+def _quantize_gated(src, fmt, float_path, stage, name, meta, plan, x_cal, judge, ref, max_drop, say) -> dict:
+    """One format of a foreign model up the shared ladder (:func:`edgekit.compress.ladder.climb`)."""
+    from .ladder import climb
+    from .quantize import calibration_set
+
+    def make(i, rung):
+        c = rung.config
+        if rung.remedy == "accuracy-control":
+            # The last remedy ranks layers by their cost on the calibration images: it gets all of them,
+            # validated against the float model's top-1 there (the held-out images stay unseen until the judge).
+            targets = predict(float_path, x_cal).reshape(len(x_cal), -1).argmax(1)
+            return accuracy_control(fmt, float_path, stage / f"try{i}" / f"{name}{formats.get(fmt).suffix}",
+                                    meta, c, x_cal, x_cal, targets, max_drop, say)
+        calib = calibration_set(None, c.calibration_samples, c.seed, x_cal)
+        return quantize_foreign(src, fmt, float_path, stage / f"try{i}", name, meta, c, calib, say)
+
+    def check(rung, path, a):
+        if rung.remedy != "accuracy-control":
+            return
+        # Accuracy control can meet any gate by putting (nearly) everything back in float: measured on a
+        # PyTorch MobileNetV3-style model with a 0.99 gate, a file 0.996x the float one. That is not int8.
+        a.extra["size_x"] = model_size(path) / model_size(float_path)
+        a.extra["reverted_fraction"] = reverted_fraction(path)
+        if not (read_meta(path).quantization or {}).get("quantizers"):
+            a.extra["reverted_fraction"] = 1.0  # NNCF gave up and handed back the float model (measured: OpenVINO)
+        if a.extra["reverted_fraction"] > MAX_REVERTED:
+            a.passed = False
+            a.why = (f"accuracy control put {a.extra['reverted_fraction']:.0%} of the quantized layers back in "
+                     f"float (more than {MAX_REVERTED:.0%}; file {a.extra['size_x']:.2f}x the float one): not an "
+                     "int8 model")
+
+    path, attempts = climb(plan, make, judge, ref, max_drop, say, fmt, check=check)
+    return {"path": path, "attempts": [a.to_dict() for a in attempts]}
 
 
 def _row(path: Path, out_dir: Path, fmt, precision, gate, fid: dict, remedy) -> dict:
@@ -656,22 +459,15 @@ def _row(path: Path, out_dir: Path, fmt, precision, gate, fid: dict, remedy) -> 
 
 
 def _sizes_and_speed(rows, out_dir: Path, bench_runs: int) -> None:
+    from .gate import relate_to_references
     from .measure import p50_ms
 
-    refs = {}
     for r in rows:
         p = out_dir / r["artifact"]
         r["size_bytes"] = model_size(p)
         r["size_kb"] = r["size_bytes"] / 1024
         r["p50_ms"] = p50_ms(p, bench_runs) if bench_runs else None
-        if r["gate"] == "reference":
-            refs[r["format"]] = r
-    for r in rows:
-        ref = refs.get(r["format"])
-        if ref is not None and r is not ref:
-            r["size_x"] = r["size_bytes"] / ref["size_bytes"]
-            if r.get("p50_ms") and ref.get("p50_ms"):
-                r["speedup"] = ref["p50_ms"] / r["p50_ms"]
+    relate_to_references(rows)
 
 
 COLUMNS = ["artifact", "format", "precision", "size_kb", "size_x", "agreement", "top5", "mean_abs_err", "p50_ms",

@@ -54,6 +54,16 @@ def relative_to(row: dict, ref: dict | None) -> dict:
             "speedup": ref["p50_ms"] / row["p50_ms"] if row.get("p50_ms") and ref.get("p50_ms") else None}
 
 
+def relate_to_references(rows: list[dict]) -> None:
+    """Every row gets size x, gzip x and speed-up against its format's float reference row (``gate ==
+    "reference"``): the one rule of edgekit compress's report and a foreign model's."""
+    refs = {r["format"]: r for r in rows if r.get("gate") == "reference"}
+    for r in rows:
+        ref = refs.get(r["format"])
+        if ref is not None:
+            r.update({k: v for k, v in relative_to(r, ref).items() if v is not None})
+
+
 def promote(staged: Path, final: Path) -> Path:
     """Move a staged artifact (all its files and its sidecar) to its final name."""
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -101,7 +101,15 @@ def measure(path: Path, ds, split: str, bench_runs: int) -> dict:
     return row
 
 
-def p50_ms(path: Path, runs: int) -> float:
-    from ..runtime.bench import BenchConfig, run_in_process
+def latency(path: Path, threads: int = 1, runs: int = 100, warmup: int = 10) -> dict:
+    """The latency stage of ``edgekit compress``, recipes and foreign models alike: the model in a fresh
+    process (clean load time and peak memory, no TensorFlow threads beside it), as ``edgekit bench`` does."""
+    from ..runtime.bench import BenchConfig, run_isolated
 
-    return float(run_in_process(BenchConfig(model=str(path), threads=1, runs=runs, warmup=10)).p50_ms)
+    res = run_isolated(BenchConfig(model=str(path), threads=threads, runs=runs, warmup=warmup))
+    return {"p50_ms": res.p50_ms, "p99_ms": res.p99_ms, "load_ms": res.load_ms, "peak_rss_mb": res.peak_rss_mb,
+            "backend": res.backend}
+
+
+def p50_ms(path: Path, runs: int) -> float:
+    return float(latency(path, runs=runs)["p50_ms"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..fsutil import write_json_atomic, write_text_atomic
 from ..tables import format_table, markdown_table
-from .gate import relative_to
+from .gate import relate_to_references
 
 COLUMNS = ["artifact", "format", "precision", "sparsity", "params", "size_kb", "gzip_kb", "size_x", "gzip_x",
            "top1", "drop", "p50_ms", "speedup", "gate", "remedy"]
@@ -19,7 +19,7 @@ HEADERS = {"size_kb": "size KB", "gzip_kb": "gzip KB", "size_x": "size x", "gzip
 def build_rows(entries, ds, split, ref_top1, bench_runs, out_dir: Path, say=lambda s: None) -> list[dict]:
     from .measure import measure
 
-    rows, refs = [], {}
+    rows = []
     for kind, fmt, path, params, extra in entries:
         say(f"measuring {Path(path).name} ...")
         m = measure(Path(path), ds, split, bench_runs)
@@ -29,13 +29,8 @@ def build_rows(entries, ds, split, ref_top1, bench_runs, out_dir: Path, say=lamb
                "top1": m["top1"], "drop": 100.0 * (ref_top1 - m["top1"]), "p50_ms": m["p50_ms"],
                "gate": "reference" if kind == "reference" else "pass", "remedy": extra.get("remedy"),
                "weights": m["weights"], "size_bytes": m["size"], "gzip_bytes": m["gzip"]}
-        if kind == "reference":
-            refs[fmt] = row
         rows.append(row)
-    for r in rows:
-        ref = refs.get(r["format"])
-        if ref is not None:
-            r.update({k: v for k, v in relative_to(r, ref).items() if v is not None})
+    relate_to_references(rows)
     return rows
 
 
@@ -43,7 +38,9 @@ def render(result) -> str:
     lines = [format_table(result.rows, COLUMNS, HEADERS)]
     lines += [f"note: {n}" for n in result.notes]
     for f in result.failures:
-        lines.append(f"FAILED gate: {f['artifact']} (tried: {', '.join(a['remedy'] for a in f['attempts'])})")
+        lines.append(f"FAILED gate: {f['artifact']} " + (f"(missed: {', '.join(k for k, g in f['gates'].items() if not g['passed'])})"
+                                                         if f.get("gates") else
+                                                         f"(tried: {', '.join(a['remedy'] for a in f['attempts'])})"))
     if result.chosen:
         c = result.chosen
         lines.append(f"for {c['profile']}: {c['artifact']} ({c['format']} {c['precision']}, p50 "
@@ -71,8 +68,10 @@ def markdown(result) -> str:
         out.append(f"- {n}")
     for f in result.failures:
         out.append(f"- **Gate failed** for `{f['artifact']}`: " + "; ".join(
-            f"{a['remedy']}: " + (f"drop {a['drop']:.2f}" if "drop" in a else a.get("error") or a.get("skipped", ""))
-            for a in f["attempts"]))
+            [f"{k} {g['value']:.4g} (limit {g['limit']:g})" for k, g in (f.get("gates") or {}).items()
+             if not g["passed"]]
+            + [f"{a['remedy']}: " + (f"drop {a['drop']:.2f}" if "drop" in a else a.get("error") or a.get("skipped", ""))
+               for a in f["attempts"]]))
     if result.chosen:
         c = result.chosen
         out.append(f"- For device `{c['profile']}`: **{c['artifact']}** ({c['why']})."

@@ -73,3 +73,15 @@ def video_file(tmp_path_factory) -> Path:
     w.release()
     return path
 
+
+
+@pytest.fixture
+def cli(request, cli_in_process):
+    """The demo CLI tests read only exit codes and output: ``edgekit demo camera`` runs in process (a fresh Python
+    start per call cost seconds each). ``demo mic`` keeps a subprocess: apps/kws.py's print_detection binds
+    sys.stdout when it is imported, so its lines escape an in-process capture."""
+    if request.module.__name__.rsplit(".", 1)[-1] == "test_kws":
+        from ..conftest import run_cli
+
+        return run_cli
+    return cli_in_process

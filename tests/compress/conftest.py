@@ -35,3 +35,10 @@ def int8_all(digits_cnn, tmp_path_factory):
     out = tmp_path_factory.mktemp("compress-int8")
     return compress(digits_cnn, "digits", out, quantize=QuantizeConfig(calibration_samples=100),
                     export=ExportConfig(bench_runs=5))
+
+
+@pytest.fixture(scope="session")
+def cli(cli_in_process):
+    """The tests here read only exit codes and output: ``edgekit`` runs in process (a fresh Python + TensorFlow
+    per call cost 5-10 s each)."""
+    return cli_in_process

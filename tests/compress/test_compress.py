@@ -92,7 +92,9 @@ def test_mobilenet_v2_prunes_expansions_not_residuals():
 
 
 @pytest.mark.parametrize("formats", [
-    ("tflite",),
+    # Minutes on a loaded 2-core machine: CI runs it after the default suite (-m heavy); magnitude pruning also
+    # runs end to end in the default suite through tests/pipeline's tiny recipe.
+    pytest.param(("tflite",), marks=pytest.mark.heavy),
     pytest.param(("onnx", "openvino"), marks=pytest.mark.slow),
 ])
 def test_magnitude_pruning_sparsity_survives_export_and_shrinks_gzip(formats, digits_cnn, tmp_path):
@@ -117,6 +119,7 @@ def test_magnitude_pruning_sparsity_survives_export_and_shrinks_gzip(formats, di
     assert res.steps["prune"]["history"]["loss"]
 
 
+@pytest.mark.heavy  # QAT trained and six real conversions; the rung order is unit-tested in test_ladder.py
 def test_gate_refuses_an_artifact_and_leaves_no_file(digits_cnn, tmp_path, cli):
     import numpy as np
 
@@ -225,10 +228,19 @@ def test_profile_picks_the_fastest_passing_artifact_the_device_can_run():
         {"artifact": "model_int8.onnx", "format": "onnx", "precision": "int8", "gate": "FAIL", "p50_ms": 0.01,
          "top1": 0.5, "size_bytes": 10},
     ]
-    pi = load_profile("raspberry-pi-4")  # litert and onnxruntime, no OpenVINO
+    pi = load_profile("raspberry-pi-4")  # litert and onnxruntime, no OpenVINO; prefers tflite int8
     chosen = pick_for_profile(rows, pi)
-    assert chosen["artifact"] == "reference/model.tflite", chosen
-    assert "measured on this host" in chosen["why"]
+    # An ARM board is not this host: its preference order picks among what passed (issue 23), not this CPU's
+    # latency (the float reference ran faster here).
+    assert chosen["artifact"] == "model_int8.tflite", chosen
+    assert "measured on this host, indicative only" in chosen["why"]
+    import platform
+
+    here = load_profile("x86-cpu")
+    if here.accepts_arch(platform.machine()):  # this host: the fastest passing artifact, as before
+        chosen = pick_for_profile(rows, here)
+        assert chosen["artifact"] == "model_int8.xml", chosen
+        assert "measured on this host, not on the device" in chosen["why"]
 
 
 @pytest.mark.parametrize("scope", ["global", "layer"])
@@ -248,6 +260,7 @@ def test_magnitude_scopes_hit_the_target_exactly(scope):
         assert max(per_layer) - min(per_layer) > 0.05
 
 
+@pytest.mark.heavy  # a pruning fine-tune with a teacher: CI runs it after the default suite
 def test_channel_pruning_can_recover_by_distilling_from_the_unpruned_model(digits_cnn):
     from edgekit.compat import load_keras_model
     from edgekit.compress import PruneConfig, prune

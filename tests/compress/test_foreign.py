@@ -68,8 +68,8 @@ def test_info_says_what_was_inferred_and_what_is_needed(byom):
 
 
 def test_fidelity_numbers():
-    from edgekit.compress.foreign import fidelity, judge_fidelity
-    from edgekit.passes import GateConfig
+    from edgekit.compress.foreign import fidelity
+    from edgekit.compress.judge import FidelityJudge, Score
 
     ref = np.array([[5.0, 1, 0, 0, 0, 0], [0, 6.0, 0, 0, 0, 0], [0, 0, 7.0, 0, 0, 0], [0, 0, 0, 8.0, 0, 0]])
     got = ref.copy()
@@ -78,8 +78,12 @@ def test_fidelity_numbers():
     got[2] = [1, 1, -5, 1, 1, 1]
     f = fidelity(ref, got)
     assert f["agreement"] == 0.5 and f["top5"] == 0.75 and f["samples"] == 4
-    assert judge_fidelity(f, GateConfig(min_agreement=0.5, min_top5=0.75))["passed"]
-    assert not judge_fidelity(f, GateConfig(min_agreement=0.5, min_top5=0.8))["passed"]
+    s, bar = Score(f["agreement"], "agreement", f), Score(1.0, "agreement")
+    j = FidelityJudge(None, min_agreement=0.5, min_top5=0.75)
+    assert j.drop(bar, s) == pytest.approx(50.0) and j.passes(j.drop(bar, s), j.max_drop) and j.veto(s) is None
+    j = FidelityJudge(None, min_agreement=0.5, min_top5=0.8)
+    assert "0.750" in j.veto(s)  # the top-5 floor fails it though the agreement passes
+    assert not FidelityJudge(None, 0.51, 0.75).passes(50.0, FidelityJudge(None, 0.51, 0.75).max_drop)
     assert fidelity(ref, ref)["mean_abs_err"] == 0.0
 
 

@@ -71,16 +71,14 @@ def test_report_has_the_precision_and_speedup_per_row_and_the_profile_note(fp16_
     assert " fp16 " in render(res)
     assert all(r.get("speedup") is not None for r in res.rows)
     assert "| fp16 |" in render_md(res)
-    # Jetson Orin Nano runs onnx and litert and prefers onnx fp16 (its GPU); the pick is measured on this CPU.
+    # Jetson Orin Nano runs onnx and litert and prefers onnx fp16/float32 (its GPU): not this host, so the pick
+    # follows that order among what passed, and this CPU's latency is indicative only (issue 23).
     c = res.chosen
     assert c["profile"] == "jetson-orin-nano" and c["format"] in ("onnx", "tflite")
-    best = min((r for r in res.rows if r["format"] in ("onnx", "tflite")), key=lambda r: r["p50_ms"])
-    assert c["artifact"] == best["artifact"]
-    if (c["format"], c["precision"]) not in (("onnx", "fp16"), ("onnx", "float32")):
-        assert c["note"].startswith("jetson-orin-nano prefers onnx fp16/float32 on tensorrt; picked "
-                                    f"{c['format']} {c['precision']} because")
-    else:
-        assert c["note"] is None
+    passed = {(r["format"], r["precision"]) for r in res.rows if r["gate"] in ("pass", "reference")}
+    first = next(k for k in (("onnx", "fp16"), ("onnx", "float32")) if k in passed)
+    assert (c["format"], c["precision"]) == first
+    assert "indicative only" in c["why"] and "is not this host" in c["note"]
 
 
 def test_int16x8_has_int16_activations_and_holds_accuracy(fp16_all, digits_cnn, tmp_path):
@@ -126,12 +124,20 @@ def test_profile_prefers_in_order_and_says_why_not():
             {"format": "onnx", "precision": "int8", "p50_ms": 0.2, "size_bytes": 3, "ok": True},
             {"format": "openvino", "precision": "int8", "p50_ms": 0.1, "size_bytes": 3, "ok": True}]
     pick = pick_for_device(rows, orin, lambda r: r["ok"])
-    assert pick.row is rows[1]  # openvino is not on the device; among the rest int8 was fastest here
-    assert "picked onnx int8 because onnx int8 ran 0.2 ms against 0.5 ms for onnx fp16" in pick.note
+    # Not this host (aarch64, a GPU): the profile's order decides, though onnx int8 ran faster on this CPU.
+    assert pick.row is rows[0]
+    assert "prefers" not in pick.note and "jetson-orin-nano is not this host" in pick.note
     rows[0]["ok"] = False
-    assert "onnx fp16 missed the gate" in pick_for_device(rows, orin, lambda r: r["ok"]).note
-    rows[0]["p50_ms"], rows[0]["ok"] = 0.1, True
-    assert pick_for_device(rows, orin, lambda r: r["ok"]).note is None  # the preferred one was fastest
+    pick = pick_for_device(rows, orin, lambda r: r["ok"])
+    assert pick.row is rows[1] and "onnx fp16 missed the gate" in pick.note  # openvino is not on the device
+    # On this host (a CPU profile of this architecture) the fastest measured artifact wins, as before.
+    here = load_profile("x86-cpu")
+    import platform
+
+    if here.accepts_arch(platform.machine()):
+        rows[0]["ok"] = True
+        assert pick_for_device(rows, here, lambda r: r["ok"]).row is rows[2]
+        assert "indicative" not in (pick_for_device(rows, here, lambda r: r["ok"]).note or "")
     pi = load_profile("raspberry-pi-4")
     note = pick_for_device(rows[:1], pi, lambda r: True).note
     assert "no tflite int8 artifact was made (add it: --quantize int8)" in note

@@ -36,3 +36,10 @@ def tiny_run(tmp_path_factory):
     recipe = write_recipe(d, TINY)
     report = run_recipe(recipe, out=d / "run", quiet=True)
     return {"dir": d, "recipe": recipe, "out": d / "run", "report": report}
+
+
+@pytest.fixture(scope="session")
+def cli(cli_in_process):
+    """The tests here read only exit codes and output: ``edgekit`` runs in process (a fresh Python + TensorFlow
+    per call cost 5-10 s each)."""
+    return cli_in_process

@@ -98,3 +98,63 @@ def test_a_damaged_cached_step_runs_again(tmp_path):
 
     (again.folder / "step.json").write_text("{not json")  # a damaged marker is not a finished step either
     assert not Run(None, tmp_path).step("export", {"a": 1}, {}, step).cached and len(calls) == 3
+
+
+# --- hostile input (issue 23): each refused in one line, exit 2, nothing written -----------------------------
+def _refused(invoke_cli, argv, where):
+    code, out, err = invoke_cli(argv)
+    assert "Traceback" not in err + out, err
+    assert code == 2, (code, out, err)
+    lines = [l for l in err.splitlines() if l.startswith("Error:")]
+    assert len(lines) == 1 and err.strip().splitlines()[-1] == lines[0], err
+    assert not any(where.iterdir()), list(where.iterdir())
+    return lines[0]
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/abs/path", "..", ".hidden", "a/b", ""])
+def test_a_recipe_name_is_one_safe_path_component(invoke_cli, tmp_path, monkeypatch, name):
+    """``name`` becomes runs/<name>: ../ or an absolute path wrote outside the runs folder, then steps._publish
+    tracebacked. Refused at validation, with or without --dry-run and from the file or --set alike."""
+    work = tmp_path / "a" / "b" / "work"
+    work.mkdir(parents=True)
+    monkeypatch.chdir(work)
+    p = write_recipe(tmp_path / "a", BASE)
+    line = _refused(invoke_cli, ["run", str(p), "--set", f"name={name!r}" if name else "name=''"], work)
+    assert "name:" in line and "plain name" in line
+    assert sorted(x.name for x in (tmp_path / "a").iterdir()) == ["b", "r.yaml"]
+    q = write_recipe(tmp_path / "a", BASE.replace("name: tiny", f"name: {name!r}"), "q.yaml")
+    assert "plain name" in _refused(invoke_cli, ["run", str(q), "--dry-run"], work)
+
+
+@pytest.mark.parametrize("item,message", [
+    ("train.epochs=[", "the value is not plain YAML"),
+    ("train.epochs=!!python/object:os.system x", "the value is not plain YAML"),
+    ("bench.threads=0", "bench.threads: Bench threads must be >= 1; received 0"),
+    ("bench.runs=-1", "bench.runs: Bench runs must be >= 1; received -1"),
+    ("bench.warmup=x", "bench.warmup: Bench warmup must be an integer; received 'x'"),
+    ("model.options={bogus: 1}", "model.options: Model 'ds_cnn_s' has no option 'bogus'"),
+    ("data.name=/etc", "data.name: /etc is not a dataset folder"),
+    ("gates.max_drop=.inf", "gates.max_drop"),
+])
+def test_set_and_dry_run_refuse_bad_values(invoke_cli, tmp_path, monkeypatch, item, message):
+    monkeypatch.chdir(tmp_path)
+    p = write_recipe(tmp_path, BASE)
+    (tmp_path / "w").mkdir()
+    line = _refused(invoke_cli, ["run", str(p), "--dry-run", "--out", str(tmp_path / "w" / "o"), "--set", item],
+                    tmp_path / "w")
+    assert message in line, line
+
+
+def test_bench_typo_in_a_recipe_file_is_an_error(invoke_cli, tmp_path):
+    p = write_recipe(tmp_path, BASE.replace("bench: {threads: 1,", "bench: {thread: 1,"))
+    (tmp_path / "w").mkdir()
+    line = _refused(invoke_cli, ["run", str(p), "--dry-run", "--out", str(tmp_path / "w" / "o")], tmp_path / "w")
+    assert "bench.thread: unknown field (allowed: runs, threads, warmup)" in line
+
+
+def test_a_deeply_nested_recipe_is_a_clean_error(invoke_cli, tmp_path):
+    p = tmp_path / "deep.yaml"
+    p.write_text("name: deep\ndata: " + "[" * 20000 + "]" * 20000 + "\n")
+    (tmp_path / "w").mkdir()
+    line = _refused(invoke_cli, ["run", str(p), "--dry-run", "--out", str(tmp_path / "w" / "o")], tmp_path / "w")
+    assert "nested too deeply" in line

@@ -38,7 +38,11 @@ def test_run_produces_gated_artifacts_and_reports(tiny_run):
             fl = next(f for f in rep["artifacts"] if f["format"] == a["format"] and f["precision"] == "float32")
             assert a["gzip_bytes"] < 0.6 * fl["gzip_bytes"], a["format"]
             assert a["size_ratio"] < 1.0
-    assert rep["best"]["p50_ms"] == min(a["p50_ms"] for a in rep["artifacts"])
+    # The target (raspberry-pi-5: ARM) is not this host, so the pick follows its profile (tflite int8) among what
+    # passed, not this CPU's latency (issue 23); the note says the host's p50 is indicative only.
+    assert (rep["best"]["format"], rep["best"]["precision"], rep["best"]["by"]) == ("tflite", "int8",
+                                                                                    "profile preference")
+    assert "indicative only" in rep["best"]["note"]
     for f in ("report.md", "report.html", "report.json", "recipe.yaml", "plots/accuracy_vs_latency.png",
               "plots/accuracy_vs_size.png"):
         assert (out / f).exists(), f

@@ -35,6 +35,7 @@ def test_every_shipped_recipe_is_covered():
     assert {p.stem for p in RECIPES} >= {"image-mobilenet", "kws-ds-cnn", "kws-transformer"}
 
 
+@pytest.mark.heavy  # minutes each: CI runs them after the default suite (.ci/run: -m heavy)
 @pytest.mark.parametrize("recipe", RECIPES, ids=[p.stem for p in RECIPES])
 def test_shipped_recipe_runs_end_to_end(recipe, tmp_path):
     from edgekit.pipeline import run_recipe

@@ -26,7 +26,8 @@ _WEIGHTED = ("Convolution", "GroupConvolution", "MatMul")
 
 def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, cfg: QuantizeConfig,
              calib: np.ndarray, say, *, source=None, transformer: bool = False, precision: str = "int8") -> Path:
-    """The ``precision`` IR (``.xml`` + ``.bin``) of ``model`` under ``stage``, applied during conversion."""
+    """The ``precision`` IR (``.xml`` + ``.bin``) of ``model`` under ``stage``, applied during conversion; with no
+    ``model`` (a source that is a file), from ``float_artifact``, the verified float IR."""
     from ...export import export_model
     from ...export.openvino import OpenVINOExporter
 
@@ -44,8 +45,9 @@ def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, c
         from ...formats import check_precisions
 
         check_precisions(["openvino"], [precision])
-    if precision != "int8" and float_artifact is not None:
-        # fp16 and weight compression need no calibration or SavedModel: rewrite the verified float IR.
+    if float_artifact is not None and (precision != "int8" or model is None):
+        # fp16 and weight compression need no calibration or SavedModel: rewrite the verified float IR. So does
+        # int8 of a file source (a foreign ONNX or TFLite: no Keras model), NNCF running on the float IR's graph.
         return _from_float_ir(Path(float_artifact), stage / f"{name}.xml", m, opts, record)
     res = export_model(model, ["openvino"], stage, name=name, meta=m, verify=False, progress=say,
                        options={"openvino": opts})

@@ -1,0 +1,106 @@
+"""The remedy ladder: one gated loop for every source, format, precision and task.
+
+A plan is the list of rungs (:func:`edgekit.compress.quantize.rungs`: the plain attempt, then each remedy
+on top of the ones before); ``make`` builds one rung's artifact in a staging folder; a judge
+(:mod:`edgekit.compress.judge`) scores it against the float reference. The first rung that passes is kept
+(staged; the caller promotes it), every miss is deleted, and every try is an :class:`Attempt`.
+``edgekit compress`` (Keras models), recipe steps and foreign models (ONNX, TFLite, SavedModel) all climb
+here; what differs between them is only the plan, ``make`` and the judge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..errors import ModelError, first_line
+from .judge import Judge, Score
+
+
+@dataclass
+class Rung:
+    remedy: str  # "none" for the plain attempt
+    config: object  # the QuantizeConfig of this rung
+    precision: str  # what it makes ("int16x8" on that rung of an int8 ladder)
+
+
+@dataclass
+class Attempt:
+    """One rung tried: what it was, how the judge scored it, and whether it passed."""
+
+    remedy: str
+    precision: str
+    passed: bool
+    key: str = "score"  # the judge's name for ``value`` (top1, agreement, map, ...)
+    value: float | None = None
+    unit: str | None = None  # the unit of ``drop``
+    drop: float | None = None
+    config: dict = field(default_factory=dict)  # calibration_samples, per_channel, ... of this rung
+    details: dict = field(default_factory=dict)
+    details_key: str | None = None
+    error: str | None = None  # it was not made, or does not run
+    why: str | None = None  # the reason a made artifact fails beyond its drop (a judge's veto, a check)
+    extra: dict = field(default_factory=dict)  # what a caller's check adds (reverted_fraction, size_x)
+
+    def to_dict(self) -> dict:
+        """The JSON form in reports (the same keys report.json has always had)."""
+        d = {"remedy": self.remedy, "precision": self.precision, **self.config}
+        if self.error is not None:
+            d["error"] = self.error
+        if self.value is not None:
+            d[self.key] = self.value
+            d["drop"] = self.drop
+        if self.details_key and self.details:
+            d[self.details_key] = dict(self.details)
+        d.update(self.extra)
+        if self.why is not None:
+            d["why"] = self.why
+        d["passed"] = self.passed
+        return d
+
+
+def config_fields(c) -> dict:
+    return {"calibration_samples": c.calibration_samples, "per_channel": c.per_channel,
+            "float_sensitive": c.float_sensitive, "mixed_precision": c.mixed_precision}
+
+
+def climb(plan: list[Rung], make: Callable[[int, Rung], Path], judge: Judge, ref: Score, max_drop: float,
+          say: Callable[[str], None], label: str, check: Callable[[Rung, Path, Attempt], None] | None = None,
+          discard: Callable[[Path], None] | None = None) -> tuple[Path | None, list[Attempt]]:
+    """Try the rungs of ``plan`` in order; return (the staged artifact of the first that passes, or None; every
+    attempt). ``make(i, rung)`` builds rung ``i`` (a ModelError is a failed attempt, and the climb goes on);
+    ``check`` may fail a made artifact for a reason the judge doesn't see (it sets ``passed``/``why``)."""
+    if discard is None:
+        from .gate import discard
+    attempts: list[Attempt] = []
+    for i, rung in enumerate(plan):
+        say(f"{label} {rung.precision}" + (f" (rung: {rung.remedy})" if rung.remedy != "none" else "") + " ...")
+        base = dict(remedy=rung.remedy, precision=rung.precision, key=judge.key, unit=judge.unit,
+                    config=config_fields(rung.config), details_key=judge.details_key)
+        try:
+            path = make(i, rung)
+        except ModelError as e:
+            attempts.append(Attempt(passed=False, error=str(e)[:300], **base))
+            continue
+        try:
+            s = judge.score(path)
+        except Exception as e:  # noqa: BLE001 - converted, yet its runtime refuses it (an op with no int16 kernel)
+            attempts.append(Attempt(passed=False, error=f"converted, but does not run in the runtime: "
+                                                        f"{first_line(e)[:300]}", **base))
+            say(f"{label} {rung.precision}: does not run ({first_line(e)[:120]}) -> miss")
+            discard(path)
+            continue
+        drop = judge.drop(ref, s)
+        why = judge.veto(s)
+        a = Attempt(passed=judge.passes(drop, max_drop) and why is None, value=s.value, drop=drop,
+                    details=dict(s.details), why=why, **base)
+        if check is not None:
+            check(rung, path, a)
+        attempts.append(a)
+        say(f"{label} {rung.precision}: {judge.key} {s.value:.4f}, drop {drop:.2f} {judge.unit}"
+            + (f" ({a.why})" if a.why else "") + " -> " + ("pass" if a.passed else "miss"))
+        if a.passed:
+            return path, attempts
+        discard(path)
+    return None, attempts

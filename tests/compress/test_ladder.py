@@ -1,0 +1,179 @@
+"""The remedy ladder with a fake quantizer and a fake judge: rung order, first pass wins, misses deleted,
+errors climb on, and every source (Keras via the engine, foreign models) builds its plan for the same loop.
+The real climbs (QAT trained, every converter) run under -m heavy (test_compress.py)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekit.compress.judge import AccuracyJudge, Judge, Score
+from edgekit.compress.ladder import Attempt, Rung, climb
+from edgekit.errors import ModelError
+from edgekit.passes import REMEDIES, GateConfig, QuantizeConfig
+
+
+class ScriptedJudge(Judge):
+    """Scores each artifact by the number written in it (the fake quantizer writes its rung's score)."""
+
+    unit, key = "points of top-1", "top1"
+
+    def reference(self, float_artifact):
+        return Score(0.9, "top-1")
+
+    def score(self, artifact):
+        v = Path(artifact).read_text()
+        if v == "crash":
+            raise RuntimeError("no kernel for INT16 SQUARED_DIFFERENCE")
+        return Score(float(v), "top-1")
+
+
+def _maker(tmp_path, scores: dict, made: list):
+    def make(i, rung):
+        made.append(rung.remedy)
+        if scores.get(rung.remedy) == "error":
+            raise ModelError("converter refused it")
+        p = tmp_path / f"try{i}" / "m.tflite"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(str(scores.get(rung.remedy, 0.1)))
+        return p
+
+    return make
+
+
+def test_climb_stops_at_the_first_pass_and_deletes_the_misses(tmp_path):
+    cfg = QuantizeConfig().validate()
+    plan = [Rung(r, cfg, "int8") for r in ("none", "per-channel", "float-sensitive", "qat")]
+    made: list = []
+    scores = {"none": 0.5, "per-channel": "error", "float-sensitive": 0.895, "qat": 0.9}
+    judge = ScriptedJudge()
+    path, attempts = climb(plan, _maker(tmp_path, scores, made), judge, judge.reference(None), 1.0,
+                           lambda s: None, "tflite")
+    assert made == ["none", "per-channel", "float-sensitive"]  # qat never built: float-sensitive passed
+    assert path == tmp_path / "try2" / "m.tflite" and path.exists()
+    assert not (tmp_path / "try0" / "m.tflite").exists()  # a miss is deleted
+    assert [type(a) for a in attempts] == [Attempt] * 3
+    a0, a1, a2 = attempts
+    assert (a0.passed, a0.drop) == (False, pytest.approx(40.0)) and a0.unit == "points of top-1"
+    assert a1.error == "converter refused it" and a1.value is None
+    assert a2.passed and a2.drop == pytest.approx(0.5)
+    d = a2.to_dict()
+    assert d["top1"] == pytest.approx(0.895) and d["remedy"] == "float-sensitive" and d["passed"] is True
+    assert d["calibration_samples"] == cfg.calibration_samples and "error" not in d
+
+
+def test_climb_reports_every_miss_and_an_artifact_that_does_not_run(tmp_path):
+    cfg = QuantizeConfig().validate()
+    plan = [Rung("none", cfg, "int8"), Rung("int16x8", cfg, "int16x8")]
+    made: list = []
+    path, attempts = climb(plan, _maker(tmp_path, {"none": 0.2, "int16x8": "crash"}, made), ScriptedJudge(),
+                           Score(0.9, "top-1"), 1.0, lambda s: None, "tflite")
+    assert path is None and made == ["none", "int16x8"]
+    assert [a.precision for a in attempts] == ["int8", "int16x8"]
+    assert attempts[1].error.startswith("converted, but does not run in the runtime: no kernel")
+    assert not any(tmp_path.rglob("*.tflite"))
+
+
+def test_a_judge_veto_fails_a_small_drop_and_a_check_can_too(tmp_path):
+    from edgekit.compress.judge import FidelityJudge
+
+    fid = {"agreement": 0.95, "top5": 0.9, "mean_abs_err": 0.01, "max_abs_err": 0.1, "samples": 20}
+
+    class Fid(FidelityJudge):
+        def score(self, artifact):
+            return Score(fid["agreement"], "agreement", fid)
+
+    j = Fid(None, min_agreement=0.9, min_top5=0.99)
+    cfg = QuantizeConfig().validate()
+    path, attempts = climb([Rung("none", cfg, "int8")], _maker(tmp_path, {}, []), j, Score(1.0, "agreement"),
+                           j.max_drop, lambda s: None, "onnx")
+    assert path is None and attempts[0].drop == pytest.approx(5.0) and "0.900" in attempts[0].why
+    assert attempts[0].to_dict()["fidelity"] == fid
+
+    def check(rung, p, a):
+        a.passed, a.why = False, "not an int8 model"
+
+    j2 = Fid(None, min_agreement=0.9, min_top5=0.5)
+    path, attempts = climb([Rung("none", cfg, "int8")], _maker(tmp_path, {}, []), j2, Score(1.0, "agreement"),
+                           j2.max_drop, lambda s: None, "onnx", check=check)
+    assert path is None and attempts[0].why == "not an int8 model"
+
+
+def test_engine_climbs_the_whole_ladder_in_order_with_qat_trained_once(tmp_path, monkeypatch):
+    """What the heavy gate-failure test checks with real converters and QAT, on a fake quantizer: user
+    calibration of 50 examples (more-calibration has nothing to add), a miss on every rung, in this order."""
+    from edgekit.compress import engine, qat
+
+    built, qat_trained = [], []
+
+    def fake_quantize_format(fmt, model, float_artifact, stage, name, meta, cfg, calib, say, source=None,
+                             precision="int8"):
+        built.append((precision, model, cfg.per_channel, cfg.float_sensitive, cfg.mixed_precision, len(calib)))
+        stage.mkdir(parents=True, exist_ok=True)
+        p = stage / f"{name}.tflite"
+        p.write_text("0.1")
+        return p
+
+    monkeypatch.setattr(engine, "quantize_format", fake_quantize_format)
+    monkeypatch.setattr(qat, "qat_model", lambda model, ds, say=None: qat_trained.append(1) or "qat-model")
+    monkeypatch.setattr(AccuracyJudge, "on_dataset", classmethod(lambda cls, ds, split: ScriptedJudge()))
+    cfg = QuantizeConfig(calibration_samples=200).validate()
+    calib = np.zeros((50, 8, 8, 1), np.float32)
+    cache: dict = {}
+    outs = [engine.quantize_gated(fmt, "keras-model", None, tmp_path / fmt, "model", None, cfg, calib, None, "test",
+                                  0.9, GateConfig(max_drop=0.0).validate(), lambda s: None, cache)
+            for fmt in ("tflite", "onnx")]
+    tried = [a["remedy"] for a in outs[0]["attempts"]]
+    assert tried == ["none", "per-channel", "float-sensitive", "qat", "mixed-precision", "int16x8"]
+    assert [a["precision"] for a in outs[0]["attempts"]][-2:] == ["int8", "int16x8"]
+    assert outs[0]["path"] is None and not any((tmp_path / "tflite").rglob("*.tflite"))
+    assert qat_trained == [1]  # trained once, shared by the second format
+    # Cumulative: per-channel stays on from its rung; int16x8 drops the float-kept layers again.
+    assert [b[2] for b in built[:6]] == [False, True, True, True, True, True]
+    assert built[3][1] == "qat-model" and built[5][3:5] == (False, False)
+    assert all(b[5] == 50 for b in built)  # the user's 50 calibration examples, every rung
+    assert tried == [a["remedy"] for a in outs[1]["attempts"]]
+    assert set(REMEDIES) - {"more-calibration"} == set(tried) - {"none"}
+
+
+def test_foreign_plan_puts_accuracy_control_in_qats_place():
+    from edgekit.compress.foreign import foreign_plan
+
+    plan = foreign_plan(QuantizeConfig(calibration_samples=10).validate(), GateConfig().validate(), 100)
+    assert [r.remedy for r in plan] == ["none", "more-calibration", "per-channel", "float-sensitive",
+                                        "accuracy-control"]
+    assert {r.precision for r in plan} == {"int8"}
+
+
+def test_the_command_gates_size_and_latency_like_a_recipe(tmp_path):
+    """One gate schema: GateConfig's max_size_kb / max_p50_ms / min_top1 (a recipe's gates: section) also gate
+    edgekit compress's artifacts; a miss is deleted and reported."""
+    from edgekit.compress.engine import _measured_gates
+    from edgekit.recipe import Gates
+
+    assert set(Gates.model_fields) == {"max_drop", "min_top1", "max_size_kb", "max_p50_ms"}
+    for name in ("model_int8.tflite", "model_fp16.tflite"):
+        (tmp_path / name).write_bytes(b"x")
+    rows = [{"artifact": "reference/model.tflite", "gate": "reference", "format": "tflite", "precision": "float32",
+             "top1": 0.9, "size_bytes": 90_000, "p50_ms": 1.0},
+            {"artifact": "model_int8.tflite", "gate": "pass", "format": "tflite", "precision": "int8", "top1": 0.9,
+             "size_bytes": 30_000, "p50_ms": 0.5},
+            {"artifact": "model_fp16.tflite", "gate": "pass", "format": "tflite", "precision": "fp16", "top1": 0.9,
+             "size_bytes": 50_000, "p50_ms": 2.0}]
+    gate = GateConfig(max_size_kb=40, max_p50_ms=1.5).validate()
+    failures = _measured_gates(rows, gate, 0.9, tmp_path)
+    assert [f["artifact"] for f in failures] == ["model_fp16.tflite"]
+    assert rows[2]["gate"] == "FAIL max_size_kb,max_p50_ms" and rows[1]["gate"] == "pass"
+    assert not (tmp_path / "model_fp16.tflite").exists() and (tmp_path / "model_int8.tflite").exists()
+    assert _measured_gates(rows[:2], GateConfig().validate(), 0.9, tmp_path) == []
+
+
+def test_a_task_registers_its_judge_and_others_get_top1(monkeypatch):
+    from types import SimpleNamespace
+
+    from edgekit.compress import judge as judges
+
+    monkeypatch.setitem(judges.JUDGES, "object-detection", lambda ds, split: ScriptedJudge())
+    assert isinstance(judges.judge_for(SimpleNamespace(task="object-detection"), "test"), ScriptedJudge)
+    assert isinstance(judges.judge_for(SimpleNamespace(task="image-classification"), "test"), AccuracyJudge)
+    assert AccuracyJudge.unit == "points of top-1" and judges.FidelityJudge.key == "agreement"
