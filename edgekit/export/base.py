@@ -244,6 +244,7 @@ class ExportResult:
             rows.append({"format": fmt, "file": str(path), "size_kb": self.sizes.get(fmt, 0) / 1024,
                          "export_s": self.timings.get(fmt), "max_abs_diff": v.get("max_abs_diff"),
                          "top1_agree": v.get("top1_agreement"),
+                         **({"boxes_matched": v["boxes"]["fraction"]} if "boxes" in v else {}),
                          "verified": (("passed" if v.get("informative", True) else "passed (vacuous: constant output)")
                                       if v.get("passed") else "FAILED") if v else "skipped"})
         return rows
@@ -284,6 +285,11 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
     try:
         _check_labels(src)
         out_dir.mkdir(parents=True, exist_ok=True)
+        detector = src.meta.task == "detection"
+        if detector and sample_inputs is None:  # held-out images: on random pixels a detector finds nothing
+            from ..evaluate_detect import verification_images
+
+            sample_inputs = verification_images(src.meta, samples)
         inputs = sample_inputs if sample_inputs is not None else src.sample_inputs(samples)
         inputs = inputs if isinstance(inputs, list) else [inputs]
         reference = src.predict(inputs) if verify else None
@@ -308,6 +314,12 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
                     if verify:
                         say(f"verifying {fmt} against the source model ...")
                         ver = verify_against(reference, sess, inputs, atol=atol, min_top1=min_top1)
+                        if detector:  # the boxes the device will draw, through the device's post-processing
+                            from ..evaluate_detect import verify_boxes
+
+                            got = sess.predict(inputs[0])
+                            ver["boxes"] = verify_boxes(reference, got, meta_f)
+                            ver["passed"] = bool(ver["passed"] and ver["boxes"]["passed"])
                     meta_f.inputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name} for t in sess.inputs]
                     meta_f.outputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name}
                                       for t in sess.outputs]
@@ -334,6 +346,8 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
     if failures:
         lines = [f"{fmt}: max abs diff {v['max_abs_diff']:.3g} (allowed {atol:g})"
                  + (f", top-1 agreement {v['top1_agreement']:.1%} (need {min_top1:.0%})" if "top1_agreement" in v else "")
+                 + (f", boxes matched {v['boxes']['fraction']:.1%} at IoU {v['boxes']['iou']} (need "
+                    f"{v['boxes']['min_fraction']:.0%})" if "boxes" in v else "")
                  for fmt, v in failures]
         raise VerificationError("Exported model(s) disagree with the source, not written: " + "; ".join(lines)
                                 + ". Use --no-verify to write them anyway.")
