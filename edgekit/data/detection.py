@@ -320,8 +320,8 @@ def _voc_xml(path: Path):
 
 
 def load_voc(root: Path, names: list | None = None) -> DetectionSet:
-    """``Annotations/*.xml`` + ``JPEGImages/`` + ``ImageSets/Main/{train,val,test,trainval}.txt``; classes are the
-    object names found (sorted) unless ``names`` are given. VOC pixel coordinates are 1-based."""
+    """``Annotations/*.xml`` + ``JPEGImages/`` + ``ImageSets/Main/{train,val,test,trainval}.txt``; classes are
+    ``names``, else ``labels.txt`` (one a line), else the object names found (sorted). VOC pixels are 1-based."""
     ann, img = root / "Annotations", root / "JPEGImages"
     if not ann.is_dir() or not img.is_dir():
         raise DataError(f"{root} is not a Pascal VOC folder: expected Annotations/ and JPEGImages/")
@@ -342,6 +342,8 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
             if i not in xmls:
                 raise DataError(f"{sets / (s + '.txt')} lists {i!r} but {ann / (i + '.xml')} does not exist")
             parsed[i] = _voc_xml(xmls[i])
+    if not names and (root / "labels.txt").exists():  # jetson-inference's VOC folders name their classes here
+        names = [ln.strip() for ln in (root / "labels.txt").read_text().splitlines() if ln.strip()]
     labels = list(names) if names else sorted({o[0] for objs, _, _ in parsed.values() for o in objs})
     if not labels:
         raise DataError(f"{root}: no objects in any annotation")
