@@ -358,6 +358,8 @@ def _check_labels(src: SourceModel) -> None:
     """Labels (from --labels or the sidecar) must name every class the model outputs, no more, no fewer."""
     labels = src.meta.labels or []
     width = src.output_width()
+    if src.meta.task == "detection":  # classes + box channels per cell: the post-processing says how many classes
+        width = int(((src.meta.extra or {}).get("postprocess") or {}).get("num_classes", len(labels)))
     if labels and width and width > 1 and len(labels) != width:
         shown = ", ".join(map(str, labels[:6])) + (" ..." if len(labels) > 6 else "")
         raise ConfigError(f"{len(labels)} labels ({shown}) for a model with {width} outputs"
