@@ -183,7 +183,7 @@ def _checkpointer(work: Path, monitor: str, patience: int | None, state: dict, c
     ``state.json`` (history, best, early-stopping counter) — everything needed to resume."""
     import keras
 
-    mode_max = monitor.endswith("accuracy")
+    mode_max = monitor.endswith("accuracy") or monitor.startswith("val_map")  # mAP: detectors (train_detect)
 
     class Cb(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
@@ -503,7 +503,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def compile_scheduled(model, learning_rate, epochs, steps, weight_decay, warmup=True,
-                      loss="sparse_categorical_crossentropy"):
+                      loss="sparse_categorical_crossentropy", metrics=("accuracy",)):
     """AdamW with cosine decay over ``epochs * steps`` (after a short warm-up when ``warmup``); shared by
     training and compress's fine-tuning."""
     import keras
@@ -514,7 +514,7 @@ def compile_scheduled(model, learning_rate, epochs, steps, weight_decay, warmup=
                                                       alpha=0.01, warmup_target=learning_rate if warm else None,
                                                       warmup_steps=warm)
     model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=weight_decay), loss=loss,
-                  metrics=["accuracy"])
+                  metrics=list(metrics))
 
 
 def _with_pretrained(model_name: str, mopts: dict, weights) -> dict:

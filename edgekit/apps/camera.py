@@ -228,9 +228,14 @@ class FrameResult:
     top: list  # [{"label", "index", "score"}]
     latency_ms: float  # preprocessing + inference (or the round trip to the server)
     fps: float  # frames per second over the last second or so, end to end
+    boxes: list | None = None  # detectors: [{"label", "class", "score", "box": [x0, y0, x1, y1] in frame pixels}]
+    counts: dict | None = None  # detectors: objects per label in this frame
 
     def to_dict(self) -> dict:
-        return {"frame": self.frame, "top": self.top, "latency_ms": round(self.latency_ms, 3), "fps": round(self.fps, 2)}
+        d = {"frame": self.frame, "top": self.top, "latency_ms": round(self.latency_ms, 3), "fps": round(self.fps, 2)}
+        if self.boxes is not None:
+            d.update(boxes=self.boxes, counts=self.counts)
+        return d
 
 
 def display_available() -> bool:
@@ -260,6 +265,15 @@ class CameraDemo:
             raise ModelError(f"Model {self.name} takes {what.get(kind, repr(kind))}; the camera demo needs an image "
                              "classifier with image preprocessing metadata (size, channels, mean, scale)")
         self.remote = hasattr(model, "classify_image")
+        meta = getattr(model, "meta", None)
+        self.detector = getattr(meta, "task", None) == "detection"
+        if self.detector:
+            if self.remote:
+                raise UnsupportedError(f"Model {self.name} is a detector; the camera demo runs detectors from a local "
+                                       "model file (--model), not over --url")
+            from ..runtime.boxes import Postprocess
+
+            self.post = Postprocess.from_meta(meta)
         if not self.remote:
             if len(model.inputs) != 1:
                 raise ModelError(f"Model {self.name} has {len(model.inputs)} inputs; the camera demo needs one")
@@ -270,13 +284,30 @@ class CameraDemo:
             return self.model.classify_image(bgr)
         return probabilities(self.model.predict(self.pre(bgr)))
 
+    def detect(self, bgr: np.ndarray) -> list:
+        """Boxes in frame pixels through the device-side post-processing (edgekit.runtime.boxes)."""
+        dets = self.post(self.model.predict(self.pre(bgr)))[0]
+        return dets.to_list(model_labels(self.model, self.post.num_classes), (bgr.shape[1], bgr.shape[0]))
+
     def annotate(self, bgr: np.ndarray, result: FrameResult) -> np.ndarray:
-        """Top-k labels with scores and the FPS, drawn on (a copy of) the frame."""
+        """Top-k labels with scores (classifiers) or boxes and per-class counts (detectors), and the FPS, drawn on
+        (a copy of) the frame."""
         cv2 = _cv2()
         img = bgr.copy()
         scale = max(0.4, min(img.shape[0], img.shape[1]) / 480.0)
         lines = [f"{t['label']}: {t['score']:.2f}" for t in result.top] + [
             f"{result.fps:.1f} FPS  {result.latency_ms:.1f} ms"]
+        if result.boxes is not None:
+            for b in result.boxes:
+                colour = _COLOURS[b["class"] % len(_COLOURS)]
+                x0, y0, x1, y1 = (int(round(v)) for v in b["box"])
+                if x0 == x1 and y0 == y1:  # a centroid model: a dot
+                    cv2.circle(img, (x0, y0), max(3, int(6 * scale)), colour, -1, cv2.LINE_AA)
+                else:
+                    cv2.rectangle(img, (x0, y0), (x1, y1), colour, max(1, int(2 * scale)))
+                cv2.putText(img, f"{b['label']} {b['score']:.2f}", (x0, max(10, y0 - 3)), cv2.FONT_HERSHEY_SIMPLEX,
+                            0.45 * scale, colour, 1, cv2.LINE_AA)
+            lines = [f"{k}: {v}" for k, v in result.counts.items()] + lines[-1:]
         lh = int(22 * scale) + 2
         box_w = int(max(cv2.getTextSize(s, cv2.FONT_HERSHEY_SIMPLEX, 0.55 * scale, 1)[0][0] for s in lines)) + 12
         cv2.rectangle(img, (0, 0), (min(box_w, img.shape[1] - 1), lh * len(lines) + 6), (0, 0, 0), -1)
@@ -299,12 +330,21 @@ class CameraDemo:
                 if max_frames is not None and frames >= max_frames:
                     break
                 t0 = time.perf_counter()
-                probs = self.classify(frame)
+                if self.detector:
+                    boxes = self.detect(frame)
+                else:
+                    probs = self.classify(frame)
                 latencies.append((time.perf_counter() - t0) * 1000)
                 recent.append(time.perf_counter())
                 fps = (len(recent) - 1) / (recent[-1] - recent[0]) if len(recent) > 1 and recent[-1] > recent[0] else 0.0
-                res = FrameResult(frames, top_k(probs, model_labels(self.model, probs.shape[-1]), self.k),
-                                  latencies[-1], fps)
+                if self.detector:
+                    counts: dict = {}
+                    for b in boxes:
+                        counts[b["label"]] = counts.get(b["label"], 0) + 1
+                    res = FrameResult(frames, [], latencies[-1], fps, boxes, counts)
+                else:
+                    res = FrameResult(frames, top_k(probs, model_labels(self.model, probs.shape[-1]), self.k),
+                                      latencies[-1], fps)
                 frames += 1
                 if show or save:
                     img = self.annotate(frame, res)
@@ -331,6 +371,9 @@ class CameraDemo:
                 "frames": frames, "seconds": round(wall, 3), "fps": round(frames / wall, 2) if wall > 0 else 0.0,
                 "latency_ms_mean": round(float(lat.mean()), 3), "latency_ms_p50": round(float(np.percentile(lat, 50)), 3),
                 "latency_ms_p95": round(float(np.percentile(lat, 95)), 3), "saved": str(save) if save else None}
+
+
+_COLOURS = [(0, 255, 0), (0, 200, 255), (255, 128, 0), (255, 0, 255), (0, 0, 255), (255, 255, 0)]
 
 
 def _writer(cv2, path, shape, fps):

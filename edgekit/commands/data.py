@@ -40,7 +40,9 @@ def list_(json_path):
     """List the registered datasets."""
     from ..data import describe
 
-    emit(describe(), json_path)
+    from ..data.detection import describe_builtin
+
+    emit(describe() + describe_builtin(), json_path)
 
 
 @data.command("info")
@@ -51,7 +53,10 @@ def list_(json_path):
 def info(dataset, limit, options, json_path):
     """Load DATASET (a name, folder or CSV) and show its splits, classes and shapes."""
     from ..data import load_dataset
+    from ..data.detection import info_cli, is_detection_data
 
+    if is_detection_data(dataset):
+        return info_cli(dataset, parse_options(options), json_path)
     ds = load_dataset(dataset, limit=limit, **parse_options(options))
     counts = ds.counts()
     rows = [{"label": str(lab), **{s: counts[s][i] for s in counts}} for i, lab in enumerate(ds.labels)]

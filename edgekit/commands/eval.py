@@ -20,6 +20,14 @@ from .data import data_option, parse_options
 @json_option
 def eval_(model, data, split, device, threads, limit, options, confusion, json_path):
     """Evaluate MODEL (.keras, .tflite, .onnx or OpenVINO .xml) on a dataset split."""
+    from ..evaluate_detect import is_detection_artifact
+
+    from ..data.detection import is_detection_data
+
+    if is_detection_artifact(model) or (data and is_detection_data(data)):
+        from ..evaluate_detect import eval_cli
+
+        return eval_cli(model, data, split, device, threads, limit, json_path)
     from ..evaluate import evaluate
     from ..tables import format_table
 

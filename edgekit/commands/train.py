@@ -49,6 +49,17 @@ def train(model_name, data, epochs, out_dir, batch_size, learning_rate, seed, pa
         raise ConfigError("--no-augment and --augment-option contradict each other; give one")
     if patience is not None and patience < 0:
         raise ConfigError(f"--patience must be >= 0; received {patience}")
+    from ..data.detection import is_detection_data
+    from ..train_detect import is_detector
+
+    if is_detector(model_name) or is_detection_data(data):
+        from ..train_detect import train_cli
+
+        return train_cli(model_name, data, epochs, out_dir, batch_size=batch_size, learning_rate=learning_rate,
+                         seed=seed, patience=patience, limit=limit, augment=not no_augment, weights=weights,
+                         model_options=parse_options(model_options), overwrite=overwrite, quiet=quiet,
+                         json_path=json_path, unused={"--augment-option": augment_options, "--freeze-epochs":
+                                                      freeze_epochs, "--option": options})
     r = run(model_name, data, epochs, out_dir, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
             patience=patience, limit=limit, augment=False if no_augment else augment, strategy=strategy,
             weights=weights, freeze_epochs=freeze_epochs,

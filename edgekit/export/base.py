@@ -245,6 +245,7 @@ class ExportResult:
             rows.append({"format": fmt, "file": str(path), "size_kb": self.sizes.get(fmt, 0) / 1024,
                          "export_s": self.timings.get(fmt), "max_abs_diff": v.get("max_abs_diff"),
                          "top1_agree": v.get("top1_agreement"),
+                         **({"boxes_matched": v["boxes"]["fraction"]} if "boxes" in v else {}),
                          "verified": (("passed" if v.get("informative", True) else "passed (vacuous: constant output)")
                                       if v.get("passed") else "FAILED") if v else "skipped"})
         return rows
@@ -285,6 +286,11 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
     try:
         _check_labels(src)
         out_dir.mkdir(parents=True, exist_ok=True)
+        detector = src.meta.task == "detection"
+        if detector and sample_inputs is None:  # held-out images: on random pixels a detector finds nothing
+            from ..evaluate_detect import verification_images
+
+            sample_inputs = verification_images(src.meta, samples)
         inputs = sample_inputs if sample_inputs is not None else src.sample_inputs(samples)
         inputs = inputs if isinstance(inputs, list) else [inputs]
         reference = src.predict(inputs) if verify else None
@@ -309,6 +315,16 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
                     if verify:
                         say(f"verifying {fmt} against the source model ...")
                         ver = verify_against(reference, sess, inputs, atol=atol, min_top1=min_top1)
+                        if detector:  # the boxes the device will draw, through the device's post-processing
+                            from ..evaluate_detect import verify_boxes
+
+                            got = sess.predict(inputs[0])
+                            ver["boxes"] = verify_boxes(reference, got, meta_f)
+                            # The log box sizes are unbounded (|value| up to ~4): float32 rounding scales with
+                            # them (1.1e-4 to 1.5e-4 off on the three formats, every box the same), so the raw
+                            # check is relative to the output's range; the boxes are what must match.
+                            ver["atol"] = atol * max(1.0, float(np.abs(reference).max()))
+                            ver["passed"] = bool(ver["max_abs_diff"] <= ver["atol"] and ver["boxes"]["passed"])
                     meta_f.inputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name} for t in sess.inputs]
                     meta_f.outputs = [{"name": t.name, "shape": list(t.shape), "dtype": t.dtype.name}
                                       for t in sess.outputs]
@@ -333,8 +349,10 @@ def export_model(model: Any, formats=("tflite", "onnx", "openvino"), out_dir: st
     finally:
         src.cleanup()
     if failures:
-        lines = [f"{fmt}: max abs diff {v['max_abs_diff']:.3g} (allowed {atol:g})"
+        lines = [f"{fmt}: max abs diff {v['max_abs_diff']:.3g} (allowed {v.get('atol', atol):g})"
                  + (f", top-1 agreement {v['top1_agreement']:.1%} (need {min_top1:.0%})" if "top1_agreement" in v else "")
+                 + (f", boxes matched {v['boxes']['fraction']:.1%} at IoU {v['boxes']['iou']} (need "
+                    f"{v['boxes']['min_fraction']:.0%})" if "boxes" in v else "")
                  for fmt, v in failures]
         raise VerificationError("Exported model(s) disagree with the source, not written: " + "; ".join(lines)
                                 + ". Use --no-verify to write them anyway.")
@@ -345,6 +363,8 @@ def _check_labels(src: SourceModel) -> None:
     """Labels (from --labels or the sidecar) must name every class the model outputs, no more, no fewer."""
     labels = src.meta.labels or []
     width = src.output_width()
+    if src.meta.task == "detection":  # classes + box channels per cell: the post-processing says how many classes
+        width = int(((src.meta.extra or {}).get("postprocess") or {}).get("num_classes", len(labels)))
     if labels and width and width > 1 and len(labels) != width:
         shown = ", ".join(map(str, labels[:6])) + (" ..." if len(labels) > 6 else "")
         raise ConfigError(f"{len(labels)} labels ({shown}) for a model with {width} outputs"

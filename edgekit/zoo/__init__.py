@@ -25,6 +25,8 @@ models.register("ds_cnn_m", "edgekit.zoo.ds_cnn:ds_cnn_m")
 models.register("ds_cnn_l", "edgekit.zoo.ds_cnn:ds_cnn_l")
 models.register("kwt", "edgekit.zoo.transformers:kwt")
 models.register("text_transformer", "edgekit.zoo.transformers:text_transformer")
+models.register("centernet_mnv2", "edgekit.zoo.detectors:centernet_mnv2")
+models.register("fomo_mnv2", "edgekit.zoo.detectors:fomo_mnv2")
 
 # name -> (task, default input shape for listings, one line)
 DESCRIPTIONS = {
@@ -35,6 +37,8 @@ DESCRIPTIONS = {
     "ds_cnn_l": ("audio-classification", (49, 10), "Hello Edge DS-CNN large: 276 channels, 5 DS blocks"),
     "kwt": ("audio-classification", (49, 40), "Keyword transformer: feature frames as tokens"),
     "text_transformer": ("text-classification", (32,), "Token embedding + 2 encoder blocks"),
+    "centernet_mnv2": ("detection", (192, 192, 3), "Box detector: MobileNetV2 0.35 + FPN, CenterNet head at 1/8"),
+    "fomo_mnv2": ("detection", (192, 192, 3), "FOMO-style centroids: MobileNetV2 0.35 cut at 1/8, heatmap"),
 }
 
 
