@@ -323,26 +323,39 @@ def keyword_indices(labels: list[str], keywords: list[str] | None = None) -> lis
     return idx
 
 
-def posteriors(session, audio: np.ndarray, hop_ms: float = 100.0) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(times [hops], posteriors [hops, classes], cost) of a whole recording through the streaming front-end."""
+def posteriors(session, audio: np.ndarray, hop_ms: float = HOP_MS) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(times [hops], posteriors [hops, classes], cost) of a whole recording: the windows the streaming spotter
+    classifies (its front-end's frames equal the batch front-end's on the whole stream, so they are computed
+    at once and cut), in batches where the model takes them."""
     import time
 
+    from . import probabilities
     from .kws import _LocalPosteriors
 
-    src = _LocalPosteriors(session, hop_ms)
-    if audio.shape[0] < src.window_s * src.sample_rate:
-        raise DataError(f"The stream is {audio.shape[0] / src.sample_rate:.3f} s long, shorter than one "
+    src = _LocalPosteriors(session, hop_ms)  # the spotter's own hop and window arithmetic and checks
+    fe, sr = src.frontend, src.sample_rate
+    if audio.shape[0] < fe.clip_samples:
+        raise DataError(f"The stream is {audio.shape[0] / sr:.3f} s long, shorter than one "
                         f"{src.window_s:g}-s window of the model; nothing to classify")
     t0 = time.perf_counter()
-    times, rows = [], []
-    for t, p in src.push(audio):
-        times.append(t)
-        rows.append(p.reshape(-1))
+    n_frames, chunk = fe.num_frames(audio.shape[0]), 4096
+    feats = np.concatenate([fe.frames_to_features(fe.frame(audio[j * fe.frame_step:
+                                                                 (min(j + chunk, n_frames) - 1) * fe.frame_step + fe.frame_length]))
+                            for j in range(0, n_frames, chunk)])
+    ends = np.arange(fe.clip_samples, audio.shape[0] + 1, src.hop_samples)
+    last = 1 + (ends - fe.frame_length) // fe.frame_step  # frames complete when each window ends
+    win = fe.num_frames()
+    x = np.stack([feats[k - win:k] for k in last]).reshape((len(ends),) + src._shape[1:])
+    batch = 32 if session.inputs[0].shape[0] in (None, -1) else 1  # 32: the fastest here (LiteRT, OpenVINO)
+    rows = []
+    for i in range(0, len(x), batch):
+        out = np.asarray(session.predict(x[i:i + batch]))
+        rows.extend(probabilities(out[j:j + 1]).reshape(-1) for j in range(out.shape[0]))
     sec = time.perf_counter() - t0
     cost = {"hops": len(rows), "hop_ms": src.hop_ms, "processing_s": round(sec, 4),
             "ms_per_hop": round(1000 * sec / max(len(rows), 1), 4),
-            "real_time_factor": round(sec / (audio.shape[0] / src.sample_rate), 5)}
-    return np.asarray(times), np.asarray(rows, np.float32), cost
+            "real_time_factor": round(sec / (audio.shape[0] / sr), 5)}
+    return ends / sr, np.asarray(rows, np.float32), cost
 
 
 # -- matching and metrics -----------------------------------------------------------------------
@@ -559,7 +572,11 @@ def calibrate_artifacts(paths, calibration: list[Stream], test: list[Stream] | N
     for p in paths:
         c = calibrate(p, calibration, target_fa_per_hour)
         op, cal = c["operating_point"], c["calibration"]
-        row = {"artifact": Path(p).name, "threshold": op["threshold"], "smooth_ms": op["smooth_ms"],
+        from ..artifact import read_meta
+
+        meta = read_meta(p)
+        row = {"artifact": Path(p).name, "format": meta.format,
+               "precision": (meta.quantization or {}).get("precision", "float32"), "threshold": op["threshold"], "smooth_ms": op["smooth_ms"],
                "refractory_ms": op["refractory_ms"], "calibration_recall": cal["recall"],
                "calibration_fa_per_hour": cal["fa_per_hour"]}
         if test:
