@@ -87,8 +87,8 @@ DEFAULT = OperatingPoint()
 
 def operating_point_of(model, **overrides) -> OperatingPoint:
     """The operating point a model ships with (metadata ``postprocessing``), else the defaults; flags override."""
-    meta = getattr(model, "meta", None)
-    pp = getattr(meta, "postprocessing", None) or (getattr(meta, "extra", None) or {}).get("postprocessing") or {}
+    meta = getattr(model, "meta", None)  # a local Session; a RemoteModel has the server's copy
+    pp = getattr(meta, "postprocessing", None) or getattr(model, "postprocessing", None) or {}
     try:
         op = OperatingPoint.from_dict(pp)
     except (ConfigError, TypeError) as e:
@@ -412,6 +412,9 @@ class _Scored:
         if not streams:
             raise ConfigError("No streams to evaluate on")
         self.streams = streams
+        names = list((self.session.meta.labels if self.session.meta is not None else None) or [])
+        for s in streams:  # before any work: a bad events file fails fast
+            check_events([asdict(e) for e in s.events], s.name, names or None)
         self.runs, costs = [], []
         for i, s in enumerate(streams):
             sr = int((self.session.meta.preprocessing or {}).get("sample_rate", 16000))
@@ -427,8 +430,9 @@ class _Scored:
         self.labels = model_labels(self.session, self.runs[0][1].shape[1])
         self.kw = keyword_indices(self.labels, keywords)
         self.keyword_labels = [self.labels[k] for k in self.kw]
-        for s in streams:
-            check_events([asdict(e) for e in s.events], s.name, self.labels)
+        if not names:
+            for s in streams:
+                check_events([asdict(e) for e in s.events], s.name, self.labels)
         self.seconds = sum(s.seconds for s in streams)
         proc = sum(c["processing_s"] for c in costs)
         hops = sum(c["hops"] for c in costs)
@@ -536,6 +540,9 @@ def calibrate(artifact_path, streams: list[Stream], target_fa_per_hour: float = 
 
     if not (isinstance(target_fa_per_hour, (int, float)) and target_fa_per_hour >= 0):
         raise ConfigError(f"target_fa_per_hour must be a number >= 0; received {target_fa_per_hour!r}")
+    if not any(s.keywords for s in streams):
+        raise DataError("Calibration needs keyword streams (a WAV with its events) beside the negative ones: "
+                        "none of the given streams holds a keyword event")
     sc = _Scored(artifact_path, streams, keywords=keywords, quiet=quiet)
     op, fig, _ = sweep(sc, target_fa_per_hour, **grid)
     info = {"target_fa_per_hour": target_fa_per_hour, "recall": fig["recall"], "fa_per_hour": fig["fa_per_hour"],

@@ -82,7 +82,20 @@ def pos_wav(stream, tmp_path):
     return write_wav(tmp_path / f"{stream.name}.wav", stream.audio)
 
 
-def test_bad_stream_input(kws_model, exported_models, invoke_cli, tmp_path):
+def _image_model(path):
+    """A tiny ONNX model with no audio preprocessing metadata (no TensorFlow needed)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.ones(12, np.float32))
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_bad_stream_input(kws_model, invoke_cli, tmp_path):
     short = write_wav(tmp_path / "short.wav", np.zeros(8000, np.float32))
     code, out, err = invoke_cli(["eval", kws_model, "--stream", short])
     assert code == 2 and "shorter than one 1-s window" in err and "Traceback" not in err
@@ -91,7 +104,7 @@ def test_bad_stream_input(kws_model, exported_models, invoke_cli, tmp_path):
     wav = write_wav(tmp_path / "two.wav", np.zeros(2 * 16000, np.float32))
     code, out, err = invoke_cli(["eval", kws_model, "--stream", wav, "--events", ev])
     assert code == 2 and "'maybe', not one of the model's keywords" in err
-    code, out, err = invoke_cli(["eval", exported_models["tflite"], "--stream", wav])
+    code, out, err = invoke_cli(["eval", _image_model(tmp_path / "tiny.onnx"), "--stream", wav])
     assert code == 2 and "not a keyword-spotting model" in err
     code, out, err = invoke_cli(["eval", kws_model, "--stream", wav, "--data", "keywords"])
     assert code == 2 and "can't be combined with --stream" in err
