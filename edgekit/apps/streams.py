@@ -152,16 +152,20 @@ class PostProcessor:
         self._history.append(np.asarray(probs, np.float64).reshape(-1))
         if len(self._history) > self.smooth_n:
             self._history.pop(0)
-        return self.decide(t, np.sum(self._history, axis=0) / len(self._history))
+        acc = np.zeros_like(self._history[0])
+        for row in self._history:  # oldest first, exactly as smooth() adds them: same bits, same ties
+            acc = acc + row
+        return self.decide(t, acc / len(self._history))
 
 
 def smooth(P: np.ndarray, n: int) -> np.ndarray:
-    """Causal moving average over ``n`` hops (fewer at the start), as PostProcessor.push computes it."""
+    """Causal moving average over ``n`` hops (fewer at the start), added in the order PostProcessor.push
+    adds them, so a posterior exactly at a threshold crosses it in both (a running sum would not)."""
     P = np.asarray(P, np.float64)
-    c = np.cumsum(np.vstack([np.zeros((1, P.shape[1])), P]), axis=0)
-    idx = np.arange(1, P.shape[0] + 1)
-    lo = np.maximum(idx - n, 0)
-    return (c[idx] - c[lo]) / (idx - lo)[:, None]
+    acc = np.zeros_like(P)
+    for k in range(min(n, len(P)) - 1, -1, -1):  # row i gets P[i-k], the oldest first
+        acc[k:] += P[:len(P) - k]
+    return acc / np.minimum(np.arange(1, len(P) + 1), n)[:, None]
 
 
 def detect(times: np.ndarray, P: np.ndarray, labels: list[str], keywords: list[int], op: OperatingPoint,
@@ -530,8 +534,33 @@ def sweep(scored: "_Scored", target_fa_per_hour: float = 1.0, thresholds=DET_THR
     return op, {**{k: round(v, 4) if isinstance(v, float) else v for k, v in best.items()}, "target_met": met}, rows
 
 
+def per_keyword(scored: "_Scored", op: OperatingPoint, margin: float = 0.05, step: float = 0.05) -> OperatingPoint:
+    """Lower each keyword's threshold below the global one as far as it adds no false alarm on the calibration
+    streams, plus ``margin`` back up (a keyword that never fires on speech needs less); kept only if the
+    combination still has no more false alarms and more hits than ``op``."""
+    h0, _, f0 = scored.counts(op)
+    ths = {}
+    for k in scored.keyword_labels:
+        best = op.threshold
+        t = round(op.threshold - step, 4)
+        while t >= 0.3 - 1e-9:
+            h, _, f = scored.counts(replace(op, thresholds={**ths, k: t}))
+            if f > f0:
+                break
+            best = t
+            t = round(t - step, 4)
+        if best < op.threshold:
+            ths[k] = round(min(op.threshold, best + margin), 4)
+    if not ths:
+        return op
+    cand = replace(op, thresholds=ths)
+    h, _, f = scored.counts(cand)
+    return cand if f <= f0 and h > h0 else op
+
+
 def calibrate(artifact_path, streams: list[Stream], target_fa_per_hour: float = 1.0, *, keywords=None,
-              write: bool = True, quiet: bool = True, data: dict | None = None, **grid) -> dict:
+              write: bool = True, quiet: bool = True, data: dict | None = None, per_keyword_thresholds: bool = False,
+              **grid) -> dict:
     """Sweep threshold, smoothing and refractory time of ``artifact_path`` on calibration ``streams``, pick the
     most recall at <= ``target_fa_per_hour`` and (``write``) record it in the artifact's sidecar metadata as
     ``postprocessing``: the spotter, ``edgekit demo mic``, serve and a deployed device then use it without flags.
@@ -545,6 +574,10 @@ def calibrate(artifact_path, streams: list[Stream], target_fa_per_hour: float = 
                         "none of the given streams holds a keyword event")
     sc = _Scored(artifact_path, streams, keywords=keywords, quiet=quiet)
     op, fig, _ = sweep(sc, target_fa_per_hour, **grid)
+    if per_keyword_thresholds and fig["target_met"]:
+        op = per_keyword(sc, op)
+        h, n, f = sc.counts(op)
+        fig.update(recall=round(h / n, 4) if n else 0.0, fa_per_hour=round(f / (sc.seconds / 3600), 4))
     info = {"target_fa_per_hour": target_fa_per_hour, "recall": fig["recall"], "fa_per_hour": fig["fa_per_hour"],
             "target_met": fig["target_met"], "keywords": fig["keywords"], "hours": round(sc.seconds / 3600, 4),
             "streams": len(streams), **({"data": data} if data else {})}

@@ -153,3 +153,15 @@ def test_bad_events_and_operating_points_are_clear_errors(tmp_path):
     assert s.audio.shape[0] == 48000 and len(s.events) == 1 and "resampled to 16000 Hz mono" in s.notes[0]
     with pytest.raises(DataError, match="No such events file"):
         load_streams([wav], tmp_path / "missing.json")
+
+
+def test_per_keyword_thresholds_catch_a_quiet_keyword_without_new_false_alarms():
+    from edgekit.apps.streams import per_keyword
+
+    # "no" only reaches 0.4 but never fires on speech; a spurious "yes" reaches 0.6: one threshold can't have both.
+    t, P = posteriors(400, {"yes": [(10, 14, 0.8), (300, 304, 0.6)], "no": [(100, 104, 0.4)]})
+    sc = _fake_scored(t, P, [Event("yes", 1.8, 2.3), Event("no", 10.8, 11.3)], seconds=3600.0)
+    op, fig, _ = sweep(sc, 0.5, thresholds=[0.65, 0.7, 0.75, 0.8], smooth_grid=(100.0,), refractory_grid=(1000.0,))
+    assert (op.threshold, fig["hits"], fig["false_alarms"]) == (0.75, 1, 0)
+    pk = per_keyword(sc, op)
+    assert pk.thresholds == {"yes": 0.7, "no": 0.35} and sc.counts(pk) == (2, 2, 0)
