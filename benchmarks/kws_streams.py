@@ -11,7 +11,7 @@ false alarms an hour, then measure it at that operating point on
 
 beside its clip accuracy (``report.json``), with the streaming cost (ms per hop, real-time factor) on this
 machine. The streams are generated once and cached (edgekit.data.streams; their sizes, voices and seed are
-printed). Usage: python benchmarks/kws_streams.py [RUN_DIR] [--target-fa 1] [--no-dectalk] [--json FILE]
+printed). Usage: python benchmarks/kws_streams.py [RUN_DIR] [--target-fa 1] [--no-dectalk] [--per-keyword] [--json FILE]
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("run", nargs="?", default="runs/demo")
     ap.add_argument("--target-fa", type=float, default=1.0)
     ap.add_argument("--no-dectalk", action="store_true")
+    ap.add_argument("--per-keyword", action="store_true", help="Calibrate per-keyword thresholds as well")
     ap.add_argument("--only", default=None, help="Comma-separated artifact names (default: every one)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args(argv)
@@ -69,9 +70,10 @@ def main(argv=None) -> int:
         fmt = {".tflite": "tflite", ".onnx": "onnx", ".xml": "openvino"}[p.suffix]
         prec = (meta.quantization or {}).get("precision", "float32")
         t1 = time.time()
-        c = calibrate(p, sets["calibration"], a.target_fa)
+        c = calibrate(p, sets["calibration"], a.target_fa, per_keyword_thresholds=a.per_keyword)
         row = {"artifact": p.name, "format": fmt, "precision": prec, "top1": top1.get((fmt, prec)),
                **{k: c["operating_point"][k] for k in ("threshold", "smooth_ms", "refractory_ms")},
+               "per_keyword": c["operating_point"].get("thresholds"),
                "cal_recall": c["calibration"]["recall"], "cal_fa_h": c["calibration"]["fa_per_hour"]}
         for k in [k for k in sets if k != "calibration"]:
             r = evaluate_streams(p, sets[k], det=False)

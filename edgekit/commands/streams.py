@@ -85,20 +85,23 @@ def eval_streams(model, device, threads, json_path, *, streams, events, threshol
                    "A WAV with X.json beside it is a keyword stream; without, negative speech.")
 @click.option("--target-fa", type=Number(float, min=0.0), default=1.0, show_default=True,
               help="Most false alarms per hour allowed; the point with the most recall under it is picked.")
+@click.option("--per-keyword", is_flag=True,
+              help="Also lower single keywords' thresholds where that adds no false alarm on the streams.")
 @click.option("--dry-run", is_flag=True, help="Print the operating point; don't write it into the metadata.")
 @json_option
 @quiet_option
-def calibrate(model, streams, target_fa, dry_run, json_path, quiet):
+def calibrate(model, streams, target_fa, per_keyword, dry_run, json_path, quiet):
     """Calibrate a keyword spotter's post-processing (threshold, smoothing, refractory time) on streams and
     record the operating point in MODEL's metadata, so the microphone demo, serve and a device use it."""
     from ..apps.streams import calibrate as run
 
     ss = _streams(list(streams) or ["builtin:calibration"], None, quiet or json_path == "-")
-    r = run(model, ss, target_fa, write=not dry_run, quiet=quiet or json_path == "-")
+    r = run(model, ss, target_fa, write=not dry_run, quiet=quiet or json_path == "-", per_keyword_thresholds=per_keyword)
     c, op = r["calibration"], r["operating_point"]
     row = {"threshold": op["threshold"], "smooth_ms": op["smooth_ms"], "refractory_ms": op["refractory_ms"],
            "recall": c["recall"], "fa_per_hour": c["fa_per_hour"], "target_met": c["target_met"],
-           "hours": c["hours"], "keywords": c["keywords"]}
+           "hours": c["hours"], "keywords": c["keywords"],
+           "per_keyword": ", ".join(f"{k} {v:g}" for k, v in (op.get("thresholds") or {}).items()) or "-"}
     where = "not written (--dry-run)" if dry_run else f"written to {r['sidecar']}"
     emit([row], json_path, title=f"{model}: operating point for <= {target_fa:g} FA/h, {where}", payload=r)
 
