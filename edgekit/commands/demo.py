@@ -37,15 +37,20 @@ def demo(ctx, out, quiet):
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
     report = run_demo(out=out, quiet=quiet, say=say)
     print_run_summary(report, None)
-    st = report.get("streams")
-    if st:
-        from ..tables import format_table
+    if report.get("streams"):
+        print_stream_table(report["streams"])
 
-        click.echo(f"\nKeyword streams (held-out voices: {st['hours']['test']} h, {st['keywords']['test']} keywords; "
-                   f"operating point calibrated on other voices for <= {st['target_fa_per_hour']:g} FA/h and written "
-                   f"into each artifact's metadata; {st['seconds']:.0f} s)")
-        click.echo(format_table([{"artifact": r["artifact"], "clip_top1": r.get("top1"), "threshold": r["threshold"], "smooth_ms": r["smooth_ms"],
-                                  "recall": r.get("recall"), "fa_per_hour": r.get("fa_per_hour")} for r in st["rows"]]))
+
+def print_stream_table(st: dict) -> None:
+    """The demo's keyword-stream figures (edgekit.pipeline.stream_figures) beside each artifact's clip accuracy."""
+    from ..tables import format_table
+
+    click.echo(f"\nKeyword streams (held-out voices: {st['hours']['test']} h, {st['keywords']['test']} keywords; "
+               f"operating point calibrated on other voices for <= {st['target_fa_per_hour']:g} FA/h and written "
+               f"into each artifact's metadata; {st['seconds']:.0f} s)")
+    click.echo(format_table([{"artifact": r["artifact"], "clip_top1": r.get("top1"), "threshold": r["threshold"],
+                              "smooth_ms": r["smooth_ms"], "recall": r.get("recall"), "fa_per_hour": r.get("fa_per_hour")}
+                             for r in st["rows"]]))
 
 
 def _model_options(f):
