@@ -25,12 +25,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, MissingDependencyError, ModelError, UnsupportedError
-from . import model_kind, model_labels, probabilities
+from . import model_kind, model_labels
 
 # The defaults before calibration live with the post-processing (edgekit.apps.streams); a calibrated artifact
 # carries its own operating point in its metadata (``postprocessing``), which the spotter uses unless told otherwise.
 from .streams import HOP_MS, REFRACTORY_MS, SMOOTH_MS, THRESHOLD, Detection, Event, PostProcessor  # noqa: E402,F401
-from .streams import match  # noqa: E402
+from .streams import _Hops, _LocalPosteriors, match  # noqa: E402,F401  (_LocalPosteriors: the tests' hook)
 from .streams import is_keyword as _is_keyword  # noqa: E402
 
 __all__ = ["KeywordSpotter", "Detection", "StreamResult", "RingBuffer", "score", "load_events", "read_audio",
@@ -91,62 +91,6 @@ class StreamResult:
                 "real_time_factor": round(self.real_time_factor, 5), "inferences": self.inferences,
                 "ms_per_inference": round(1000 * self.processing_seconds / max(self.inferences, 1), 3),
                 "hop_ms": self.hop_ms, **self.extra}
-
-
-class _Hops:
-    """Cuts any block sizes into hops: ``_feed`` takes audio, ``_classify`` scores the window at each hop."""
-
-    sample_rate: int
-    hop_samples: int
-    _next: int  # stream position (samples) of the next window's end
-    samples = 0
-
-    def push(self, block: np.ndarray):
-        """Yield (time of the window's end, probabilities) for each hop completed by this block."""
-        x = np.asarray(block, np.float32).reshape(-1)
-        while x.size:
-            take = min(x.size, self._next - self.samples)
-            self._feed(x[:take])
-            self.samples += take
-            x = x[take:]
-            if self.samples == self._next:
-                self._next += self.hop_samples
-                yield self.samples / self.sample_rate, self._classify()
-
-
-class _LocalPosteriors(_Hops):
-    """Audio blocks -> streaming features -> one posterior vector per hop, on a local Session."""
-
-    def __init__(self, session, hop_ms: float):
-        from ..features import Frontend
-
-        pre = session.meta.preprocessing if session.meta is not None else {}
-        try:
-            self.frontend = Frontend.from_preprocessing(pre)
-        except ConfigError as e:
-            raise ModelError(f"{session.path.name}: its audio preprocessing metadata is unusable: {e}") from None
-        fe = self.frontend
-        self.sample_rate = fe.sample_rate
-        shape = tuple(session.inputs[0].shape[1:])
-        want = fe.output_shape
-        if shape not in (want, want + (1,)):
-            raise ModelError(f"{session.path.name} takes input {list(session.inputs[0].shape)} but its front-end "
-                             f"gives {list(want)} per window; the metadata does not match the model")
-        self._shape = (1,) + shape
-        # Hops are whole feature frames, so every window is exactly the batch front-end's output.
-        self.hop_frames = max(1, int(round(hop_ms / 1000 * fe.sample_rate / fe.frame_step)))
-        self.hop_samples = self.hop_frames * fe.frame_step
-        self.hop_ms = 1000.0 * self.hop_samples / fe.sample_rate
-        self.window_s = fe.clip_samples / fe.sample_rate
-        self.session = session
-        self.stream = fe.stream()
-        self._next = fe.clip_samples
-
-    def _feed(self, x: np.ndarray) -> None:
-        self.stream.push(x)
-
-    def _classify(self) -> np.ndarray:
-        return probabilities(self.session.predict(self.stream.window().reshape(self._shape)))
 
 
 class _RemotePosteriors(_Hops):

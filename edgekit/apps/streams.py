@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError, ModelError
+from . import probabilities
 
 __all__ = ["OperatingPoint", "PostProcessor", "Detection", "Event", "Stream", "posteriors", "detect", "match",
            "evaluate_streams", "det_curve", "sweep", "calibrate", "stream_recall_at_fa", "operating_point_of",
@@ -300,6 +301,62 @@ def load_streams(paths, events=None, sample_rate: int = 16000) -> list[Stream]:
 
 
 # -- posteriors through the runtime -------------------------------------------------------------
+class _Hops:
+    """Cuts any block sizes into hops: ``_feed`` takes audio, ``_classify`` scores the window at each hop."""
+
+    sample_rate: int
+    hop_samples: int
+    _next: int  # stream position (samples) of the next window's end
+    samples = 0
+
+    def push(self, block: np.ndarray):
+        """Yield (time of the window's end, probabilities) for each hop completed by this block."""
+        x = np.asarray(block, np.float32).reshape(-1)
+        while x.size:
+            take = min(x.size, self._next - self.samples)
+            self._feed(x[:take])
+            self.samples += take
+            x = x[take:]
+            if self.samples == self._next:
+                self._next += self.hop_samples
+                yield self.samples / self.sample_rate, self._classify()
+
+
+class _LocalPosteriors(_Hops):
+    """Audio blocks -> streaming features -> one posterior vector per hop, on a local Session."""
+
+    def __init__(self, session, hop_ms: float):
+        from ..features import Frontend
+
+        pre = session.meta.preprocessing if session.meta is not None else {}
+        try:
+            self.frontend = Frontend.from_preprocessing(pre)
+        except ConfigError as e:
+            raise ModelError(f"{session.path.name}: its audio preprocessing metadata is unusable: {e}") from None
+        fe = self.frontend
+        self.sample_rate = fe.sample_rate
+        shape = tuple(session.inputs[0].shape[1:])
+        want = fe.output_shape
+        if shape not in (want, want + (1,)):
+            raise ModelError(f"{session.path.name} takes input {list(session.inputs[0].shape)} but its front-end "
+                             f"gives {list(want)} per window; the metadata does not match the model")
+        self._shape = (1,) + shape
+        # Hops are whole feature frames, so every window is exactly the batch front-end's output.
+        self.hop_frames = max(1, int(round(hop_ms / 1000 * fe.sample_rate / fe.frame_step)))
+        self.hop_samples = self.hop_frames * fe.frame_step
+        self.hop_ms = 1000.0 * self.hop_samples / fe.sample_rate
+        self.window_s = fe.clip_samples / fe.sample_rate
+        self.session = session
+        self.stream = fe.stream()
+        self._next = fe.clip_samples
+
+    def _feed(self, x: np.ndarray) -> None:
+        self.stream.push(x)
+
+    def _classify(self) -> np.ndarray:
+        return probabilities(self.session.predict(self.stream.window().reshape(self._shape)))
+
+
 def open_spotter_model(model, device: str = "cpu", threads: int | None = None):
     """A runtime Session of a keyword-spotting model (a path or a Session); a clear ModelError otherwise."""
     from . import model_kind
@@ -332,9 +389,6 @@ def posteriors(session, audio: np.ndarray, hop_ms: float = HOP_MS) -> tuple[np.n
     classifies (its front-end's frames equal the batch front-end's on the whole stream, so they are computed
     at once and cut), in batches where the model takes them."""
     import time
-
-    from . import probabilities
-    from .kws import _LocalPosteriors
 
     src = _LocalPosteriors(session, hop_ms)  # the spotter's own hop and window arithmetic and checks
     fe, sr = src.frontend, src.sample_rate

@@ -248,16 +248,16 @@ def _warn_missing(lacking: dict[str, str], use: list[str]) -> None:
 
 def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = None, frontend: dict | None = None,
                   quiet: bool = True, sources=None, holdout: str | None = None, augment=True,
-                  prose_unknown: int = 0) -> Dataset:
+                  extra_unknown=None) -> Dataset:
     """The 12-class synthesized keyword task (see module docs).
 
     ``reps`` clips per speaker and class; ``augment`` the training augmentation (True, False or a dict of
     edgekit.data.augment.AudioAugment fields); ``augment_copies`` a shorthand for its ``copies``;
     ``sources`` the speech sources (default: the built-in ones installed here); ``holdout`` a source whose
     speakers are all the test split and none of whose persons train; ``frontend`` overrides
-    edgekit.features.Frontend parameters (default 49x10 MFCC); ``prose_unknown`` adds that many 1-s windows of
-    continuous prose spoken by the training voices (edgekit.data.streams) to the training ``_unknown_`` class,
-    so a streaming model has heard running speech that holds no keyword.
+    edgekit.features.Frontend parameters (default 49x10 MFCC); ``extra_unknown`` (float32 [n, 16000]) joins the
+    training ``_unknown_`` class before augmentation (the registered ``keywords`` loader,
+    edgekit.data.streams.load_keywords, fills it with windows of the training voices' prose: ``prose_unknown``).
     """
     from ..features import Frontend
 
@@ -268,11 +268,6 @@ def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = Non
             raise ConfigError(f"augment_copies={augment_copies} and augment copies={augment['copies']} disagree; give one")
         if not isinstance(augment_copies, int) or augment_copies < 0:
             raise ConfigError(f"augment_copies must be an integer >= 0; received {augment_copies!r}")
-    if isinstance(prose_unknown, bool) or not isinstance(prose_unknown, int) or prose_unknown < 0:
-        raise ConfigError(f"prose_unknown must be an integer >= 0; received {prose_unknown!r}")
-    if prose_unknown and holdout in BUILTIN:
-        raise ConfigError(f"prose_unknown speaks with every built-in source's training voices; it can't be combined "
-                          f"with holding out the built-in source {holdout!r}")
     cfg = parse_augment(augment)
     if augment_copies is not None:
         cfg = dataclasses.replace(cfg, copies=augment_copies)
@@ -310,11 +305,9 @@ def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = Non
         n_sil = int(round(len(y) / (len(LABELS) - 1)))  # one class's worth of silence
         clean = np.concatenate([clean, np.zeros((n_sil, fe.clip_samples), np.float32)])
         y = np.concatenate([y, np.full(n_sil, LABELS.index(SILENCE))])
-        if s == "train" and prose_unknown:
-            from .streams import prose_windows
-
-            clean = np.concatenate([clean, prose_windows("train", prose_unknown, seed, quiet)])
-            y = np.concatenate([y, np.full(prose_unknown, LABELS.index(UNKNOWN))])
+        if s == "train" and extra_unknown is not None and len(extra_unknown):
+            clean = np.concatenate([clean, np.asarray(extra_unknown, np.float32)])
+            y = np.concatenate([y, np.full(len(extra_unknown), LABELS.index(UNKNOWN))])
         if s == "train":
             audio, y = augmented_copies(clean, y, cfg, rng, silence_label=LABELS.index(SILENCE))
         else:  # held-out splits: real-world-like mild noise, no shifts beyond the speaker's own
@@ -331,4 +324,4 @@ def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = Non
                    {"source": " + ".join(f"{s} ({get_source(s).family})" for s in info_sources),
                     "sources": info_sources, "missing_sources": lacking, "holdout": holdout, "voices": voices,
                     "reps": reps, "augment": cfg.to_dict(), "augment_copies": cfg.copies, "seed": seed,
-                    **({"prose_unknown": prose_unknown} if prose_unknown else {})})
+                    **({"extra_unknown": len(extra_unknown)} if extra_unknown is not None else {})})

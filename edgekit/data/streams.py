@@ -240,6 +240,28 @@ def prose_windows(split: str = "train", n: int = 2000, seed: int = 0, quiet: boo
     return out
 
 
+def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = None, frontend: dict | None = None,
+                  quiet: bool = True, sources=None, holdout: str | None = None, augment=True,
+                  prose_unknown: int = 0):
+    """The ``keywords`` dataset (edgekit.data.keywords.load_keywords, same options) with ``prose_unknown`` 1-s
+    windows of continuous prose spoken by the training voices in the training ``_unknown_`` class, so a
+    streaming model has heard running speech that holds no keyword."""
+    from .keywords import load_keywords as load
+    from .tts import BUILTIN
+
+    if isinstance(prose_unknown, bool) or not isinstance(prose_unknown, int) or prose_unknown < 0:
+        raise ConfigError(f"prose_unknown must be an integer >= 0; received {prose_unknown!r}")
+    if prose_unknown and holdout in BUILTIN:
+        raise ConfigError(f"prose_unknown speaks with every built-in source's training voices; it can't be combined "
+                          f"with holding out the built-in source {holdout!r}")
+    extra = prose_windows("train", prose_unknown, seed, quiet) if prose_unknown else None
+    ds = load(seed, reps, augment_copies, frontend, quiet, sources, holdout, augment, extra_unknown=extra)
+    if prose_unknown:
+        ds.info.pop("extra_unknown", None)
+        ds.info["prose_unknown"] = prose_unknown
+    return ds
+
+
 if __name__ == "__main__":  # pragma: no cover - python -m edgekit.data.streams SPLIT: build a split's cache
     for name in sys.argv[1:] or ["calibration", "test"]:
         print(stream_folder(name, quiet=False))
