@@ -59,6 +59,9 @@ class ArtifactMeta:
     # {"max_abs_diff": ..., "top1_agreement": ..., "samples": 32, "passed": true}
     verification: dict = field(default_factory=dict)
     sparsity: float | None = None
+    # Keyword streams: the calibrated operating point the device-side spotter uses (edgekit.apps.streams),
+    # {"threshold", "smooth_ms", "refractory_ms", "hop_ms", "calibration": {...}}; empty: the defaults.
+    postprocessing: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
     schema: int = SCHEMA_VERSION
 
@@ -97,7 +100,7 @@ class ArtifactMeta:
 # Field -> the JSON types it may hold (None is allowed where the default is None).
 _FIELD_TYPES = {"format": (str,), "task": (str,), "labels": (list,), "inputs": (list,), "outputs": (list,),
                 "preprocessing": (dict,), "quantization": (dict,), "provenance": (dict,), "metrics": (dict,),
-                "verification": (dict,), "sparsity": (int, float, type(None)), "extra": (dict,), "schema": (int,)}
+                "verification": (dict,), "sparsity": (int, float, type(None)), "postprocessing": (dict,), "extra": (dict,), "schema": (int,)}
 _JSON_NAMES = {str: "a string", list: "a list", dict: "an object", int: "a number", float: "a number",
                type(None): "null", bool: "true/false"}
 

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("edgekit.commands.data", "data", "Datasets: list, inspect and prepare."),
     "train": ("edgekit.commands.train", "train", "Train a zoo model on a dataset."),
     "eval": ("edgekit.commands.eval", "eval_", "Evaluate a model of any format on a dataset."),
+    "calibrate": ("edgekit.commands.streams", "calibrate", "Calibrate a keyword spotter's operating point on streams."),
     "compress": ("edgekit.commands.compress", "compress", "Prune, distill and quantize, gated on accuracy."),
     "run": ("edgekit.commands.run", "run", "Run a recipe (YAML pipeline) end to end."),
     "demo": ("edgekit.commands.demo", "demo", "Run the built-in demo, or the camera / microphone demo apps."),

@@ -15,27 +15,23 @@ Device side: NumPy only (sounddevice for a live microphone); never TensorFlow or
 
 from __future__ import annotations
 
-import json
 import queue
 import struct
 import sys
 import time
-from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import ConfigError, DataError, MissingDependencyError, ModelError, UnsupportedError
-from . import model_kind, model_labels, probabilities
+from . import model_kind, model_labels
 
-# Defaults tuned on espeak streams (synth seeds 11-14; the benchmark scores seeds 0-4) with a ds_cnn_s
-# trained on shifted clips: averaging 7 hops turns a word's run of high posteriors into one crossing
-# and keeps the brief spikes that distractor speech causes below the threshold. Re-checked (issue 13)
-# with the default built-in model on DECtalk tuning streams (seeds 11-14), a voice it never heard:
-# threshold 0.5-0.6 or 300-500 ms smoothing found 3-8 more of 80 keywords but 4-9x the false alarms on
-# streams with distractor speech (6 -> 22-53 in 4 minutes), so these stay.
-HOP_MS, SMOOTH_MS, THRESHOLD, REFRACTORY_MS = 100.0, 700.0, 0.7, 1000.0
+# The defaults before calibration live with the post-processing (edgekit.apps.streams); a calibrated artifact
+# carries its own operating point in its metadata (``postprocessing``), which the spotter uses unless told otherwise.
+from .streams import HOP_MS, REFRACTORY_MS, SMOOTH_MS, THRESHOLD, Detection, Event, PostProcessor  # noqa: E402,F401
+from .streams import _Hops, _LocalPosteriors, match  # noqa: E402,F401  (_LocalPosteriors: the tests' hook)
+from .streams import is_keyword as _is_keyword  # noqa: E402
 
 __all__ = ["KeywordSpotter", "Detection", "StreamResult", "RingBuffer", "score", "load_events", "read_audio",
            "listen", "microphone_available"]
@@ -76,19 +72,6 @@ class RingBuffer:
 
 
 @dataclass
-class Detection:
-    label: str
-    time: float  # seconds from the start of the stream to the end of the window that fired
-    score: float  # the smoothed posterior that crossed the threshold
-    index: int
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["time"], d["score"] = round(self.time, 3), round(self.score, 4)
-        return d
-
-
-@dataclass
 class StreamResult:
     detections: list[Detection]
     audio_seconds: float
@@ -108,67 +91,6 @@ class StreamResult:
                 "real_time_factor": round(self.real_time_factor, 5), "inferences": self.inferences,
                 "ms_per_inference": round(1000 * self.processing_seconds / max(self.inferences, 1), 3),
                 "hop_ms": self.hop_ms, **self.extra}
-
-
-def _is_keyword(label: str) -> bool:
-    # Speech Commands convention: "_silence_" and "_unknown_" are the non-keyword classes.
-    return not (label.startswith("_") and label.endswith("_"))
-
-
-class _Hops:
-    """Cuts any block sizes into hops: ``_feed`` takes audio, ``_classify`` scores the window at each hop."""
-
-    sample_rate: int
-    hop_samples: int
-    _next: int  # stream position (samples) of the next window's end
-    samples = 0
-
-    def push(self, block: np.ndarray):
-        """Yield (time of the window's end, probabilities) for each hop completed by this block."""
-        x = np.asarray(block, np.float32).reshape(-1)
-        while x.size:
-            take = min(x.size, self._next - self.samples)
-            self._feed(x[:take])
-            self.samples += take
-            x = x[take:]
-            if self.samples == self._next:
-                self._next += self.hop_samples
-                yield self.samples / self.sample_rate, self._classify()
-
-
-class _LocalPosteriors(_Hops):
-    """Audio blocks -> streaming features -> one posterior vector per hop, on a local Session."""
-
-    def __init__(self, session, hop_ms: float):
-        from ..features import Frontend
-
-        pre = session.meta.preprocessing if session.meta is not None else {}
-        try:
-            self.frontend = Frontend.from_preprocessing(pre)
-        except ConfigError as e:
-            raise ModelError(f"{session.path.name}: its audio preprocessing metadata is unusable: {e}") from None
-        fe = self.frontend
-        self.sample_rate = fe.sample_rate
-        shape = tuple(session.inputs[0].shape[1:])
-        want = fe.output_shape
-        if shape not in (want, want + (1,)):
-            raise ModelError(f"{session.path.name} takes input {list(session.inputs[0].shape)} but its front-end "
-                             f"gives {list(want)} per window; the metadata does not match the model")
-        self._shape = (1,) + shape
-        # Hops are whole feature frames, so every window is exactly the batch front-end's output.
-        self.hop_frames = max(1, int(round(hop_ms / 1000 * fe.sample_rate / fe.frame_step)))
-        self.hop_samples = self.hop_frames * fe.frame_step
-        self.hop_ms = 1000.0 * self.hop_samples / fe.sample_rate
-        self.window_s = fe.clip_samples / fe.sample_rate
-        self.session = session
-        self.stream = fe.stream()
-        self._next = fe.clip_samples
-
-    def _feed(self, x: np.ndarray) -> None:
-        self.stream.push(x)
-
-    def _classify(self) -> np.ndarray:
-        return probabilities(self.session.predict(self.stream.window().reshape(self._shape)))
 
 
 class _RemotePosteriors(_Hops):
@@ -197,13 +119,14 @@ class KeywordSpotter:
     label except ``_silence_``/``_unknown_``).
     """
 
-    def __init__(self, model, *, hop_ms: float = HOP_MS, smooth_ms: float = SMOOTH_MS, threshold: float = THRESHOLD,
-                 refractory_ms: float = REFRACTORY_MS, keywords: list[str] | None = None):
-        for name, v, lo in (("hop_ms", hop_ms, 1), ("smooth_ms", smooth_ms, 0), ("refractory_ms", refractory_ms, 0)):
-            if not v >= lo:
-                raise ConfigError(f"{name} must be >= {lo}; received {v}")
-        if not 0.0 < threshold <= 1.0:
-            raise ConfigError(f"threshold must be in (0, 1]; received {threshold}")
+    def __init__(self, model, *, hop_ms: float | None = None, smooth_ms: float | None = None,
+                 threshold: float | None = None, refractory_ms: float | None = None, keywords: list[str] | None = None):
+        from .streams import operating_point_of
+
+        # The model's calibrated operating point (or the defaults), each argument given overriding it.
+        op = operating_point_of(model, hop_ms=hop_ms, smooth_ms=smooth_ms, threshold=threshold,
+                                refractory_ms=refractory_ms)
+        hop_ms = op.hop_ms
         kind = model_kind(model)
         name = getattr(model, "name", None) or getattr(getattr(model, "path", None), "name", str(model))
         if kind != "audio":
@@ -220,30 +143,20 @@ class KeywordSpotter:
         self.sample_rate = self.source.sample_rate
         self.hop_ms = self.source.hop_ms
         self.window_s = self.source.window_s
-        self.smooth_n = max(1, int(round(smooth_ms / self.hop_ms)))
-        self.threshold = float(threshold)
-        self.refractory_s = refractory_ms / 1000.0
+        self.operating_point = replace(op, hop_ms=self.hop_ms)
+        self.smooth_n = max(1, int(round(op.smooth_ms / self.hop_ms)))
+        self.threshold = float(op.threshold)
+        self.refractory_s = op.refractory_ms / 1000.0
         self._keywords_arg = list(keywords) if keywords else None
-        self._kw_idx: np.ndarray | None = None
-        self._history: deque = deque(maxlen=self.smooth_n)
-        self._last_fire = -np.inf
-        self._last_label: int | None = None
+        self._post: PostProcessor | None = None
         self.inferences = 0
         self.processing_seconds = 0.0
 
-    def _keyword_indices(self, n: int) -> np.ndarray:
-        labels = model_labels(self.model, n)
-        if self._keywords_arg is None:
-            idx = [i for i, lab in enumerate(labels) if _is_keyword(lab)]
-        else:
-            unknown = [k for k in self._keywords_arg if k not in labels]
-            if unknown:
-                raise ConfigError(f"Unknown keyword(s) {', '.join(map(repr, unknown))}. The model's labels: {', '.join(labels)}")
-            idx = [labels.index(k) for k in self._keywords_arg]
-        if not idx:
-            raise ModelError(f"The model has no keyword classes to detect (labels: {', '.join(labels)})")
-        self.labels = labels
-        return np.asarray(idx)
+    def _postprocessor(self, n: int) -> PostProcessor:
+        from .streams import keyword_indices
+
+        self.labels = model_labels(self.model, n)
+        return PostProcessor(self.labels, keyword_indices(self.labels, self._keywords_arg), self.operating_point)
 
     def push(self, block: np.ndarray) -> list[Detection]:
         """Feed a block of mono float samples at the model's rate; returns the detections it completes."""
@@ -251,19 +164,11 @@ class KeywordSpotter:
         out = []
         for t, probs in self.source.push(block):
             self.inferences += 1
-            if self._kw_idx is None:
-                self._kw_idx = self._keyword_indices(probs.shape[-1])
-            self._history.append(probs.reshape(-1))
-            smoothed = np.mean(self._history, axis=0)
-            k = self._kw_idx[int(np.argmax(smoothed[self._kw_idx]))]
-            s = float(smoothed[k])
-            if self._last_label is not None and smoothed[self._last_label] < self.threshold:
-                self._last_label = None  # that keyword has faded: it may fire again
-            # The same keyword fires again only after its posterior dipped below the threshold, so one
-            # long utterance still in the window after the refractory period is not a second detection.
-            if s >= self.threshold and t - self._last_fire >= self.refractory_s and k != self._last_label:
-                self._last_fire, self._last_label = t, int(k)
-                out.append(Detection(self.labels[k], t, s, int(k)))
+            if self._post is None:
+                self._post = self._postprocessor(probs.shape[-1])
+            d = self._post.push(t, probs)
+            if d is not None:
+                out.append(d)
         self.processing_seconds += time.perf_counter() - t0
         return out
 
@@ -368,67 +273,27 @@ def listen(spotter: KeywordSpotter, *, duration: float | None = None, device=Non
 
 
 # -- scoring against a labelled stream ----------------------------------------------------------
-@dataclass
-class Event:
-    label: str
-    start: float
-    end: float
-
-
 def load_events(path: str | Path) -> list[Event]:
     """Ground truth: JSON ``{"events": [{"label", "start", "end"}, ...]}`` or a bare list (seconds)."""
-    p = Path(path)
-    try:
-        doc = json.loads(p.read_text())
-    except FileNotFoundError:
-        raise DataError(f"No such labels file: {p}") from None
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DataError(f"Can't read labels file {p} as JSON: {e}") from None
-    items = doc.get("events") if isinstance(doc, dict) else doc
-    if not isinstance(items, list):
-        raise DataError(f"{p}: expected a list of events or {{\"events\": [...]}}; received {type(items).__name__}")
-    out = []
-    for i, e in enumerate(items):
-        try:
-            ev = Event(str(e["label"]), float(e["start"]), float(e["end"]))
-        except (TypeError, KeyError, ValueError):
-            raise DataError(f"{p}: event {i} needs 'label', 'start' and 'end' (seconds); received {e!r}") from None
-        if ev.end < ev.start:
-            raise DataError(f"{p}: event {i} ends ({ev.end}) before it starts ({ev.start})")
-        out.append(ev)
-    return out
+    from .streams import load_events as _load
+
+    return _load(path, what="labels file")
 
 
 def score(detections: list[Detection], events: list[Event], *, window_s: float = 1.0, slack_s: float = 0.5,
           keywords: list[str] | None = None) -> dict:
-    """Hits, misses and false alarms of ``detections`` against keyword ``events``.
-
-    A detection (timestamped at the end of its window) hits a keyword event with the same label
-    when the event was inside that window: ``start <= time <= end + window_s + slack_s`` (slack
-    covers the smoothing delay). Each event is hit at most once; every other detection is a false
-    alarm. Events whose label is not a keyword (distractors, ``keywords`` given) only count when detected.
-    """
+    """Hits, misses and false alarms of ``detections`` against keyword ``events`` (edgekit.apps.streams.match
+    with a tolerance of ``window_s + slack_s`` after the word's end; slack covers the smoothing delay).
+    Events whose label is not a keyword (distractors, ``keywords`` given) only count when detected."""
     kw_events = [e for e in events if (e.label in keywords if keywords else _is_keyword(e.label))]
-    matched: set[int] = set()
-    hits, false_alarms = [], []
-    for d in sorted(detections, key=lambda d: d.time):
-        best = None
-        for i, e in enumerate(kw_events):
-            if i in matched or e.label != d.label:
-                continue
-            if e.start <= d.time <= e.end + window_s + slack_s and (best is None or e.start < kw_events[best].start):
-                best = i
-        if best is None:
-            false_alarms.append(d.to_dict())
-        else:
-            matched.add(best)
-            hits.append({**d.to_dict(), "start": kw_events[best].start, "end": kw_events[best].end})
-    misses = [asdict(e) for i, e in enumerate(kw_events) if i not in matched]
-    n = len(kw_events)
-    return {"keywords": n, "hits": len(hits), "misses": len(misses), "false_alarms": len(false_alarms),
+    m = match(detections, kw_events, window_s + slack_s)
+    hits = [{**d.to_dict(), "start": e.start, "end": e.end} for d, e in m["hits"]]
+    n = len(m["keywords"])
+    return {"keywords": n, "hits": len(hits), "misses": len(m["misses"]), "false_alarms": len(m["false_alarms"]),
             "recall": round(len(hits) / n, 4) if n else None,
             "precision": round(len(hits) / len(detections), 4) if detections else None,
-            "hit_list": hits, "miss_list": misses, "false_alarm_list": false_alarms}
+            "hit_list": hits, "miss_list": [asdict(e) for e in m["misses"]],
+            "false_alarm_list": [d.to_dict() for d in m["false_alarms"]]}
 
 
 def print_detection(d: Detection, file=sys.stdout) -> None:

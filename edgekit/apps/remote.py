@@ -57,6 +57,10 @@ class RemoteModel:
         params = md.get("parameters") or {}
         self.kind = params.get("preprocessing") or "none"
         self.num_labels = int(params.get("labels") or 0)
+        try:  # a keyword spotter's calibrated operating point (edgekit.apps.streams), when the server has one
+            self.postprocessing = json.loads(params.get("postprocessing") or "{}")
+        except (TypeError, ValueError):
+            self.postprocessing = {}
         self.platform = md.get("platform", "")
         self.inputs = md.get("inputs") or []
         if len(self.inputs) != 1:

@@ -112,13 +112,7 @@ def keyword_stream(duration_s: float = 60.0, n_keywords: int = 20, *, seed: int 
     # Background: noise of changing colour (white, pink, brown, hum) in 5-s stretches, at a level
     # that puts the speech 15-30 dB above it, crossfaded so the changes themselves are not events.
     speech_rms = float(np.sqrt(np.mean(np.concatenate([c[2] for c in clips]) ** 2)))
-    seg = 5 * sample_rate
-    fade = np.minimum(1.0, np.minimum(np.arange(seg), np.arange(seg)[::-1]) / (0.2 * sample_rate)).astype(np.float32)
-    bg = np.zeros(n + seg, np.float32)
-    for start in range(0, n, seg // 2):
-        level = speech_rms / 10 ** (rng.uniform(*snr_db) / 20)
-        bg[start:start + seg] += background_noise(1, seg, rng)[0] * level * fade
-    audio += bg[:n]
+    audio += noise_bed(n, speech_rms, rng, snr_db, sample_rate)
     # Loud noise bursts in the longest silent gaps: a door, a fan, a passing car.
     bounds = [(0.0, events[0]["start"])] + [(a["end"], b["start"]) for a, b in zip(events, events[1:])] + [
         (events[-1]["end"], duration_s)]
@@ -134,6 +128,20 @@ def keyword_stream(duration_s: float = 60.0, n_keywords: int = 20, *, seed: int 
                        "text": "", "voice": ""})
     events.sort(key=lambda e: e["start"])
     return np.clip(audio, -1, 1), events
+
+
+def noise_bed(n: int, speech_rms: float, rng, snr_db: tuple = (15.0, 30.0), sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Background noise of changing colour (white, pink, brown, hum) in 5-s stretches, at a level that puts
+    speech of ``speech_rms`` ``snr_db`` above it, crossfaded so the changes themselves are not events."""
+    from ..data.keywords import background_noise
+
+    seg = 5 * sample_rate
+    fade = np.minimum(1.0, np.minimum(np.arange(seg), np.arange(seg)[::-1]) / (0.2 * sample_rate)).astype(np.float32)
+    bg = np.zeros(n + seg, np.float32)
+    for start in range(0, n, seg // 2):
+        level = speech_rms / 10 ** (rng.uniform(*snr_db) / 20)
+        bg[start:start + seg] += background_noise(1, seg, rng)[0] * level * fade
+    return bg[:n]
 
 
 def write_stream(wav_path: str | Path, audio: np.ndarray, events: list[dict], sample_rate: int = SAMPLE_RATE,

@@ -35,7 +35,22 @@ def demo(ctx, out, quiet):
     from .run import print_run_summary
 
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
-    print_run_summary(run_demo(out=out, quiet=quiet, say=say), None)
+    report = run_demo(out=out, quiet=quiet, say=say)
+    print_run_summary(report, None)
+    if report.get("streams"):
+        print_stream_table(report["streams"])
+
+
+def print_stream_table(st: dict) -> None:
+    """The demo's keyword-stream figures (edgekit.pipeline.stream_figures) beside each artifact's clip accuracy."""
+    from ..tables import format_table
+
+    click.echo(f"\nKeyword streams (held-out voices: {st['hours']['test']} h, {st['keywords']['test']} keywords; "
+               f"operating point calibrated on other voices for <= {st['target_fa_per_hour']:g} FA/h and written "
+               f"into each artifact's metadata; {st['seconds']:.0f} s)")
+    click.echo(format_table([{"artifact": r["artifact"], "clip_top1": r.get("top1"), "threshold": r["threshold"],
+                              "smooth_ms": r["smooth_ms"], "recall": r.get("recall"), "fa_per_hour": r.get("fa_per_hour")}
+                             for r in st["rows"]]))
 
 
 def _model_options(f):
@@ -93,12 +108,14 @@ def camera(model, url, device, threads, source, headless, save, top_k, max_frame
 @click.option("--wav", default=None, metavar="FILE", help="Stream a WAV recording instead of the microphone.")
 @click.option("--labels-file", default=None, metavar="JSON",
               help="Truth for --wav ({\"events\": [{\"label\", \"start\", \"end\"}]}): report hits, misses, false alarms.")
-@click.option("--threshold", default=kws.THRESHOLD, show_default=True, type=float,
-              help="Smoothed posterior that fires a keyword.")
-@click.option("--hop-ms", default=kws.HOP_MS, show_default=True, type=Number(float, min=1), help="Classify the 1-s window this often.")
-@click.option("--smooth-ms", default=kws.SMOOTH_MS, show_default=True, type=NON_NEGATIVE_FLOAT, help="Average posteriors over this span.")
-@click.option("--refractory-ms", default=kws.REFRACTORY_MS, show_default=True, type=NON_NEGATIVE_FLOAT,
-              help="Quiet time after a detection.")
+@click.option("--threshold", default=None, type=float,
+              help=f"Smoothed posterior that fires a keyword [default: the model's calibrated one, else {kws.THRESHOLD}].")
+@click.option("--hop-ms", default=None, type=Number(float, min=1),
+              help=f"Classify the 1-s window this often [default: calibrated, else {kws.HOP_MS:g}].")
+@click.option("--smooth-ms", default=None, type=NON_NEGATIVE_FLOAT,
+              help=f"Average posteriors over this span [default: calibrated, else {kws.SMOOTH_MS:g}].")
+@click.option("--refractory-ms", default=None, type=NON_NEGATIVE_FLOAT,
+              help=f"Quiet time after a detection [default: calibrated, else {kws.REFRACTORY_MS:g}].")
 @click.option("--keywords", default=None, help="Comma-separated labels that may fire (default: all but _silence_/_unknown_).")
 @click.option("--duration", default=None, type=POSITIVE_FLOAT, help="Listen to the microphone for this many seconds (default: until Ctrl-C).")
 @click.option("--input-device", default=None, help="Microphone (sounddevice index or name).")

@@ -6,6 +6,7 @@ import click
 
 from ._common import POSITIVE_INT, THREADS, emit, json_option
 from .data import data_option, parse_options
+from .streams import eval_streams, stream_options
 
 
 @click.command("eval")
@@ -17,12 +18,16 @@ from .data import data_option, parse_options
 @click.option("--limit", type=POSITIVE_INT, help="Evaluate at most this many examples.")
 @data_option
 @click.option("--confusion/--no-confusion", default=True, show_default=True, help="Print the confusion matrix.")
+@stream_options
 @json_option
-def eval_(model, data, split, device, threads, limit, options, confusion, json_path):
-    """Evaluate MODEL (.keras, .tflite, .onnx or OpenVINO .xml) on a dataset split."""
-    from ..evaluate_detect import is_detection_artifact
-
+def eval_(model, data, split, device, threads, limit, options, confusion, json_path, **stream):
+    """Evaluate MODEL (.keras, .tflite, .onnx or OpenVINO .xml) on a dataset split, a detector on a detection
+    set (COCO mAP), or a keyword spotter on streams (--stream): recall and false alarms per hour at its
+    operating point."""
+    if stream["streams"]:
+        return eval_streams(model, device, threads, json_path, data=data, limit=limit, options=options, **stream)
     from ..data.detection import is_detection_data
+    from ..evaluate_detect import is_detection_artifact
 
     if is_detection_artifact(model) or (data and is_detection_data(data)):
         from ..evaluate_detect import eval_cli

@@ -23,7 +23,7 @@ __all__ = ["Dataset", "datasets", "load_dataset", "describe", "cache_dir", "from
 datasets: Registry = Registry("dataset", "edgekit.datasets")
 datasets.register("digits", "edgekit.data.builtin:load_digits")
 datasets.register("mnist-5k", "edgekit.data.builtin:load_mnist_5k")
-datasets.register("keywords", "edgekit.data.keywords:load_keywords")
+datasets.register("keywords", "edgekit.data.streams:load_keywords")  # keywords.load_keywords + prose_unknown
 datasets.register("fashion-mnist", "edgekit.data.builtin:load_fashion_mnist")
 datasets.register("cifar-10", "edgekit.data.builtin:load_cifar10")
 datasets.register("speech-commands", "edgekit.data.speech_commands:load_speech_commands")

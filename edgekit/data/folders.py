@@ -143,7 +143,7 @@ def silence_clips(noises: list[np.ndarray], n: int, length: int, rng, max_gain: 
 def load_speech_commands_folder(path, keywords=None, frontend: dict | None = None, seed: int = 0,
                                 unknown_fraction: float = 1.0, silence_fraction: float = 1.0,
                                 resample: bool = True, limit_per_class: int | None = None,
-                                augment=True, require_train: bool = True) -> Dataset:
+                                augment=True, require_train: bool = True, speech_fraction: float = 1.0) -> Dataset:
     """A Speech Commands layout: one folder per word of 1-s WAVs, ``_background_noise_/``,
     ``validation_list.txt`` and ``testing_list.txt`` (paths relative to the root) decide the split.
 
@@ -152,6 +152,10 @@ def load_speech_commands_folder(path, keywords=None, frontend: dict | None = Non
     background noise become ``_silence_``. Without it every word folder is a class. WAVs at another
     rate or with several channels are resampled and mixed down unless ``resample=False``.
     ``require_train=False`` accepts a held-out folder (every clip in the lists): to evaluate on.
+    ``_background_speech_/`` (optional): long recordings of speech without the keywords (conversation, radio,
+    read prose); with ``keywords``, 1-s windows cut from them join the training ``_unknown_`` class (about
+    ``speech_fraction`` times a keyword's count), so a streaming model has heard running speech. Only training
+    uses them: keep the voices you test on out of that folder.
 
     ``augment`` (True, False or a dict of :class:`edgekit.data.augment.AudioAugment` fields) gives the
     training split augmented copies of every clip: speed, shift, gain, and the folder's own background
@@ -165,7 +169,7 @@ def load_speech_commands_folder(path, keywords=None, frontend: dict | None = Non
 
     root = _require_dir(Path(path), "Speech Commands")
     fe = Frontend(**(frontend or {}))
-    word_dirs = _class_dirs(root, "Speech Commands", skip=("_background_noise_",))
+    word_dirs = _class_dirs(root, "Speech Commands", skip=("_background_noise_", "_background_speech_"))
     val_list, test_list = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
     files = {d.name: sorted(d.glob("*.wav")) for d in word_dirs}
     empty = [w for w, fs in files.items() if not fs]
@@ -194,6 +198,8 @@ def load_speech_commands_folder(path, keywords=None, frontend: dict | None = Non
             else:
                 unknown[s].append(f)
     noises = [read_wav(p, fe.sample_rate) for p in sorted((root / "_background_noise_").glob("*.wav"))]
+    speech = [a for a in (read_wav(p, fe.sample_rate) for p in sorted((root / "_background_speech_").glob("*.wav")))
+              if len(a) > fe.clip_samples]
     splits = {}
     for s, items in by_split.items():
         if keywords:
@@ -209,6 +215,13 @@ def load_speech_commands_folder(path, keywords=None, frontend: dict | None = Non
             n_sil = int(round(per_class * silence_fraction))
             audio = np.concatenate([audio, silence_clips(noises, n_sil, fe.clip_samples, rng)])
             y = np.concatenate([y, np.zeros(n_sil, np.int64)])
+            if s == "train" and speech:
+                n_sp = int(round(per_class * speech_fraction))
+                cuts = [speech[rng.integers(len(speech))] for _ in range(n_sp)]
+                cuts = [a[o:o + fe.clip_samples] for a, o in ((a, rng.integers(0, len(a) - fe.clip_samples)) for a in cuts)]
+                if cuts:
+                    audio = np.concatenate([audio, np.stack(cuts)])
+                    y = np.concatenate([y, np.ones(len(cuts), np.int64)])
         if s == "train" and aug.copies:
             audio, y = augmented_copies(audio, y, aug, np.random.default_rng([seed, 77]), noises=noises,
                                         silence_label=0 if keywords else None, sample_rate=fe.sample_rate)
@@ -220,7 +233,8 @@ def load_speech_commands_folder(path, keywords=None, frontend: dict | None = Non
     if "train" in splits:
         check_classes(root.name, labels, splits["train"][1], root)
     return Dataset(root.name, "audio-classification", labels, splits, fe.preprocessing(),
-                   {"source": str(root), "background_noise_files": len(noises), "augment": aug.to_dict()})
+                   {"source": str(root), "background_noise_files": len(noises), "background_speech_files": len(speech),
+                    "augment": aug.to_dict()})
 
 
 # --- CSV text ----------------------------------------------------------------------------------------

@@ -247,14 +247,17 @@ def _warn_missing(lacking: dict[str, str], use: list[str]) -> None:
 
 
 def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = None, frontend: dict | None = None,
-                  quiet: bool = True, sources=None, holdout: str | None = None, augment=True) -> Dataset:
+                  quiet: bool = True, sources=None, holdout: str | None = None, augment=True,
+                  extra_unknown=None) -> Dataset:
     """The 12-class synthesized keyword task (see module docs).
 
     ``reps`` clips per speaker and class; ``augment`` the training augmentation (True, False or a dict of
     edgekit.data.augment.AudioAugment fields); ``augment_copies`` a shorthand for its ``copies``;
     ``sources`` the speech sources (default: the built-in ones installed here); ``holdout`` a source whose
     speakers are all the test split and none of whose persons train; ``frontend`` overrides
-    edgekit.features.Frontend parameters (default 49x10 MFCC).
+    edgekit.features.Frontend parameters (default 49x10 MFCC); ``extra_unknown`` (float32 [n, 16000]) joins the
+    training ``_unknown_`` class before augmentation (the registered ``keywords`` loader,
+    edgekit.data.streams.load_keywords, fills it with windows of the training voices' prose: ``prose_unknown``).
     """
     from ..features import Frontend
 
@@ -302,6 +305,9 @@ def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = Non
         n_sil = int(round(len(y) / (len(LABELS) - 1)))  # one class's worth of silence
         clean = np.concatenate([clean, np.zeros((n_sil, fe.clip_samples), np.float32)])
         y = np.concatenate([y, np.full(n_sil, LABELS.index(SILENCE))])
+        if s == "train" and extra_unknown is not None and len(extra_unknown):
+            clean = np.concatenate([clean, np.asarray(extra_unknown, np.float32)])
+            y = np.concatenate([y, np.full(len(extra_unknown), LABELS.index(UNKNOWN))])
         if s == "train":
             audio, y = augmented_copies(clean, y, cfg, rng, silence_label=LABELS.index(SILENCE))
         else:  # held-out splits: real-world-like mild noise, no shifts beyond the speaker's own
@@ -317,4 +323,5 @@ def load_keywords(seed: int = 0, reps: int = 5, augment_copies: int | None = Non
     return Dataset("keywords", "audio-classification", list(LABELS), splits, fe.preprocessing(),
                    {"source": " + ".join(f"{s} ({get_source(s).family})" for s in info_sources),
                     "sources": info_sources, "missing_sources": lacking, "holdout": holdout, "voices": voices,
-                    "reps": reps, "augment": cfg.to_dict(), "augment_copies": cfg.copies, "seed": seed})
+                    "reps": reps, "augment": cfg.to_dict(), "augment_copies": cfg.copies, "seed": seed,
+                    **({"extra_unknown": len(extra_unknown)} if extra_unknown is not None else {})})

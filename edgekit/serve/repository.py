@@ -11,6 +11,8 @@ Accepted sources (mix freely):
 
 from __future__ import annotations
 
+import json
+
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,8 +146,16 @@ class ServedModel:
             "parameters": {"labels": len(self.labels), "batchable": self.batchable,
                            "max_batch_size": self.batcher.max_batch,
                            "preprocessing": self.preprocessing.get("type", "none"),
-                           "device": self.session.device},
+                           "device": self.session.device,
+                           # A keyword spotter's calibrated operating point, so a remote spotter uses it too.
+                           **({"postprocessing": json.dumps(pp)} if (pp := self._postprocessing()) else {})},
         }
+
+    def _postprocessing(self) -> dict:
+        meta = self.session.meta
+        pp = dict(getattr(meta, "postprocessing", None) or {}) if meta is not None else {}
+        pp.pop("calibration", None)
+        return pp
 
 
 class Repository:

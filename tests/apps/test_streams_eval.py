@@ -1,0 +1,120 @@
+"""Stream evaluation and calibration end to end on the small trained keyword spotter (tests/apps/conftest.py):
+`edgekit eval --stream`, `edgekit calibrate`, the calibrated point reaching the spotter, and bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgekit.apps.kws import KeywordSpotter, score
+from edgekit.apps.streams import Stream, calibrate, evaluate_streams, stream_recall_at_fa
+from edgekit.features.wav import write_wav
+from edgekit.runtime import load
+
+
+@pytest.fixture(scope="module")
+def stream_pair(kws_stream):
+    """The labelled 40-s stream and a negative one (the same audio with its keywords silenced)."""
+    audio = kws_stream["audio"].copy()
+    for e in kws_stream["keywords"]:
+        audio[int(e["start"] * 16000):int(e["end"] * 16000)] = 0.0
+    from edgekit.apps.streams import check_events
+
+    pos = Stream("kw", kws_stream["audio"], check_events(kws_stream["events"], "kw"))
+    neg = Stream("neg", audio, [])
+    return pos, neg
+
+
+def test_eval_stream_cli_equals_the_live_spotter(kws_model, kws_stream, invoke_cli, tmp_path):
+    code, out, err = invoke_cli(["eval", kws_model, "--stream", kws_stream["wav"], "--events", kws_stream["labels"],
+                                 "--json", tmp_path / "r.json"])
+    assert code == 0, err
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert "DET curve" in out and "recall" in out and "defaults" in out
+    # The same detections as the microphone path (KeywordSpotter, one hop at a time) at the same point.
+    live = KeywordSpotter(load(kws_model)).run(kws_stream["audio"])
+    s = score(live.detections, _events(kws_stream), window_s=1.0)
+    assert (r["hits"], r["false_alarms"], r["keywords"]) == (s["hits"], s["false_alarms"], 12)
+    assert r["recall"] == round(r["hits"] / 12, 4) and r["hits"] >= 6
+    assert abs(r["fa_per_hour"] - r["false_alarms"] * 90) < 1e-6  # a 40-s stream: 90 of them an hour
+    assert sum(p["hits"] for p in r["per_keyword"]) == r["hits"]
+    assert r["latency_s"] is not None and -1.0 < r["latency_s"]["p50"] <= 1.5
+    det = {d["threshold"]: d for d in r["det_curve"]}
+    assert det[0.3]["recall"] >= det[0.7]["recall"] >= det[0.99]["recall"]
+    assert det[0.3]["false_alarms"] >= det[0.99]["false_alarms"]
+    assert det[0.7]["recall"] == r["recall"]  # the default point lies on the curve
+    assert r["cost"]["hops"] == 391 and 0 < r["cost"]["real_time_factor"] < 1
+
+
+def _events(kws_stream):
+    from edgekit.apps.kws import load_events
+
+    return load_events(kws_stream["labels"])
+
+
+def test_calibration_is_written_and_used_without_flags(kws_model, stream_pair, tmp_path, invoke_cli):
+    pos, neg = stream_pair
+    model = tmp_path / kws_model.name
+    shutil.copy(kws_model, model)
+    shutil.copy(kws_model.with_name(kws_model.name + ".json"), model.with_name(model.name + ".json"))
+    r = calibrate(model, [pos, neg], target_fa_per_hour=0.0)
+    op, c = r["operating_point"], r["calibration"]
+    assert c["target_met"] and c["fa_per_hour"] == 0.0 and c["recall"] > 0
+    meta = json.loads(model.with_name(model.name + ".json").read_text())
+    assert meta["postprocessing"]["threshold"] == op["threshold"]
+    # The spotter (demo mic, the Python API, a device) picks the point up; an argument still overrides it.
+    sp = KeywordSpotter(load(model))
+    assert (sp.threshold, sp.smooth_n) == (op["threshold"], round(op["smooth_ms"] / 100))
+    assert KeywordSpotter(load(model), threshold=0.99).threshold == 0.99
+    e = evaluate_streams(model, [pos, neg], det=False)
+    assert e["calibrated"] and (e["recall"], e["false_alarms"]) == (c["recall"], 0)
+    assert stream_recall_at_fa(model, [pos, neg]) == (c["recall"], 0.0)
+    code, out, err = invoke_cli(["eval", model, "--stream", pos_wav(pos, tmp_path), "--threshold", "0.99",
+                                 "--json", "-"])
+    assert code == 0, err
+    assert json.loads(out)["operating_point"]["threshold"] == 0.99
+
+
+def pos_wav(stream, tmp_path):
+    return write_wav(tmp_path / f"{stream.name}.wav", stream.audio)
+
+
+def _image_model(path):
+    """A tiny ONNX model with no audio preprocessing metadata (no TensorFlow needed)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3], np.ones(12, np.float32))
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_bad_stream_input(kws_model, invoke_cli, tmp_path):
+    short = write_wav(tmp_path / "short.wav", np.zeros(8000, np.float32))
+    code, out, err = invoke_cli(["eval", kws_model, "--stream", short])
+    assert code == 2 and "shorter than one 1-s window" in err and "Traceback" not in err
+    ev = tmp_path / "bad.json"
+    ev.write_text(json.dumps({"events": [{"label": "maybe", "start": 1.0, "end": 1.5}]}))
+    wav = write_wav(tmp_path / "two.wav", np.zeros(2 * 16000, np.float32))
+    code, out, err = invoke_cli(["eval", kws_model, "--stream", wav, "--events", ev])
+    assert code == 2 and "'maybe', not one of the model's keywords" in err
+    code, out, err = invoke_cli(["eval", _image_model(tmp_path / "tiny.onnx"), "--stream", wav])
+    assert code == 2 and "not a keyword-spotting model" in err
+    code, out, err = invoke_cli(["eval", kws_model, "--stream", wav, "--data", "keywords"])
+    assert code == 2 and "can't be combined with --stream" in err
+    # 44.1 kHz stereo: resampled with a note, then evaluated as a negative stream.
+    st = np.zeros((3 * 44100, 2), np.float32).reshape(-1)
+    stereo = write_wav(tmp_path / "stereo.wav", st, 44100, channels=2)
+    code, out, err = invoke_cli(["eval", kws_model, "--stream", stereo, "--json", "-"])
+    assert code == 0, err
+    assert "resampled to 16000 Hz mono" in err and json.loads(out)["keywords"] == 0
+    side = kws_model.with_name(kws_model.name + ".json")
+    before = side.read_text()
+    code, out, err = invoke_cli(["calibrate", kws_model, "--stream", short])
+    assert code == 2 and side.read_text() == before  # nothing half-written
