@@ -425,11 +425,13 @@ def is_detection_data(name_or_path) -> bool:
 
 def load_detection(name_or_path: str | os.PathLike, *, seed: int = 0, layout: str | None = None) -> DetectionSet:
     """A built-in detection set (``shapes``) or a YOLO / COCO / VOC folder, with train, val and test splits."""
-    from .shapes import BUILTIN, load_shapes
+    from .shapes import BUILTIN, shapes_folder
 
     s = str(name_or_path)
     if s in BUILTIN:
-        return load_shapes(**BUILTIN[s])
+        ds = load_yolo(shapes_folder(**BUILTIN[s]))
+        ds.name = s
+        return ds
     p = Path(s)
     if not p.exists():
         raise DataError(f"Detection data {s} does not exist: give a YOLO data.yaml, a COCO or VOC folder, or one of "

@@ -173,10 +173,9 @@ def build_shapes(root: Path, n_train: int, n_val: int, n_test: int, size: int, s
     return root
 
 
-def load_shapes(n_train: int = 1600, n_val: int = 200, n_test: int = 400, size: int = 192, seed: int = 0):
-    """The built-in set (generated into the cache on first use)."""
+def shapes_folder(n_train: int = 1600, n_val: int = 200, n_test: int = 400, size: int = 192, seed: int = 0) -> Path:
+    """The built-in set's YOLO folder (generated into the cache on first use); ``detection`` loads it."""
     from .base import cache_dir
-    from .detection import load_yolo
 
     name = f"shapes-v{VERSION}-{n_train}-{n_val}-{n_test}-{size}-s{seed}"
     root = cache_dir("detection") / name
@@ -184,6 +183,4 @@ def load_shapes(n_train: int = 1600, n_val: int = 200, n_test: int = 400, size: 
         if root.exists():
             shutil.rmtree(root)
         build_shapes(root, n_train, n_val, n_test, size, seed)
-    ds = load_yolo(root)
-    ds.name = "shapes"
-    return ds
+    return root
