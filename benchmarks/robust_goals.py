@@ -191,6 +191,7 @@ def _transfer_draw(a, work: Path) -> list[dict]:
         m = edgekit("train", "-m", model, "-d", small, "--out", run, "-q", "--overwrite", "--seed", a.seed, *extra,
                     json_out=work / f"{run.name}.json")
         ev = edgekit("eval", run / "model.keras", "--data", test, "--split", a.eval_split, json_out=work / f"{run.name}-eval.json")
+        ev = {**ev, "correct": ev.get("correct", int(round(ev["top1"] * ev["samples"])))}
         rows.append(row(f"transfer, {a.per_class} a class, draw {a.seed}", label, {**m, **ev}, 0.0))
     gain = rows[1]["top1"] - rows[0]["top1"]
     rows[1]["target"] = round(rows[0]["top1"] + 0.10, 4)

@@ -35,6 +35,7 @@ def lite_env(tmp_path_factory):
     return {**os.environ, "EDGEKIT_CACHE": str(tmp_path_factory.mktemp("ekcache"))}
 
 
+@pytest.mark.slow  # EfficientNet-Lite0 fine-tuning: ~2 min alone on 2 cores, 15 min on a loaded machine
 @needs_weights
 def test_imagenet_start_trains_frozen_then_fine_tunes(small_shapes, tmp_path, lite_env):
     out = tmp_path / "run"
