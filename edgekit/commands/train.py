@@ -25,8 +25,9 @@ from .data import data_option, parse_options
 @click.option("--augment-option", "augment_options", multiple=True, metavar="KEY=VALUE",
               help="Audio augmentation: copies, shift_ms, gain_db=[lo,hi], noise_prob, snr_db=[lo,hi], speed=[lo,hi], "
                    "keep_clean.")
-@click.option("--weights", help="Start from pretrained weights: 'imagenet' (MobileNets) or a .keras / .weights.h5 "
-              "backbone file.")
+@click.option("--weights", help="Start from pretrained weights: 'imagenet' (EfficientNet-Lite0/1/2 from "
+              "edgekit[pretrained]; MobileNets), 'keywords' (DS-CNN pretrained on the built-in speech corpus), or a "
+              ".keras / .weights.h5 backbone file.")
 @click.option("--freeze-epochs", type=int, help="With --weights: epochs with the backbone frozen before fine-tuning "
               "(default: a fifth of the budget).")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]), default="auto", show_default=True,

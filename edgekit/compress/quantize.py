@@ -14,6 +14,7 @@ calibration, remedies, metadata). Each format's quantizer is its own module in `
 
 from __future__ import annotations
 
+import os
 import platform
 from dataclasses import replace
 from pathlib import Path
@@ -121,8 +122,12 @@ def names_normalize_features(names) -> bool:
 
 
 def has_feature_normalization(model) -> bool:
-    """Whether ``model`` (Keras) normalizes its input features in-graph (see ``FLOAT_NAME_PATTERNS``)."""
+    """Whether ``model`` (Keras) normalizes its input features in-graph (see ``FLOAT_NAME_PATTERNS``); a file
+    source (a foreign SavedModel) has no edgekit normalization layers."""
     from ..compat import _all_layers
+
+    if isinstance(model, (str, os.PathLike)):
+        return False
 
     return names_normalize_features(l.name for l in _all_layers(model))
 

@@ -20,6 +20,9 @@ __all__ = ["models", "build_model", "model_stats", "describe", "load_model", "DE
 models: Registry = Registry("model", "edgekit.models")
 models.register("mobilenet_v2", "edgekit.zoo.mobilenet:mobilenet_v2")
 models.register("mobilenet_v3_small", "edgekit.zoo.mobilenet:mobilenet_v3_small")
+models.register("efficientnet_lite0", "edgekit.zoo.efficientnet_lite:efficientnet_lite0")
+models.register("efficientnet_lite1", "edgekit.zoo.efficientnet_lite:efficientnet_lite1")
+models.register("efficientnet_lite2", "edgekit.zoo.efficientnet_lite:efficientnet_lite2")
 models.register("ds_cnn_s", "edgekit.zoo.ds_cnn:ds_cnn_s")
 models.register("ds_cnn_m", "edgekit.zoo.ds_cnn:ds_cnn_m")
 models.register("ds_cnn_l", "edgekit.zoo.ds_cnn:ds_cnn_l")
@@ -32,6 +35,11 @@ models.register("fomo_mnv2", "edgekit.zoo.detectors:fomo_mnv2")
 DESCRIPTIONS = {
     "mobilenet_v2": ("image-classification", (96, 96, 3), "MobileNetV2 (Keras applications), width multiplier alpha"),
     "mobilenet_v3_small": ("image-classification", (96, 96, 3), "MobileNetV3-Small (Keras applications), alpha"),
+    "efficientnet_lite0": ("image-classification", (224, 224, 3), "EfficientNet-Lite0: ReLU6, no SE, fixed stem/head; "
+                           "ImageNet weights via edgekit[pretrained]"),
+    "efficientnet_lite1": ("image-classification", (240, 240, 3), "EfficientNet-Lite1 (depth 1.1); ImageNet weights"),
+    "efficientnet_lite2": ("image-classification", (260, 260, 3), "EfficientNet-Lite2 (width 1.1, depth 1.2); "
+                           "ImageNet weights"),
     "ds_cnn_s": ("audio-classification", (49, 10), "Hello Edge DS-CNN small: 64 channels, 4 DS blocks"),
     "ds_cnn_m": ("audio-classification", (49, 10), "Hello Edge DS-CNN medium: 172 channels, 4 DS blocks"),
     "ds_cnn_l": ("audio-classification", (49, 10), "Hello Edge DS-CNN large: 276 channels, 5 DS blocks"),

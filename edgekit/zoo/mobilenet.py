@@ -12,7 +12,7 @@ from ..errors import ConfigError
 
 
 def _wrap(app, input_shape, num_classes, name, min_size, dropout, bn_momentum, pretrained=False, resolution=None,
-          **app_kw):
+          set_bn_momentum=True, **app_kw):
     import keras
     from keras import layers
 
@@ -35,11 +35,11 @@ def _wrap(app, input_shape, num_classes, name, min_size, dropout, bn_momentum, p
         c = 3
     weights = None
     if pretrained:  # the file edgekit found (or fetched) is the one loaded: no second lookup by Keras
-        from ..transfer import fetch_imagenet, imagenet_file
+        from ..transfer import imagenet_weights
 
-        weights = str(fetch_imagenet(*imagenet_file(name, app_kw["alpha"], th, app_kw.get("minimalistic", False))))
+        weights = str(imagenet_weights(name, app_kw, th))
     base = app(input_shape=(th, tw, c), include_top=False, weights=weights, **app_kw)
-    for layer in base.layers:
+    for layer in base.layers if set_bn_momentum else ():
         # Applications hard-code momentum 0.999: too slow for short from-scratch trainings.
         if isinstance(layer, layers.BatchNormalization):
             layer.momentum = bn_momentum

