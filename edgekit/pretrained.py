@@ -72,7 +72,7 @@ def cache_file(variant: str) -> Path:
 
 def convert(state: dict, variant: str) -> dict[str, np.ndarray]:
     """Keras-layout arrays keyed ``<layer>/<i>`` (the order ``layer.get_weights()`` returns)."""
-    from .zoo.efficientnet_lite import block_plan
+    from .zoo.lite_plan import block_plan
 
     out: dict[str, np.ndarray] = {}
 

@@ -341,6 +341,8 @@ def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.P
         from .transfer import check_weights
 
         check_weights(model_name, weights, model_options or {}, (lambda m: None) if quiet else _say)
+        if str(weights) == "keywords":  # trained once, before any of the user's data is loaded
+            keyword_backbone(model_name, model_options or {}, (lambda m: None) if quiet else _say)
     data_options = dict(data_options or {})
     if isinstance(data, Dataset):
         ds = data.subset(limit, seed) if limit else data
@@ -404,7 +406,8 @@ def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.P
             if weights:
                 from .transfer import load_backbone
 
-                load_backbone(model, model_name, weights, mopts, say)
+                load_backbone(model, model_name, keyword_backbone(model_name, mopts, say)
+                              if str(weights) == "keywords" else weights, mopts, say)
                 # AdaBN: the frozen backbone's BatchNorm keeps its scale and shift but takes the target
                 # data's statistics (it runs in inference mode throughout, never on batch statistics).
                 from .compat import recalibrate_batchnorm
@@ -484,6 +487,32 @@ def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.P
 
 
 train.__doc__, train.__wrapped__ = _train.__doc__, _train  # help() and inspect.signature see the real one
+
+
+def keyword_backbone(model_name: str, opts: dict, say=lambda m: None) -> Path:
+    """A ``model_name`` trained on the built-in ``keywords`` corpus (all its words and voices), cached in
+    ``$EDGEKIT_CACHE/weights``; trained once on first use (minutes), written atomically."""
+    import hashlib
+    import tempfile
+
+    from .data.base import cache_dir
+    from .transfer import KEYWORD_BACKBONE_EPOCHS
+
+    key = hashlib.sha256(json.dumps(opts or {}, sort_keys=True).encode()).hexdigest()[:10]
+    target = cache_dir("weights") / f"{model_name}_keywords_{key}.keras"
+    if target.exists():
+        return target
+    say(f"{model_name}: training the keyword backbone on the built-in speech corpus once "
+        f"({KEYWORD_BACKBONE_EPOCHS} epochs; cached in {target.parent})")
+    tmp = Path(tempfile.mkdtemp(prefix=".kw-backbone-", dir=target.parent))
+    try:
+        r = train(model_name, "keywords", KEYWORD_BACKBONE_EPOCHS, tmp / "run", model_options=dict(opts or {}),
+                  quiet=True)
+        say(f"{model_name}: keyword backbone {r.metrics['split']} top-1 {r.metrics['top1']:.4f}")
+        os.replace(r.model_path, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def pretrained_hint(ds, data) -> str | None:

@@ -72,8 +72,7 @@ def check_weights(model: str, weights, opts: dict, say=lambda m: None) -> None:
         if model not in KEYWORD_MODELS:
             raise ConfigError(f"--weights keywords (a backbone pretrained on the built-in speech corpus) is for "
                               f"{', '.join(KEYWORD_MODELS)}; received model {model!r}")
-        keyword_backbone(model, opts, say)  # trained once, before any of the user's data is loaded
-        return
+        return  # train.keyword_backbone trains it once, before any of the user's data is loaded
     if weights == "imagenet":
         if model not in IMAGENET:
             raise ConfigError(f"ImageNet weights exist for {', '.join(IMAGENET)}; received model {model!r}")
@@ -146,36 +145,6 @@ def _flat_body(model) -> list:
     return [l for l in model.layers if l.weights and l.name != "probs"]
 
 
-def keyword_backbone(model_name: str, opts: dict, say=lambda m: None) -> Path:
-    """A ``model_name`` trained on the built-in ``keywords`` corpus (all its words and voices), cached in
-    ``$EDGEKIT_CACHE/weights``; trained once on first use (minutes), written atomically."""
-    import hashlib
-    import json
-
-    from .data.base import cache_dir
-
-    key = hashlib.sha256(json.dumps(opts or {}, sort_keys=True).encode()).hexdigest()[:10]
-    target = cache_dir("weights") / f"{model_name}_keywords_{key}.keras"
-    if target.exists():
-        return target
-    import shutil
-    import tempfile
-
-    from .train import train
-
-    say(f"{model_name}: training the keyword backbone on the built-in speech corpus once "
-        f"({KEYWORD_BACKBONE_EPOCHS} epochs; cached in {target.parent})")
-    tmp = Path(tempfile.mkdtemp(prefix=".kw-backbone-", dir=target.parent))
-    try:
-        r = train(model_name, "keywords", KEYWORD_BACKBONE_EPOCHS, tmp / "run", model_options=dict(opts or {}),
-                  quiet=True)
-        say(f"{model_name}: keyword backbone {r.metrics['split']} top-1 {r.metrics['top1']:.4f}")
-        os.replace(r.model_path, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
 def load_backbone(model, model_name: str, weights, opts: dict, say=lambda m: None) -> None:
     """Copy ``weights`` into ``model``'s backbone (ImageNet weights were loaded when it was built)."""
     if str(weights) == "imagenet":
@@ -183,7 +152,10 @@ def load_backbone(model, model_name: str, weights, opts: dict, say=lambda m: Non
         say(f"{model_name}: ImageNet backbone loaded from {where}")
         return
     if model_name in KEYWORD_MODELS:
-        p = keyword_backbone(model_name, opts, say) if str(weights) == "keywords" else Path(weights)
+        if str(weights) == "keywords":
+            raise ConfigError("load_backbone takes the keyword backbone's file: resolve 'keywords' with "
+                              "edgekit.train.keyword_backbone first")
+        p = Path(weights)
         _copy_flat(p, model, model_name, opts)
         say(f"{model_name}: backbone weights from {p}")
         return
