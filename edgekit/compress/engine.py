@@ -515,6 +515,7 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     """Quantize, evaluate, and on a miss climb the ladder in order (the remedies are cumulative; the int16x8
     rung starts again from the calibration remedies, without the float-kept layers): a Keras source on the
     shared ladder (:func:`edgekit.compress.ladder.climb`) with the accuracy judge."""
+    from . import task_judges  # noqa: F401  (registers the judges of tasks beyond classification)
     from .judge import AccuracyJudge, Score, judge_for
     from .ladder import Rung, climb
     from .quantize import calibration_set, rungs

@@ -118,3 +118,22 @@ def test_bad_stream_input(kws_model, invoke_cli, tmp_path):
     before = side.read_text()
     code, out, err = invoke_cli(["calibrate", kws_model, "--stream", short])
     assert code == 2 and side.read_text() == before  # nothing half-written
+
+
+def test_stream_recall_judge_climbs_the_ladder_in_its_units(kws_model, stream_pair):
+    """The keyword-stream judge of the one ladder: each artifact calibrated on its own, recall at that point,
+    drop in points of recall, and a veto above the false-alarm target."""
+    from edgekit.compress.judge import Score
+    from edgekit.compress.task_judges import StreamRecallJudge
+
+    pos, neg = stream_pair
+    j = StreamRecallJudge([pos, neg], [pos, neg], target_fa_per_hour=0.0, fa_slack=0.0)
+    assert j.unit == "points of recall at 0 FA/h" and j.key == "recall"
+    ref = j.reference(kws_model)
+    recall, fa = stream_recall_at_fa(kws_model, [pos, neg], 0.0, calibration_streams=[pos, neg])
+    assert (ref.value, ref.details["fa_per_hour"]) == (recall, fa) and fa == 0.0 and recall > 0
+    s = j.score(kws_model)
+    assert j.drop(ref, s) == 0.0 and j.passes(j.drop(ref, s), 0.0) and j.veto(s) is None
+    worse = Score(ref.value - 0.25, "recall", {"fa_per_hour": 90.0})
+    assert j.drop(ref, worse) == pytest.approx(25.0) and not j.passes(j.drop(ref, worse), 2.0)
+    assert "90 false alarms an hour" in j.veto(worse)

@@ -84,3 +84,21 @@ def test_camera_demo_draws_boxes_headless(exported, tiny_detector, tmp_path):
         for b in d["boxes"]:
             assert 0 <= b["box"][0] <= b["box"][2] <= 96 and b["label"] in ("disc", "square", "triangle", "cross")
     assert (tmp_path / "a.avi").stat().st_size > 0
+
+
+def test_map_judge_is_the_ladder_judge_of_detection_sets(tiny_detector, exported):
+    """judge_for() of a detection set is the mAP judge: its score of every export is evaluate_detection's mAP,
+    and its drop is in points of mAP@[.5:.95]."""
+    from edgekit.compress.judge import judge_for
+    from edgekit.compress.task_judges import MapJudge
+    from edgekit.data.detection import load_detection
+    from edgekit.evaluate_detect import evaluate_detection
+
+    r, root = tiny_detector
+    judge = judge_for(load_detection(str(root)), "val")
+    assert isinstance(judge, MapJudge) and judge.unit == "points of mAP@[.5:.95]"
+    ref = judge.reference(exported.artifacts["tflite"])
+    assert ref.value == pytest.approx(evaluate_detection(exported.artifacts["tflite"], split="val")["map"], abs=1e-9)
+    for fmt, path in exported.artifacts.items():
+        s = judge.score(path)
+        assert abs(judge.drop(ref, s)) < 0.1 and judge.passes(judge.drop(ref, s), 1.0), fmt
