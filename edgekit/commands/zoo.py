@@ -28,5 +28,7 @@ def list_(input_shape, names, json_path):
             shape = tuple(int(v) for v in split_csv(input_shape.replace("x", ",")))
         except ValueError:
             raise ConfigError(f"--input must be comma-separated integers like 96,96,3; received {input_shape!r}")
+        if not shape or min(shape) < 1:
+            raise ConfigError(f"--input dimensions must be integers >= 1, like 96,96,3; received {input_shape!r}")
     rows = describe(shape, models.parse_list(names) if names else None)
     emit(rows, json_path, columns=["name", "task", "input", "params", "macs", "description"])

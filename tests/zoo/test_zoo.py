@@ -15,11 +15,39 @@ CASES = {
     "ds_cnn_l": ((49, 10), {}),
     "kwt": ((49, 10), {"depth": 2}),
     "text_transformer": ((16,), {"vocab_size": 50}),
+    "efficientnet_lite0": ((32, 32, 3), {}),
+    "efficientnet_lite1": ((32, 32, 3), {}),
+    "efficientnet_lite2": ((32, 32, 3), {}),
+}
+# Detectors: built and stepped here; their exports (boxes checked in every format) are tests/detect's.
+DETECTOR_CASES = {
+    "centernet_mnv2": ((96, 96, 3), {"width": 16}),
+    "fomo_mnv2": ((96, 96, 3), {"width": 16}),
 }
 
 
 def test_every_registered_model_has_a_case():
-    assert sorted(CASES) == models.names()
+    assert sorted({**CASES, **DETECTOR_CASES}) == models.names()
+
+
+@pytest.mark.parametrize("name", sorted(DETECTOR_CASES))
+def test_detector_builds_and_trains_a_step_at_its_output_grid(name):
+    import keras
+
+    from edgekit.zoo.detectors import postprocess_params
+
+    shape, opts = DETECTOR_CASES[name]
+    keras.utils.set_random_seed(0)
+    model = build_model(name, shape, 4, **opts)
+    post = postprocess_params(name, shape, 4)
+    out = model.outputs[0].shape
+    assert tuple(out[1:3]) == tuple(post["grid"]) == (shape[0] // post["stride"], shape[1] // post["stride"])
+    assert out[-1] >= 4  # one heatmap channel per class (+ box channels for CenterNet)
+    x = _batch(shape, n=4)
+    before = [w.copy() for w in model.get_weights()]
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    loss = model.train_on_batch(x, np.zeros((4, *out[1:]), np.float32))
+    assert np.isfinite(loss) and any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
 
 def _batch(shape, n=8, seed=0):
@@ -102,7 +130,7 @@ def test_width_multiplier_shrinks_mobilenet():
 
 
 def test_errors():
-    with pytest.raises(ConfigError, match="Unknown model 'ds_cnn_xl'. Available: ds_cnn_l"):
+    with pytest.raises(ConfigError, match="Unknown model 'ds_cnn_xl'. Available: centernet_mnv2, ds_cnn_l"):
         build_model("ds_cnn_xl", (49, 10), 12)
     with pytest.raises(ConfigError, match="input shape"):
         build_model("ds_cnn_s", (16000,), 12)
