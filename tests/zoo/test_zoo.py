@@ -92,7 +92,12 @@ def _build_train_step_export(name, tmp_path, formats):
         assert read_meta(p) is not None
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+# Lite1 and Lite2 are Lite0's builder with other depth/width (~50 s each here): the default run keeps Lite0.
+SLOW_TFLITE = {"efficientnet_lite1", "efficientnet_lite2"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TFLITE else n
+                                  for n in sorted(CASES)])
 def test_build_train_step_export_tflite(name, tmp_path):
     _build_train_step_export(name, tmp_path, ("tflite",))
 
