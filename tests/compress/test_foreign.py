@@ -145,20 +145,23 @@ def test_savedmodel_becomes_all_three_int8_and_refuses_pruning(byom, byom_tf, in
 
 
 def test_accuracy_control_is_the_last_remedy_and_puts_costly_layers_back_in_float(byom, tmp_path):
-    """A gate the plain int8 misses (1-image calibration, 100% agreement): NNCF's accuracy control, in QAT's
-    place, quantizes on every calibration image and reverts layers until they agree with the float model,
-    and the held-out gate then judges it."""
+    """A gate the plain int8 misses by far (1-image calibration: 0.52 agreement here): NNCF's accuracy control, in
+    QAT's place, quantizes on every calibration image and reverts layers until they agree with the float model,
+    and the held-out gate then judges it. The gate is 0.97, not 1.0: NNCF holds the drop on the calibration
+    images only, and on unseen ones the same remedy gave 1.000 here and 0.983 (59/60) on CI's CPU, whose int8
+    kernels differ; a 1.0 gate left no margin for one image."""
     from edgekit.artifact import read_meta
     from edgekit.compress.foreign import compress_foreign
     from edgekit.passes import GateConfig, QuantizeConfig
 
     r = compress_foreign(byom["onnx"], byom["flat"], tmp_path / "o", quantize=QuantizeConfig(calibration_samples=1),
-                         gate=GateConfig(min_agreement=1.0, remedies=["qat"]), formats_=("openvino",),
+                         gate=GateConfig(min_agreement=0.97, remedies=["qat"]), formats_=("openvino",),
                          explicit_formats=True, preprocess="imagenet", bench_runs=0)
     tries = r.steps["quantize"]["openvino"]
     assert [a["remedy"] for a in tries] == ["none", "accuracy-control"]
-    assert tries[0]["passed"] is False and tries[0]["fidelity"]["agreement"] < 1.0
-    assert tries[1]["passed"] is True and tries[1]["fidelity"]["agreement"] == 1.0
+    assert tries[0]["passed"] is False and tries[0]["fidelity"]["agreement"] < 0.8
+    assert tries[1]["passed"] is True and tries[1]["fidelity"]["agreement"] >= 0.97
+    assert tries[1]["fidelity"]["agreement"] - tries[0]["fidelity"]["agreement"] > 0.15
     q = read_meta(tmp_path / "o" / "photo_cnn_int8.xml").quantization
     assert q["scheme"] == "NNCF accuracy control" and q["quantizers"] > 0
     # What NNCF put back in float is recorded ("none" when the whole model already met it).
