@@ -89,6 +89,7 @@ def test_auto_epoch_budget_fits_the_data():
     assert auto_epochs(200_000, 64) == 12       # big sets: at least 12 epochs
 
 
+@pytest.mark.heavy  # ~60 s of training here; CI runs it with -m heavy
 def test_transfer_from_a_backbone_edgekit_trained(digits_backbone, gray_shapes, tmp_path):
     from edgekit.artifact import read_meta
     from edgekit.transfer import backbone
@@ -201,20 +202,15 @@ def test_bad_training_input_is_refused_before_work(tmp_path, gray_shapes):
     assert not (tmp_path / "d").exists() and not list(tmp_path.glob(".*.partial"))
 
 
-def test_train_cli_reports_the_test_size_and_exits_2_on_bad_input(tmp_path):
-    import subprocess
-    import sys
-
-    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "train", "-m", "ds_cnn_s", "-d", "digits", "--out",
-                        str(tmp_path / "r"), "--lr", "-1"], capture_output=True, text=True)
-    assert r.returncode == 2 and "learning_rate must be" in r.stderr and "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "train", "-m", "ds_cnn_s", "-d", "digits", "--out",
-                        str(tmp_path / "r"), "--no-augment", "--augment-option", "copies=1"],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and "contradict" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "edgekit.cli", "train", "-m", "ds_cnn_s", "-d", "digits", "-e", "2",
-                        "--limit", "300", "--out", str(tmp_path / "ok"), "-q", "--json", str(tmp_path / "m.json")],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
+def test_train_cli_reports_the_test_size_and_exits_2_on_bad_input(invoke_cli, tmp_path):
+    # Only exit codes and output are read: in process (a subprocess per call cost a TensorFlow start each).
+    code, out, err = invoke_cli(["train", "-m", "ds_cnn_s", "-d", "digits", "--out", tmp_path / "r", "--lr", "-1"])
+    assert code == 2 and "learning_rate must be" in err and "Traceback" not in err
+    code, out, err = invoke_cli(["train", "-m", "ds_cnn_s", "-d", "digits", "--out", tmp_path / "r", "--no-augment",
+                                 "--augment-option", "copies=1"])
+    assert code == 2 and "contradict" in err
+    code, out, err = invoke_cli(["train", "-m", "ds_cnn_s", "-d", "digits", "-e", "2", "--limit", "300", "--out",
+                                 tmp_path / "ok", "-q", "--json", tmp_path / "m.json"])
+    assert code == 0, err
     m = json.loads((tmp_path / "m.json").read_text())
-    assert f"({m['correct']}/{m['samples']};" in r.stdout and m["epochs_budget"] == 2
+    assert f"({m['correct']}/{m['samples']};" in out and m["epochs_budget"] == 2

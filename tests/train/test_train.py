@@ -1,8 +1,6 @@
 """edgekit train: the run folder, resuming, bad input; edgekit eval on every format."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,8 +11,10 @@ from edgekit.evaluate import evaluate, evaluate_predictions
 from edgekit.train import train
 
 
-def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "edgekit.cli", *map(str, args)], capture_output=True, text=True)
+@pytest.fixture
+def _cli(cli_in_process):
+    """These tests read only exit codes and output: ``edgekit`` in process (no TensorFlow start per call)."""
+    return lambda *args: cli_in_process(*map(str, args))
 
 
 def test_run_folder(digits_run):
@@ -55,7 +55,7 @@ def test_eval_every_format(digits_run, digits_exports, fmt):
     assert set(r["per_class"]) == {str(i) for i in range(10)}
 
 
-def test_eval_cli_json_and_table(digits_exports):
+def test_eval_cli_json_and_table(digits_exports, _cli):
     r = _cli("eval", digits_exports["onnx"], "--data", "digits", "--json", "-")
     assert r.returncode == 0, r.stderr
     d = json.loads(r.stdout)
@@ -65,7 +65,7 @@ def test_eval_cli_json_and_table(digits_exports):
     assert "top-1" in r.stdout and "confusion matrix" in r.stdout
 
 
-def test_eval_wrong_data_is_clear(digits_exports):
+def test_eval_wrong_data_is_clear(digits_exports, _cli):
     r = _cli("eval", digits_exports["tflite"], "--data", "mnist-5k")
     assert r.returncode == 2 and "shape" in r.stderr and "Traceback" not in r.stderr
 
@@ -91,7 +91,7 @@ def test_resume_after_interruption(tmp_path):
     assert not partial.exists() and (out / "model.keras").exists()
 
 
-def test_bad_input_leaves_no_run_folder(tmp_path):
+def test_bad_input_leaves_no_run_folder(tmp_path, _cli):
     empty = tmp_path / "empty"
     empty.mkdir()
     out = tmp_path / "run"
