@@ -155,6 +155,7 @@ def test_resizing_layer_does_not_put_batchnorm_in_training_mode(tmp_path):
     assert np.abs(sess.predict(x)[:1] - sess.predict(x[:1])).max() < 1e-6
 
 
+@pytest.mark.heavy  # three conversions of a transformer (~20 s on CI): CI runs it with -m heavy
 def test_transformer_with_exact_gelu_exports_to_every_format(tmp_path):
     """Regression: tf2onnx passed TensorFlow's Erfc (Keras' exact GELU) through, and ONNX has no Erfc op,
     so every zoo transformer failed onnx.checker. The exporter rewrites it as 1 - Erf(x)."""
