@@ -154,16 +154,16 @@ def test_the_command_gates_size_and_latency_like_a_recipe(tmp_path):
     assert set(Gates.model_fields) == {"max_drop", "min_top1", "max_size_kb", "max_p50_ms"}
     for name in ("model_int8.tflite", "model_fp16.tflite"):
         (tmp_path / name).write_bytes(b"x")
-    rows = [{"artifact": "reference/model.tflite", "gate": "reference", "format": "tflite", "precision": "float32",
-             "top1": 0.9, "size_bytes": 90_000, "p50_ms": 1.0},
-            {"artifact": "model_int8.tflite", "gate": "pass", "format": "tflite", "precision": "int8", "top1": 0.9,
-             "size_bytes": 30_000, "p50_ms": 0.5},
-            {"artifact": "model_fp16.tflite", "gate": "pass", "format": "tflite", "precision": "fp16", "top1": 0.9,
-             "size_bytes": 50_000, "p50_ms": 2.0}]
+    from edgekit.compress.report import ArtifactRow
+
+    rows = [ArtifactRow("reference/model.tflite", "tflite", "float32", "reference", {"top1": 0.9}, size_bytes=90_000,
+                        p50_ms=1.0),
+            ArtifactRow("model_int8.tflite", "tflite", "int8", "pass", {"top1": 0.9}, size_bytes=30_000, p50_ms=0.5),
+            ArtifactRow("model_fp16.tflite", "tflite", "fp16", "pass", {"top1": 0.9}, size_bytes=50_000, p50_ms=2.0)]
     gate = GateConfig(max_size_kb=40, max_p50_ms=1.5).validate()
     failures = _measured_gates(rows, gate, 0.9, tmp_path)
     assert [f["artifact"] for f in failures] == ["model_fp16.tflite"]
-    assert rows[2]["gate"] == "FAIL max_size_kb,max_p50_ms" and rows[1]["gate"] == "pass"
+    assert rows[2].gate == "FAIL max_size_kb,max_p50_ms" and rows[1].gate == "pass" and not rows[2].passed
     assert not (tmp_path / "model_fp16.tflite").exists() and (tmp_path / "model_int8.tflite").exists()
     assert _measured_gates(rows[:2], GateConfig().validate(), 0.9, tmp_path) == []
 

@@ -65,7 +65,7 @@ def test_int8_weights_stores_int8_kernels_with_float_activations(digits_cnn, tmp
 
 
 def test_report_has_the_precision_and_speedup_per_row_and_the_profile_note(fp16_all):
-    from edgekit.compress.summary import render
+    from edgekit.compress.report import render
 
     res = fp16_all
     assert " fp16 " in render(res)
