@@ -113,17 +113,20 @@ def export_float(model, formats, out_dir: Path, name: str, meta: ArtifactMeta, s
     return dict(res.artifacts)
 
 
-def quantize_format(fmt: str, model, float_artifact: Path | None, stage: Path, name: str, meta: ArtifactMeta,
-                    cfg: QuantizeConfig, calib: np.ndarray, say, source=None, precision: str = "int8") -> Path:
-    """One ``precision`` artifact of ``model`` in ``fmt`` under ``stage`` (not gated yet), by that format's
-    quantizer."""
-    from .quantize import _has_attention
-    from .quantizers import quantizers
+def quantize_format(fmt: str, source, job) -> Path:
+    """One ``job.precision`` artifact of ``source`` (:class:`~edgekit.compress.quantizers.ModelSource`) in ``fmt``
+    under ``job.stage`` (not gated yet), by that format's quantizer in the registry."""
+    from .quantizers import quantize
 
-    formats.check_precisions([fmt], [precision])
-    stage.mkdir(parents=True, exist_ok=True)
-    return quantizers.get(fmt)(model, float_artifact, stage, name, meta, cfg, calib, say, source=source,
-                               transformer=_has_attention(model), precision=precision)
+    return quantize(fmt, source, job)
+
+
+def keras_source(model, float_artifact: Path | None = None):
+    """A Keras model as a quantizer's source (attention marks a transformer for NNCF)."""
+    from .quantize import _has_attention
+    from .quantizers import ModelSource
+
+    return ModelSource(model, float_artifact, transformer=_has_attention(model))
 
 
 @dataclass
@@ -527,14 +530,15 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     from .judge import AccuracyJudge, Score, judge_for
     from .ladder import Rung, climb
     from .quantize import calibration_set, rungs
+    from .quantizers import QuantizeJob
 
     plan = [Rung(remedy, c, "int16x8" if remedy == "int16x8" else precision)
             for remedy, c in rungs(cfg, ladder(fmt, precision, cfg, gate), len(calib_full))]
 
     def make(i: int, rung: Rung) -> Path:
         c, prec = rung.config, rung.precision
-        calib = calibration_set(None, c.calibration_samples, c.seed, calib_full)
-        d = stage / f"try{i}"
+        job = QuantizeJob(stage / f"try{i}", f"{name}_{prec}", meta, c,
+                          calibration_set(None, c.calibration_samples, c.seed, calib_full), prec, say)
         if rung.remedy == "qat":
             # Trained once, shared by every format that needs it.
             if qat_cache.get("model") is None:
@@ -542,9 +546,8 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
 
                 qat_cache["model"] = qat_model(model, ds, say=say)
             qm = qat_cache["model"]
-            return quantize_format(fmt, qm, None if fmt == "onnx" else float_artifact, d, f"{name}_{prec}",
-                                   meta, c, calib, say, source=qm, precision=prec)
-        return quantize_format(fmt, model, float_artifact, d, f"{name}_{prec}", meta, c, calib, say, precision=prec)
+            return quantize_format(fmt, keras_source(qm, None if fmt == "onnx" else float_artifact), job)
+        return quantize_format(fmt, keras_source(model, float_artifact), job)
 
     judge = judge_for(ds, split)
     # Top-1's bar is the model before compression (ref_top1); another task's judge sets its own on the float

@@ -217,23 +217,16 @@ def float_reference(src: Source, fmt: str, stage: Path, name: str, meta: Artifac
     return out
 
 
-def quantize_foreign(src: Source, fmt: str, float_path: Path, stage: Path, name: str, meta: ArtifactMeta,
-                     cfg: QuantizeConfig, calib: np.ndarray, say) -> Path:
-    """One int8 artifact (not gated yet) by the format's quantizer in the registry, as for a Keras model: from
-    the float reference file (ONNX, OpenVINO IR), or from the SavedModel (TFLite needs the source graph)."""
-    from .quantizers import quantizers
+def foreign_source(src: Source, fmt: str, float_path: Path):
+    """What a quantizer starts from for a foreign model in ``fmt``: the float reference file (ONNX, OpenVINO IR),
+    and the SavedModel itself where there is one (TFLite needs the source graph)."""
+    from .quantizers import ModelSource
 
     if not formats.can_become(src.kind)[fmt][0]:
         raise ConfigError(f"int8 {fmt} from {KIND_NAME[src.kind]}: not available; {CAN_BECOME[src.kind][fmt][1]}")
-    stage.mkdir(parents=True, exist_ok=True)
-    if fmt == "tflite":
-        return quantizers.get("tflite")(src.path, None, stage, name, meta.copy(format="tflite"), cfg, calib, say)
-    if fmt == "openvino":
-        say("quantizing openvino (NNCF) ...")
-    return quantizers.get(fmt)(None, float_path, stage, name, meta, cfg, calib, say)
+    return ModelSource(src.path if src.kind == "savedmodel" and fmt == "tflite" else None, float_path)
 
 
-# --- the whole thing -------------------------------------------------------------------------------
 # One result type for every face of compression (mode "accuracy" or "fidelity" here).
 ForeignResult = CompressReport
 
@@ -401,17 +394,21 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, plan, x_cal, judge,
     """One format of a foreign model up the shared ladder (:func:`edgekit.compress.ladder.climb`)."""
     from .ladder import climb
     from .quantize import calibration_set
+    from .quantizers import AccuracyControl, QuantizeJob, quantize
+
+    source = foreign_source(src, fmt, float_path)
 
     def make(i, rung):
         c = rung.config
+        job = QuantizeJob(stage / f"try{i}", name, meta.copy(format="tflite") if fmt == "tflite" else meta, c,
+                          calibration_set(None, c.calibration_samples, c.seed, x_cal), "int8", say)
         if rung.remedy == "accuracy-control":
             # The last remedy ranks layers by their cost on the calibration images: it gets all of them,
             # validated against the float model's top-1 there (the held-out images stay unseen until the judge).
-            targets = predict(float_path, x_cal).reshape(len(x_cal), -1).argmax(1)
-            return accuracy_control(fmt, float_path, stage / f"try{i}" / f"{name}{formats.get(fmt).suffix}",
-                                    meta, c, x_cal, x_cal, targets, max_drop, say)
-        calib = calibration_set(None, c.calibration_samples, c.seed, x_cal)
-        return quantize_foreign(src, fmt, float_path, stage / f"try{i}", name, meta, c, calib, say)
+            job.calibration = x_cal
+            job.control = AccuracyControl(x_cal, predict(float_path, x_cal).reshape(len(x_cal), -1).argmax(1),
+                                          max_drop)
+        return quantize(fmt, source, job)
 
     def check(rung, path, a):
         if rung.remedy != "accuracy-control":

@@ -9,6 +9,7 @@ import pytest
 
 from edgekit.compress.judge import AccuracyJudge, Judge, Score
 from edgekit.compress.ladder import Attempt, Rung, climb
+from edgekit.compress.quantizers import AccuracyControl, ModelSource, QuantizeJob, quantize
 from edgekit.errors import ModelError
 from edgekit.passes import REMEDIES, GateConfig, QuantizeConfig
 
@@ -106,15 +107,17 @@ def test_engine_climbs_the_whole_ladder_in_order_with_qat_trained_once(tmp_path,
 
     built, qat_trained = [], []
 
-    def fake_quantize_format(fmt, model, float_artifact, stage, name, meta, cfg, calib, say, source=None,
-                             precision="int8"):
-        built.append((precision, model, cfg.per_channel, cfg.float_sensitive, cfg.mixed_precision, len(calib)))
-        stage.mkdir(parents=True, exist_ok=True)
-        p = stage / f"{name}.tflite"
+    def fake_quantize_format(fmt, source, job):
+        cfg = job.config
+        built.append((job.precision, source.model, cfg.per_channel, cfg.float_sensitive, cfg.mixed_precision,
+                      len(job.calibration)))
+        job.stage.mkdir(parents=True, exist_ok=True)
+        p = job.out(".tflite")
         p.write_text("0.1")
         return p
 
     monkeypatch.setattr(engine, "quantize_format", fake_quantize_format)
+    monkeypatch.setattr(engine, "keras_source", lambda model, float_artifact=None: ModelSource(model, float_artifact))
     monkeypatch.setattr(qat, "qat_model", lambda model, ds, say=None: qat_trained.append(1) or "qat-model")
     monkeypatch.setattr(AccuracyJudge, "on_dataset", classmethod(lambda cls, ds, split: ScriptedJudge()))
     cfg = QuantizeConfig(calibration_samples=200).validate()
@@ -177,3 +180,37 @@ def test_a_task_registers_its_judge_and_others_get_top1(monkeypatch):
     assert isinstance(judges.judge_for(SimpleNamespace(task="object-detection"), "test"), ScriptedJudge)
     assert isinstance(judges.judge_for(SimpleNamespace(task="image-classification"), "test"), AccuracyJudge)
     assert AccuracyJudge.unit == "points of top-1" and judges.FidelityJudge.key == "agreement"
+
+
+def test_every_rung_goes_through_the_registry_nncf_accuracy_control_included(tmp_path, monkeypatch):
+    """The quantizer contract: (source, job). A job with ``control`` reaches NNCF's accuracy control through the
+    ONNX and OpenVINO quantizers of the registry, with the job's stage, name and data; TFLite refuses it as a
+    failed rung (a ModelError), as it refuses a source with no graph to convert."""
+    from edgekit.compress.quantizers import accuracy_control as ac
+
+    seen = []
+
+    def fake_control(fmt, float_path, out, job):
+        seen.append((fmt, float_path, out, job.control.max_drop, len(job.control.targets)))
+        return out
+
+    monkeypatch.setattr(ac, "accuracy_control", fake_control)
+    cfg = QuantizeConfig().validate()
+    x = np.zeros((4, 3), np.float32)
+    for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
+        job = QuantizeJob(tmp_path / fmt, "m_int8", None, cfg, x, control=AccuracyControl(x, np.zeros(4), 1.5))
+        out = quantize(fmt, ModelSource(None, tmp_path / f"float{suffix}"), job)
+        assert out == tmp_path / fmt / f"m_int8{suffix}" and (tmp_path / fmt).is_dir()
+    assert [s[0] for s in seen] == ["onnx", "openvino"] and seen[0][1:] == (tmp_path / "float.onnx",
+                                                                            tmp_path / "onnx" / "m_int8.onnx", 1.5, 4)
+    job = QuantizeJob(tmp_path / "t", "m_int8", None, cfg, x, control=AccuracyControl(x, np.zeros(4), 1.5))
+    with pytest.raises(ModelError, match="TFLite has no accuracy-aware rung"):
+        quantize("tflite", ModelSource("saved_model_dir"), job)
+    with pytest.raises(ModelError, match="needs the source graph"):
+        quantize("tflite", ModelSource(None, tmp_path / "float.tflite"), QuantizeJob(tmp_path / "t", "m", None, cfg, x))
+    from edgekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="int16x8"):  # the format table's precisions, checked before any work
+        quantize("openvino", ModelSource(None, tmp_path / "float.xml"),
+                 QuantizeJob(tmp_path / "o", "m", None, cfg, x, precision="int16x8"))
+

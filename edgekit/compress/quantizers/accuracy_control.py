@@ -11,7 +11,6 @@ import numpy as np
 from ... import formats
 from ...artifact import ArtifactMeta, read_meta, write_meta
 from ...errors import MissingDependencyError, ModelError, first_line
-from ...passes import QuantizeConfig
 
 MAX_REVERTED = 0.5  # an accuracy-control result with more of its layers back in float is refused
 
@@ -46,14 +45,16 @@ def _ov():
     return ov
 
 
-def accuracy_control(fmt: str, float_path: Path, out: Path, meta: ArtifactMeta, cfg: QuantizeConfig,
-                     calib: np.ndarray, x_val: np.ndarray, targets: np.ndarray, max_drop: float, say) -> Path:
+def accuracy_control(fmt: str, float_path: Path, out: Path, job) -> Path:
     """int8 by NNCF's accuracy-aware quantization: layers ranked by how much they cost the metric (top-1
     agreement of ``x_val`` with ``targets``) go back to float until the drop is within ``max_drop`` (in the
     judge's points, as every gate counts it; NNCF is asked for a quarter of it, as a fraction: what holds on
     the calibration images loses some on unseen ones — measured, 200 + 200 crops: 0.99 asked on calibration
-    gave 0.98 held out, 0.995 gave 0.985). ONNX and OpenVINO alike (NNCF has both backends)."""
-    max_drop = max_drop / 100.0 / 4  # NNCF's unit: a fraction of the metric
+    gave 0.98 held out, 0.995 gave 0.985). ONNX and OpenVINO alike (NNCF has both backends); their quantizers
+    call it for a job with ``control`` (:class:`edgekit.compress.quantizers.AccuracyControl`)."""
+    meta, cfg, calib, say = job.meta, job.config, job.calibration, job.progress
+    x_val, targets = job.control.x_val, job.control.targets
+    max_drop = job.control.max_drop / 100.0 / 4  # NNCF's unit: a fraction of the metric
     try:
         import nncf
     except ImportError:
