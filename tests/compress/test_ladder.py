@@ -214,3 +214,31 @@ def test_every_rung_goes_through_the_registry_nncf_accuracy_control_included(tmp
         quantize("openvino", ModelSource(None, tmp_path / "float.xml"),
                  QuantizeJob(tmp_path / "o", "m", None, cfg, x, precision="int16x8"))
 
+
+def test_the_map_judge_fixes_its_unit_from_the_float_model_before_the_first_attempt(tmp_path):
+    """A FOMO (centroid) detector is judged in points of centroid F1 from its first attempt on: the float model's
+    kind decides the unit in reference(), scoring never changes it, and a candidate of another kind is refused."""
+    from edgekit.compress.task_judges import MapJudge
+
+    class Fake(MapJudge):
+        kinds = {"float": "fomo", "other": "centernet"}
+
+        def _evaluate(self, model):
+            kind = self.kinds.get(Path(str(model)).stem, "fomo")
+            return kind, {"f1": 0.8, "precision": 0.8, "recall": 0.8, "map": 0.3, "map50": 0.5}, 12
+
+    j = Fake(None)
+    with pytest.raises(RuntimeError, match="before reference"):
+        j.score(tmp_path / "x.tflite")
+    ref = j.reference(tmp_path / "float.tflite")
+    assert (j.unit, ref.unit, ref.value) == ("points of centroid F1", "centroid F1", 0.8)
+    cfg = QuantizeConfig().validate()
+    path, attempts = climb([Rung("none", cfg, "int8")], _maker(tmp_path, {}, []), j, ref, 1.0, lambda s: None,
+                           "tflite")
+    assert attempts[0].unit == "points of centroid F1" and attempts[0].passed and attempts[0].drop == 0.0
+    assert attempts[0].to_dict()["detection"]["images"] == 12
+    with pytest.raises(ModelError, match="centernet detector but the float reference is a fomo one"):
+        j.score(tmp_path / "other.tflite")
+    box = Fake(None)
+    box.kinds = {"float": "centernet"}
+    assert box.reference(tmp_path / "float.tflite").value == 0.3 and box.unit == "points of mAP@[.5:.95]"
