@@ -190,7 +190,8 @@ def test_every_rung_goes_through_the_registry_nncf_accuracy_control_included(tmp
 
     seen = []
 
-    def fake_control(fmt, float_path, out, job):
+    def fake_control(fmt, float_path, out, job, sensitive):
+        assert callable(sensitive)  # the format's float-sensitive layers, for an earlier rung's remedy
         seen.append((fmt, float_path, out, job.control.max_drop, len(job.control.targets)))
         return out
 

@@ -31,7 +31,7 @@ def quantize(source, job) -> Path:
     if job.control is not None:
         from .accuracy_control import accuracy_control
 
-        return accuracy_control("onnx", Path(float_artifact), out, job)
+        return accuracy_control("onnx", Path(float_artifact), out, job, lambda path, _m: onnx_sensitive_nodes(path))
     say(f"quantizing onnx ({precision}) ...")
     if precision in ("int8", "int16x8"):
         details = quantize_onnx(float_artifact, out, cfg, calib, transformer=source.transformer, precision=precision)

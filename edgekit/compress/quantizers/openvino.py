@@ -36,7 +36,7 @@ def quantize(source, job) -> Path:
     if job.control is not None:
         from .accuracy_control import accuracy_control
 
-        return accuracy_control("openvino", Path(float_artifact), job.out(".xml"), job)
+        return accuracy_control("openvino", Path(float_artifact), job.out(".xml"), job, _first_and_last_weighted)
     record: dict = {}
     if precision == "int8":
         opts = {"transform": openvino_transform(cfg, calib, transformer=source.transformer, record=record)}
@@ -63,6 +63,12 @@ def quantize(source, job) -> Path:
     write_meta(path, final_meta)
     OpenVINOExporter().embed_metadata(path, final_meta)
     return path
+
+
+def _first_and_last_weighted(float_path: Path, model) -> list[str]:
+    """The float-sensitive layers of an OpenVINO model: its first and last weighted ops."""
+    weighted = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in _WEIGHTED]
+    return list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
 
 
 def _from_float_ir(float_xml: Path, out: Path, m, opts: dict, record: dict) -> Path:
