@@ -55,7 +55,7 @@ def trained(kind: str, path: str | None, work: Path, epochs: int) -> Path:
 
 def run(model: Path, data: str, out: Path, **kw):
     from edgekit.compress import compress
-    from edgekit.compress.summary import render
+    from edgekit.compress.report import render
     from edgekit.errors import GateError
 
     if out.exists():

@@ -57,8 +57,9 @@ def measure(label, name, shape, classes, options, work: Path) -> list[dict]:
     from edgekit.artifact import ArtifactMeta
     from edgekit.compat import settle_batchnorm
     from edgekit.artifact import model_files
-    from edgekit.compress.engine import export_float, quantize_format
+    from edgekit.compress.engine import export_float, keras_source, quantize_format
     from edgekit.compress.quantize import QuantizeConfig
+    from edgekit.compress.quantizers import QuantizeJob
     from edgekit.zoo import build_model
 
     rng = np.random.default_rng(0)
@@ -72,7 +73,8 @@ def measure(label, name, shape, classes, options, work: Path) -> list[dict]:
     cfg = QuantizeConfig().validate()
     rows = []
     for fmt in FORMATS:
-        q = quantize_format(fmt, model, floats.get(fmt), work / f"int8-{fmt}", stem, meta, cfg, x, lambda s: None)
+        q = quantize_format(fmt, keras_source(model, floats.get(fmt)),
+                            QuantizeJob(work / f"int8-{fmt}", stem, meta, cfg, x))
         fb = sum(f.stat().st_size for f in model_files(floats[fmt]))
         qb = sum(f.stat().st_size for f in model_files(q))
         ratio = qb / fb

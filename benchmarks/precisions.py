@@ -34,7 +34,7 @@ def measure(label: str, model: Path, data: str, precisions: list[str], out: Path
     from edgekit import formats
     from edgekit.compress import ExportConfig, QuantizeConfig, compress
     from edgekit.compress.measure import weight_bytes
-    from edgekit.compress.summary import render
+    from edgekit.compress.report import render
     from edgekit.errors import GateError
 
     rows = []

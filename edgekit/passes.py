@@ -252,6 +252,30 @@ class BenchConfig(PassConfig):
     warmup: int = option(10, "Untimed runs first.", ge=0, cli=False)
 
 
+@dataclass
+class TrainConfig(PassConfig):
+    """Training of a recipe's model (its ``train:`` section; also the batch size and seed of its passes)."""
+
+    WHAT = "Train"
+    epochs: int | None = option(None, "Epoch budget (default: sized to the data).", ge=1, cli=False)
+    batch_size: int = option(64, "Batch size (also of pruning and distillation fine-tunes).", ge=1, cli=False)
+    learning_rate: float = option(3e-3, "Peak learning rate.", gt=0, cli=False)
+    weight_decay: float = option(1e-4, "AdamW weight decay.", ge=0, cli=False)
+    patience: int | None = option(None, "Early stopping (default: a quarter of the budget, at least 8; 0: off).",
+                                  ge=0, cli=False)
+    augment: bool | dict = option(True, "true, false, or audio augmentation options (copies, shift_ms, gain_db, "
+                                        "noise_prob, snr_db, speed, keep_clean).", cli=False)
+    weights: str | None = option(None, "Pretrained backbone: 'imagenet' or a .keras / .weights.h5 file.", cli=False)
+    freeze_epochs: int | None = option(None, "With weights: frozen-backbone epochs.", ge=0, cli=False)
+    seed: int = option(0, "Seed of initialization, shuffling and augmentation (and of the passes).", cli=False)
+
+    def _check(self) -> None:
+        if isinstance(self.augment, bool) or isinstance(self.augment, dict):
+            return
+        raise ConfigError(f"Train augment must be true, false or a mapping of augmentation options; received "
+                          f"{self.augment!r}")
+
+
 # --- derived views --------------------------------------------------------------------------------------
 def recipe_fields(cls) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(cls) if f.metadata.get("recipe", True)]
@@ -356,14 +380,15 @@ def config_from_options(cls, options: dict, **fill):
 
 
 PASSES = {"prune": PruneConfig, "distill": DistillConfig, "quantize": QuantizeConfig, "gate": GateConfig,
-          "bench": BenchConfig}
+          "bench": BenchConfig, "train": TrainConfig}
 
 
 def markdown() -> str:
     """docs/passes.md: every pass field with its default, allowed values, CLI flag and recipe key."""
     out = ["# Compression passes", "", "Generated from `edgekit/passes.py` by `python -m edgekit.passes > docs/passes.md`;",
            "a test checks it is current. Recipe keys go under `steps: - {type: <pass>, ...}` (the gate's under",
-           "`gates:`, bench under `bench:`); fields without a recipe key come from the recipe's `train` section.", ""]
+           "`gates:`, bench under `bench:`, train under `train:`); fields without a recipe key come from the recipe's",
+           "`train` section.", ""]
     for kind, cls in PASSES.items():
         out += [f"## {kind}", "", "| field | default | allowed | `edgekit compress` | recipe | what |",
                 "|---|---|---|---|---|---|"]
@@ -375,7 +400,7 @@ def markdown() -> str:
             rule = ", ".join(m["choices"]) if m["choices"] else _range_text(m) or "-"
             flag = "-" if m["cli"] is False else f"`{m['cli'] or f'--{cls.WHAT.lower()}-' + f.name}`"
             key = ("-" if not m["recipe"] else f"`gates.{f.name}`" if kind == "gate" else
-                   f"`bench.{f.name}`" if kind == "bench" else f"`{f.name}`")
+                   f"`{kind}.{f.name}`" if kind in ("bench", "train") else f"`{f.name}`")
             text = m["help"].replace("|", "\\|")
             out.append(f"| {f.name} | `{default!r}` | {rule} | {flag} | {key} | {text} |")
         out.append("")

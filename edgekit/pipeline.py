@@ -22,7 +22,7 @@ from typing import Callable
 import yaml
 
 from .errors import ConfigError, GateError
-from .fsutil import write_json_atomic, write_text_atomic
+from .fsutil import write_text_atomic
 from .recipe import Recipe, check_names, load_recipe
 from .runcache import Run
 
@@ -96,12 +96,14 @@ def run_recipe(source, sets=None, out=None, *, dry_run: bool = False, quiet: boo
     run = Run(recipe, out_dir, quiet=quiet, say=say)
     report = execute(run)
     report["steps"] = [r.row() for r in run.records]
-    from .run_report import write_reports
+    from .compress.report import write_report
+    from .run_report import render_reports
 
-    paths = write_reports(report, out_dir)
+    md, html = render_reports(report, out_dir)
+    paths = {"md": out_dir / "report.md", "html": out_dir / "report.html"}
     report["report_paths"] = {k: str(v) for k, v in paths.items()}
     report["seconds"] = round(time.time() - t0, 1)  # validation, steps and reports: the whole run
-    write_json_atomic(out_dir / "report.json", report)
+    write_report(out_dir, report, md, html)
     failed = [f"{a['format']}/{a['precision']}" for a in report["artifacts"] if not a.get("gates_passed")]
     failed += [f"{f['format']}/int8 (not written: missed max_drop after remedies "
                f"{', '.join(x['remedy'] for x in f['attempts'])})" for f in report.get("failures", [])]
@@ -119,7 +121,9 @@ def run_demo(out: str | os.PathLike | None = None, quiet: bool = False, say=None
     report = run_recipe("kws-ds-cnn", sets=sets, out=out_dir, quiet=quiet, say=say)
     if streams:
         report["streams"] = stream_figures(out_dir, report, quiet=quiet, say=say)
-        write_json_atomic(out_dir / "report.json", report)
+        from .compress.report import write_report
+
+        write_report(out_dir, report)
     return report
 
 

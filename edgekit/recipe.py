@@ -16,7 +16,7 @@ import yaml
 
 from .errors import ConfigError, allowed, first_line
 from .formats import FORMATS
-from .passes import (BenchConfig, DistillConfig, GateConfig, PruneConfig, QuantizeConfig, from_recipe_step,
+from .passes import (BenchConfig, DistillConfig, GateConfig, PruneConfig, QuantizeConfig, TrainConfig, from_recipe_step,
                      pydantic_fields)
 
 try:
@@ -64,19 +64,8 @@ class ModelSpec(_Strict):
         return self
 
 
-class TrainSpec(_Strict):
-    epochs: int | None = Field(default=None, ge=1, description="Epoch budget (default: sized to the data)")
-    batch_size: int = Field(default=64, ge=1)
-    learning_rate: float = Field(default=3e-3, gt=0)
-    weight_decay: float = Field(default=1e-4, ge=0)
-    patience: int | None = Field(default=None, ge=0, description="Early stopping (default: a quarter of the "
-                                 "budget, at least 8; 0: off)")
-    augment: bool | dict = Field(default=True, description="true, false, or audio augmentation options "
-                                 "(copies, shift_ms, gain_db, noise_prob, snr_db, speed, keep_clean)")
-    weights: str | None = Field(default=None, description="Pretrained backbone: 'imagenet' or a .keras / "
-                                ".weights.h5 file")
-    freeze_epochs: int | None = Field(default=None, ge=0, description="With weights: frozen-backbone epochs")
-    seed: int = 0
+# The train section is TrainConfig's (passes.py), validated with its messages like the passes.
+TrainSpec = create_model("TrainSpec", __base__=_Strict, **pydantic_fields(TrainConfig))
 
 
 # The steps are derived from the pass schemas (edgekit/passes.py): one definition per field. A step adds only
@@ -181,8 +170,8 @@ def _pass_message(loc, value) -> str | None:
     """The pass schema's own message for a bad step field, so a recipe and the CLI say the same thing."""
     if len(loc) == 5 and isinstance(loc[4], int):  # one item of a list field (precision: [int8, fp32])
         loc, value = loc[:4], [value]
-    if len(loc) == 2 and loc[0] == "bench":
-        return _field_message(BenchConfig, loc[1], value)
+    if len(loc) == 2 and loc[0] in ("bench", "train"):
+        return _field_message({"bench": BenchConfig, "train": TrainConfig}[loc[0]], loc[1], value)
     if len(loc) != 4 or loc[0] != "steps" or loc[2] not in PASS_OF_STEP:
         return None
     return _field_message(PASS_OF_STEP[loc[2]], loc[3], value)

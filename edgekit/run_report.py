@@ -8,7 +8,6 @@ import base64
 import html
 from pathlib import Path
 
-from .fsutil import write_text_atomic
 from .tables import format_table, markdown_table
 
 COLUMNS = ["format", "precision", "size_kb", "gzip_kb", "sparsity", "top1", "drop", "p50_ms", "p99_ms", "speedup",
@@ -82,7 +81,9 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(Path(path).stem)}" src="data:image/png;base64,{data}">'
 
 
-def write_reports(report: dict, out: Path) -> dict[str, Path]:
+def render_reports(report: dict, out: Path) -> tuple[str, str]:
+    """report.md and report.html of a recipe run, as text (the plots are written under ``out/plots``); the run
+    writes them with report.json through the one writer (:func:`edgekit.compress.report.write_report`)."""
     out = Path(out)
     plots = out / "plots"
     lat = _scatter(report, "p50_ms", "p50 latency (ms, this machine)", plots / "accuracy_vs_latency.png")
@@ -138,7 +139,6 @@ def write_reports(report: dict, out: Path) -> dict[str, Path]:
            "![accuracy vs size](plots/accuracy_vs_size.png)", ""]
     md += [f"![training curves: {n}]({p.relative_to(out)})" for n, p in curves]
     md += [""] + [f"![confusion: {n}]({p.relative_to(out)})" for n, p in confusions] + [""]
-    md_path = write_text_atomic(out / "report.md", "\n".join(md) + "\n")
 
     def h(s):
         return html.escape(str(s))
@@ -181,8 +181,7 @@ gates <b id="gates-status">{'all passed' if all_pass else 'FAILED'}</b></p>
 <h2>Confusion matrices</h2>{''.join(_img(p) for _, p in confusions if p.exists())}
 </body></html>
 """
-    html_path = write_text_atomic(out / "report.html", doc)
-    return {"md": md_path, "html": html_path}
+    return "\n".join(md) + "\n", doc
 
 
 def _int8_note(report: dict) -> list[str]:

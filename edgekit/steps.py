@@ -8,7 +8,8 @@ from pathlib import Path
 
 from . import formats
 from .artifact import model_size, read_meta
-from .compress.gate import check_gates, judge, relative_to
+from .compress.gate import check_gates, judge
+from .compress.report import ArtifactRow, relate_to_references
 from .compress.measure import gzip_size
 from .errors import GateError
 from .passes import DistillConfig, PruneConfig, QuantizeConfig, from_recipe_step
@@ -135,25 +136,32 @@ def _measure_gate_pick(run: Run, report: dict, artifacts: list[dict], evaluated:
     r = run.recipe
     bench_cfg = r.bench.model_dump()
     bn = run.step("bench", bench_cfg, keys, lambda folder: _bench(run, artifacts, bench_cfg))
-    rows = []
-    for a in artifacts:
-        e = evaluated[a["path"]]
-        b = bn.outputs["results"][a["path"]]
-        row = {**a, "top1": e["top1"], "drop": (reference - e["top1"]) * 100, "p50_ms": b["p50_ms"],
-               "p99_ms": b["p99_ms"], "confusion": e.get("confusion_png")}
-        row["gates"] = check_gates(r.gates, top1=row["top1"], reference_top1=reference,
-                                   size_bytes=row["size_bytes"], p50_ms=row["p50_ms"])
-        row["gates_passed"] = all(g["passed"] for g in row["gates"].values())
-        rows.append(row)
-    floats = {r["format"]: r for r in rows if r["precision"] == "float32"}
+    rows = [_artifact_row(a, evaluated[a["path"]], bn.outputs["results"][a["path"]], reference, r.gates)
+            for a in artifacts]
+    relate_to_references(rows)
+    rows = [row.to_dict() for row in rows]
     for row in rows:
-        ratio = relative_to(row, floats.get(row["format"]))
-        row["speedup"], row["size_ratio"] = ratio["speedup"], ratio["size_x"]
+        row["size_ratio"] = row.get("size_x")  # the recipe report's name for it, kept for its readers
     report["reference_top1"] = reference
     report["artifacts"] = rows
     report["best"] = _pick(rows, r.target)
     _publish(run, rows)
     return report
+
+
+def _artifact_row(a: dict, evaluated: dict, bench: dict, reference: float, gates) -> ArtifactRow:
+    """A recipe artifact as the one report row: top-1 on the test split and its drop against ``reference``,
+    latency from the bench step, every gate of the recipe."""
+    top1 = evaluated["top1"]
+    g = check_gates(gates, top1=top1, reference_top1=reference, size_bytes=a["size_bytes"], p50_ms=bench["p50_ms"])
+    missed = [k for k, v in g.items() if not v["passed"]]
+    extra = {k: a[k] for k in ("path", "asked", "verification") if k in a}
+    extra["confusion"] = evaluated.get("confusion_png")
+    return ArtifactRow(a["path"], a["format"], a["precision"], "FAIL " + ",".join(missed) if missed else "pass",
+                       metrics={"top1": top1, "drop": (reference - top1) * 100}, drop_unit="points of top-1",
+                       size_bytes=a["size_bytes"], gzip_bytes=a.get("gzip_bytes"), p50_ms=bench["p50_ms"],
+                       p99_ms=bench["p99_ms"], remedy=a.get("remedy"), sparsity=a.get("sparsity"),
+                       params=a.get("params"), gates=g, extra=extra)
 
 
 # --- a model edgekit did not train (model.path) --------------------------------------------------------------
@@ -209,15 +217,15 @@ def _quantize_foreign(run: Run, spec, folder: Path) -> dict:
         raise DataError(f"data.name {r.data.name}: a recipe gates on accuracy, so its images need class subfolders "
                         "named after the model's labels (model.labels); plain images only give edgekit compress's "
                         "fidelity gate")
-    meta = read_meta(folder / "out" / res.rows[0]["artifact"])
+    meta = read_meta(folder / "out" / res.rows[0].artifact)
     x, y = load_image_data(r.data.name, meta.preprocessing, meta.labels).split("test")
     arts = []
     for row in res.rows:
-        path = folder / "out" / row["artifact"]
+        path = folder / "out" / row.artifact
         top1 = float((predict(path, x).reshape(len(y), -1).argmax(1) == y).mean())
-        arts.append({"format": row["format"], "precision": row["precision"], "path": _rel(run, path),
+        arts.append({"format": row.format, "precision": row.precision, "path": _rel(run, path),
                      "size_bytes": model_size(path), "gzip_bytes": gzip_size(path), "params": None,
-                     "sparsity": None, "remedy": row.get("remedy"), "top1": top1})
+                     "sparsity": None, "remedy": row.remedy, "top1": top1})
     return {"artifacts": arts, "failures": [{**f, "precision": "int8"} for f in res.failures],
             "attempts": res.steps.get("quantize", {}), "reference_top1": res.steps["reference"]["top1"],
             "notes": res.notes}

@@ -49,6 +49,18 @@ def build_tiny_cnn(seed: int = 0):
 
 
 @pytest.fixture(scope="session")
+def digits_ds_cnn(tmp_path_factory):
+    """The one trained ds_cnn_s of the session (32 channels, 8 epochs on digits, by edgekit.train): the trained
+    run of the train tests and the model the compress tests compress (a TrainResult: model_path, metrics,
+    out_dir). BatchNorm momentum 0.9: a few epochs at 0.99 leave the moving statistics unsettled."""
+    from edgekit.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    return train("ds_cnn_s", "digits", epochs=8, out_dir=out, batch_size=32, seed=0, quiet=True,
+                 model_options={"filters": 32, "bn_momentum": 0.9})
+
+
+@pytest.fixture(scope="session")
 def keras_classifier(tmp_path_factory) -> Path:
     """A saved .keras classifier with an edgekit sidecar (labels, image preprocessing)."""
     from edgekit.artifact import ArtifactMeta, provenance, write_meta

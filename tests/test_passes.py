@@ -81,3 +81,25 @@ def test_each_format_says_which_precisions_it_makes():
     assert str(e.value) == ("OpenVINO IR cannot make int16x8 (NNCF has no 16-bit activation quantization for "
                             "OpenVINO IR). Allowed for openvino: int8, fp16, int8-weights; formats that make "
                             "int16x8: tflite, onnx")
+
+
+def test_the_train_section_is_the_train_schema_with_its_messages(tmp_path):
+    """A recipe's `train:` is TrainConfig's fields and defaults, and a bad value gets TrainConfig's own line."""
+    pytest.importorskip("pydantic")
+    import yaml
+
+    from edgekit.recipe import TrainSpec, load_recipe
+
+    assert TrainSpec().model_dump() == dataclasses.asdict(passes.TrainConfig().validate())
+    base = {"name": "t", "data": {"name": "digits"}, "model": {"name": "ds_cnn_s"}}
+    for train, message in (({"batch_size": 0}, "train.batch_size: Train batch_size must be >= 1; received 0"),
+                           ({"seed": 1.5}, "train.seed: Train seed must be an integer; received 1.5"),
+                           ({"epoch": 3}, "train.epoch: unknown field (allowed: augment, batch_size, epochs")):
+        p = tmp_path / "r.yaml"
+        p.write_text(yaml.safe_dump({**base, "train": train}))
+        with pytest.raises(ConfigError) as e:
+            load_recipe(p)
+        assert message in str(e.value)
+    with pytest.raises(ConfigError, match="Train augment must be true, false or a mapping"):
+        passes.TrainConfig(augment="yes").validate()
+    assert passes.TrainConfig(augment={"copies": 2}).validate().augment == {"copies": 2}

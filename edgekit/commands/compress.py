@@ -121,7 +121,7 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
         calibration = _load_calibration(calibration_path)
 
     from ..compress import ExportConfig, compress as run
-    from ..compress.summary import render
+    from ..compress.report import render
 
     export_cfg = ExportConfig(formats=tuple(fmts), gate=gate_cfg, bench_runs=bench_runs, profile=profile, name=name)
     say = (lambda s: None) if quiet else (lambda s: click.echo(s, err=True))
@@ -163,7 +163,8 @@ def _load_calibration(path: Path):
 def _compress_foreign(model, data, out_dir, teacher, calibration_path, formats, fmts, passes, bench_runs, name, seed,
                       labels_file, preprocess, input_name, profile, json_path, quiet):
     """A model edgekit did not train: every check first (compress.foreign), then int8 and the gate."""
-    from ..compress.foreign import check_foreign, compress_foreign, render
+    from ..compress.foreign import check_foreign, compress_foreign
+    from ..compress.report import render
 
     check_foreign(model, prune=passes["prune_sparsity"] is not None, distill=teacher is not None,
                   quantize=passes["quantize_precision"] is not None)

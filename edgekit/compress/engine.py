@@ -22,6 +22,7 @@ from ..artifact import ArtifactMeta, provenance, read_meta, write_meta
 from ..errors import ConfigError, DataError, GateError, ModelError
 from ..passes import DistillConfig, GateConfig, PruneConfig, QuantizeConfig
 from .gate import discard, judge, promote, top1_of
+from .report import ArtifactRow, CompressReport, relate_to_references, write_compress_report
 
 
 
@@ -44,18 +45,8 @@ class ExportConfig:
         return self
 
 
-@dataclass
-class CompressResult:
-    out_dir: Path
-    rows: list
-    steps: dict
-    chosen: dict | None = None
-    failures: list = field(default_factory=list)
-    notes: list = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return {"out_dir": str(self.out_dir), "rows": self.rows, "steps": self.steps, "chosen": self.chosen,
-                "failures": self.failures, "notes": self.notes}
+# One result type for every face of compression (a Keras model here, a foreign one in foreign.py).
+CompressResult = CompressReport
 
 
 # --- inputs ------------------------------------------------------------------------------------------
@@ -122,17 +113,20 @@ def export_float(model, formats, out_dir: Path, name: str, meta: ArtifactMeta, s
     return dict(res.artifacts)
 
 
-def quantize_format(fmt: str, model, float_artifact: Path | None, stage: Path, name: str, meta: ArtifactMeta,
-                    cfg: QuantizeConfig, calib: np.ndarray, say, source=None, precision: str = "int8") -> Path:
-    """One ``precision`` artifact of ``model`` in ``fmt`` under ``stage`` (not gated yet), by that format's
-    quantizer."""
-    from .quantize import _has_attention
-    from .quantizers import quantizers
+def quantize_format(fmt: str, source, job) -> Path:
+    """One ``job.precision`` artifact of ``source`` (:class:`~edgekit.compress.quantizers.ModelSource`) in ``fmt``
+    under ``job.stage`` (not gated yet), by that format's quantizer in the registry."""
+    from .quantizers import quantize
 
-    formats.check_precisions([fmt], [precision])
-    stage.mkdir(parents=True, exist_ok=True)
-    return quantizers.get(fmt)(model, float_artifact, stage, name, meta, cfg, calib, say, source=source,
-                               transformer=_has_attention(model), precision=precision)
+    return quantize(fmt, source, job)
+
+
+def keras_source(model, float_artifact: Path | None = None):
+    """A Keras model as a quantizer's source (attention marks a transformer for NNCF)."""
+    from .quantize import _has_attention
+    from .quantizers import ModelSource
+
+    return ModelSource(model, float_artifact, transformer=_has_attention(model))
 
 
 @dataclass
@@ -299,8 +293,6 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     Raises GateError (after writing the report) when an artifact misses ``max_drop`` and no
     remedy rescues it; that artifact is not written.
     """
-    from .summary import build_rows, write_reports
-
     say = progress or (lambda s: None)
     export = (export or ExportConfig()).validate()
     for c in (prune, distill, quantize):
@@ -444,13 +436,13 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
                                                                    "remedy": got["remedy"]}))
 
         say("measuring artifacts (accuracy, size, gzip, sparsity, latency) ...")
-        rows = build_rows(entries, ds, split, ref_top1, export.bench_runs, out_dir, say)
+        rows = measure_rows(entries, ds, split, ref_top1, export.bench_runs, out_dir, say)
         failures += _measured_gates(rows, export.gate, ref_top1, out_dir)
         notes = _notes(rows, quantize)
         chosen = pick_for_profile(rows, profile) if profile is not None else None
         steps["seconds"] = round(time.time() - t_start, 1)
-        result = CompressResult(out_dir, rows, jsonable(steps), chosen, failures, notes)
-        write_reports(result)
+        result = CompressReport(out_dir, rows, jsonable(steps), chosen, failures, notes)
+        write_compress_report(result)
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
     if failures:
@@ -472,7 +464,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     return result
 
 
-def _measured_gates(rows: list, gate: GateConfig, ref_top1: float, out_dir: Path) -> list:
+def _measured_gates(rows: list[ArtifactRow], gate: GateConfig, ref_top1: float, out_dir: Path) -> list:
     """The gates measured after the ladder (min_top1, max_size_kb, max_p50_ms; as a recipe's): a compressed
     artifact that misses one is deleted, its row says which, and it is a failure."""
     from .gate import check_gates
@@ -481,17 +473,36 @@ def _measured_gates(rows: list, gate: GateConfig, ref_top1: float, out_dir: Path
         return []
     failures = []
     for r in rows:
-        if r["gate"] == "reference":
+        if r.gate == "reference":
             continue
-        g = check_gates(gate, top1=r["top1"], reference_top1=ref_top1, size_bytes=r["size_bytes"],
-                        p50_ms=r.get("p50_ms"))
+        g = check_gates(gate, top1=r.metrics["top1"], reference_top1=ref_top1, size_bytes=r.size_bytes,
+                        p50_ms=r.p50_ms)
         missed = [k for k, v in g.items() if not v["passed"]]
         if missed:
-            r["gate"] = "FAIL " + ",".join(missed)
-            discard(out_dir / r["artifact"])
-            failures.append({"artifact": r["artifact"], "format": r["format"], "precision": r["precision"],
+            r.gate = "FAIL " + ",".join(missed)
+            discard(out_dir / r.artifact)
+            failures.append({"artifact": r.artifact, "format": r.format, "precision": r.precision,
                              "gates": g, "attempts": []})
     return failures
+
+
+def measure_rows(entries, ds, split, ref_top1, bench_runs, out_dir: Path, say=lambda s: None) -> list[ArtifactRow]:
+    """Every artifact of ``entries`` ((kind, format, path, params, extra)) measured: top-1 and its drop against
+    ``ref_top1``, size, gzip size, sparsity, weight dtypes, p50 here; related to its format's float reference."""
+    from .measure import measure
+
+    rows = []
+    for kind, fmt, path, params, extra in entries:
+        say(f"measuring {Path(path).name} ...")
+        m = measure(Path(path), ds, split, bench_runs)
+        rows.append(ArtifactRow(str(Path(path).relative_to(out_dir)), fmt, extra.get("precision", "float32"),
+                                gate="reference" if kind == "reference" else "pass",
+                                metrics={"top1": m["top1"], "drop": 100.0 * (ref_top1 - m["top1"])},
+                                drop_unit="points of top-1", size_bytes=m["size"], gzip_bytes=m["gzip"],
+                                p50_ms=m["p50_ms"], remedy=extra.get("remedy"), sparsity=round(m["sparsity"], 4),
+                                params=params, weights=m["weights"]))
+    relate_to_references(rows)
+    return rows
 
 
 def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig) -> list[str]:
@@ -519,14 +530,15 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     from .judge import AccuracyJudge, Score, judge_for
     from .ladder import Rung, climb
     from .quantize import calibration_set, rungs
+    from .quantizers import QuantizeJob
 
     plan = [Rung(remedy, c, "int16x8" if remedy == "int16x8" else precision)
             for remedy, c in rungs(cfg, ladder(fmt, precision, cfg, gate), len(calib_full))]
 
     def make(i: int, rung: Rung) -> Path:
         c, prec = rung.config, rung.precision
-        calib = calibration_set(None, c.calibration_samples, c.seed, calib_full)
-        d = stage / f"try{i}"
+        job = QuantizeJob(stage / f"try{i}", f"{name}_{prec}", meta, c,
+                          calibration_set(None, c.calibration_samples, c.seed, calib_full), prec, say)
         if rung.remedy == "qat":
             # Trained once, shared by every format that needs it.
             if qat_cache.get("model") is None:
@@ -534,9 +546,8 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
 
                 qat_cache["model"] = qat_model(model, ds, say=say)
             qm = qat_cache["model"]
-            return quantize_format(fmt, qm, None if fmt == "onnx" else float_artifact, d, f"{name}_{prec}",
-                                   meta, c, calib, say, source=qm, precision=prec)
-        return quantize_format(fmt, model, float_artifact, d, f"{name}_{prec}", meta, c, calib, say, precision=prec)
+            return quantize_format(fmt, keras_source(qm, None if fmt == "onnx" else float_artifact), job)
+        return quantize_format(fmt, keras_source(model, float_artifact), job)
 
     judge = judge_for(ds, split)
     # Top-1's bar is the model before compression (ref_top1); another task's judge sets its own on the float
@@ -546,19 +557,20 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     return {"path": path, "attempts": [a.to_dict() for a in attempts]}
 
 
-def _notes(rows, quantize) -> list:
+def _notes(rows: list[ArtifactRow], quantize) -> list:
     from .quantize import has_int8_dot
 
     notes = []
     for r in rows:
-        if r.get("precision") in ("int8", "int16x8", "int8-weights") and r.get("speedup") is not None \
-                and r["speedup"] < 1.0:
-            notes.append(f"{r['artifact']}: {r['precision']} is slower than float here ({r['p50_ms']:.3g} ms vs float "
-                         f"{r['p50_ms'] * r['speedup']:.3g} ms, 1 thread); this CPU "
+        if r.speedup is None:
+            continue
+        if r.precision in ("int8", "int16x8", "int8-weights") and r.speedup < 1.0:
+            notes.append(f"{r.artifact}: {r.precision} is slower than float here ({r.p50_ms:.3g} ms vs float "
+                         f"{r.p50_ms * r.speedup:.3g} ms, 1 thread); this CPU "
                          + ("has" if has_int8_dot() else "lacks") + " int8 dot-product instructions (VNNI). "
                          "Its win here is size; measure on the device.")
-        elif r.get("precision") == "fp16" and r.get("speedup") is not None and r["speedup"] < 0.95:
-            notes.append(f"{r['artifact']}: fp16 is slower than float here ({r['speedup']:.2f}x, 1 thread): this "
+        elif r.precision == "fp16" and r.speedup < 0.95:
+            notes.append(f"{r.artifact}: fp16 is slower than float here ({r.speedup:.2f}x, 1 thread): this "
                          "CPU computes it in float32 after converting the weights; fp16 pays on GPUs and NPUs.")
     return notes
 

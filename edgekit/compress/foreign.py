@@ -34,6 +34,7 @@ from .. import formats
 from ..artifact import ArtifactMeta, model_size, provenance, read_labels, read_meta
 from ..errors import ConfigError, GateError, ModelError, first_line
 from ..passes import GateConfig, QuantizeConfig
+from .report import ArtifactRow, CompressReport, attempt_text, relate_to_references, write_compress_report
 from .judge import fidelity, predict  # noqa: F401  (the judges' numbers; callers import them from here too)
 from .quantizers.accuracy_control import (MAX_REVERTED, _embed, _ov, _with_io,  # noqa: F401  (importable here)
                                           accuracy_control, reverted_fraction)
@@ -216,35 +217,18 @@ def float_reference(src: Source, fmt: str, stage: Path, name: str, meta: Artifac
     return out
 
 
-def quantize_foreign(src: Source, fmt: str, float_path: Path, stage: Path, name: str, meta: ArtifactMeta,
-                     cfg: QuantizeConfig, calib: np.ndarray, say) -> Path:
-    """One int8 artifact (not gated yet) by the format's quantizer in the registry, as for a Keras model: from
-    the float reference file (ONNX, OpenVINO IR), or from the SavedModel (TFLite needs the source graph)."""
-    from .quantizers import quantizers
+def foreign_source(src: Source, fmt: str, float_path: Path):
+    """What a quantizer starts from for a foreign model in ``fmt``: the float reference file (ONNX, OpenVINO IR),
+    and the SavedModel itself where there is one (TFLite needs the source graph)."""
+    from .quantizers import ModelSource
 
     if not formats.can_become(src.kind)[fmt][0]:
         raise ConfigError(f"int8 {fmt} from {KIND_NAME[src.kind]}: not available; {CAN_BECOME[src.kind][fmt][1]}")
-    stage.mkdir(parents=True, exist_ok=True)
-    if fmt == "tflite":
-        return quantizers.get("tflite")(src.path, None, stage, name, meta.copy(format="tflite"), cfg, calib, say)
-    if fmt == "openvino":
-        say("quantizing openvino (NNCF) ...")
-    return quantizers.get(fmt)(None, float_path, stage, name, meta, cfg, calib, say)
+    return ModelSource(src.path if src.kind == "savedmodel" and fmt == "tflite" else None, float_path)
 
 
-# --- the whole thing -------------------------------------------------------------------------------
-@dataclass
-class ForeignResult:
-    out_dir: Path
-    rows: list
-    steps: dict
-    failures: list
-    notes: list
-    mode: str  # "fidelity" or "accuracy"
-
-    def to_dict(self) -> dict:
-        return {"out_dir": str(self.out_dir), "mode": self.mode, "rows": self.rows, "steps": self.steps,
-                "failures": self.failures, "notes": self.notes}
+# One result type for every face of compression (mode "accuracy" or "fidelity" here).
+ForeignResult = CompressReport
 
 
 def plan_formats(kind: str, fmts, explicit: bool) -> tuple[list, list]:
@@ -363,12 +347,15 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
 
         notes += _notes(rows, cfg)  # int8 slower than float on this CPU: said, as for edgekit's own models
         steps["seconds"] = round(time.time() - t0, 1)
-        result = ForeignResult(out_dir, rows, _jsonable(steps), _jsonable(failures), notes, mode)
-        _write_reports(result, gate)
+        rule = (f"top-1 agreement >= {gate.min_agreement:g} and float top-1 in the int8 top-5 >= {gate.min_top5:g}"
+                if mode == "fidelity" else f"top-1 drop <= {gate.max_drop:g} points (reference top-1 "
+                                           f"{steps['reference']['top1']:.4f})")
+        result = CompressReport(out_dir, rows, _jsonable(steps), None, _jsonable(failures), notes, mode, rule)
+        write_compress_report(result)
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
     if failures:
-        lines = [f"{f['artifact']}: {_attempt_text(_last_tried(f['attempts']), mode)}; tried "
+        lines = [f"{f['artifact']}: {attempt_text(_last_tried(f['attempts']), mode)}; tried "
                  + ", ".join(a["remedy"] for a in f["attempts"]) for f in failures]
         err = GateError(f"Artifact(s) missed the {mode} gate and were not written: " + "; ".join(lines)
                         + f". Report: {out_dir / 'report.md'}")
@@ -380,20 +367,6 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
 def _last_tried(attempts: list) -> dict:
     tried = [a for a in attempts if "skipped" not in a]
     return tried[-1] if tried else attempts[-1]
-
-
-def _attempt_text(a: dict, mode: str) -> str:
-    if "skipped" in a:
-        return f"skipped ({a['skipped']})"
-    if "error" in a:
-        return f"error {a['error'][:120]}"
-    if "why" in a and "fidelity" not in a:
-        return a["why"]
-    f = a.get("fidelity") or {}
-    s = f"agreement {f.get('agreement', float('nan')):.3f}, top-5 {f.get('top5', float('nan')):.3f}"
-    if mode == "accuracy":
-        s = f"top-1 {a['top1']:.4f}, drop {a['drop']:.2f} points; " + s
-    return s + (f" ({a['why']})" if "why" in a else "")
 
 
 def foreign_plan(cfg: QuantizeConfig, gate: GateConfig, train_size: int):
@@ -421,17 +394,21 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, plan, x_cal, judge,
     """One format of a foreign model up the shared ladder (:func:`edgekit.compress.ladder.climb`)."""
     from .ladder import climb
     from .quantize import calibration_set
+    from .quantizers import AccuracyControl, QuantizeJob, quantize
+
+    source = foreign_source(src, fmt, float_path)
 
     def make(i, rung):
         c = rung.config
+        job = QuantizeJob(stage / f"try{i}", name, meta.copy(format="tflite") if fmt == "tflite" else meta, c,
+                          calibration_set(None, c.calibration_samples, c.seed, x_cal), "int8", say)
         if rung.remedy == "accuracy-control":
             # The last remedy ranks layers by their cost on the calibration images: it gets all of them,
             # validated against the float model's top-1 there (the held-out images stay unseen until the judge).
-            targets = predict(float_path, x_cal).reshape(len(x_cal), -1).argmax(1)
-            return accuracy_control(fmt, float_path, stage / f"try{i}" / f"{name}{formats.get(fmt).suffix}",
-                                    meta, c, x_cal, x_cal, targets, max_drop, say)
-        calib = calibration_set(None, c.calibration_samples, c.seed, x_cal)
-        return quantize_foreign(src, fmt, float_path, stage / f"try{i}", name, meta, c, calib, say)
+            job.calibration = x_cal
+            job.control = AccuracyControl(x_cal, predict(float_path, x_cal).reshape(len(x_cal), -1).argmax(1),
+                                          max_drop)
+        return quantize(fmt, source, job)
 
     def check(rung, path, a):
         if rung.remedy != "accuracy-control":
@@ -452,60 +429,19 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, plan, x_cal, judge,
     return {"path": path, "attempts": [a.to_dict() for a in attempts]}
 
 
-def _row(path: Path, out_dir: Path, fmt, precision, gate, fid: dict, remedy) -> dict:
-    return {"artifact": str(Path(path).relative_to(out_dir)), "format": fmt, "precision": precision,
-           "agreement": fid["agreement"], "top5": fid["top5"], "mean_abs_err": fid["mean_abs_err"],
-           "gate": gate, "remedy": remedy}
+def _row(path: Path, out_dir: Path, fmt, precision, gate, fid: dict, remedy) -> ArtifactRow:
+    return ArtifactRow(str(Path(path).relative_to(out_dir)), fmt, precision, gate,
+                       metrics={k: fid[k] for k in ("agreement", "top5", "mean_abs_err")}, remedy=remedy)
 
 
-def _sizes_and_speed(rows, out_dir: Path, bench_runs: int) -> None:
-    from .gate import relate_to_references
+def _sizes_and_speed(rows: list[ArtifactRow], out_dir: Path, bench_runs: int) -> None:
     from .measure import p50_ms
 
     for r in rows:
-        p = out_dir / r["artifact"]
-        r["size_bytes"] = model_size(p)
-        r["size_kb"] = r["size_bytes"] / 1024
-        r["p50_ms"] = p50_ms(p, bench_runs) if bench_runs else None
+        p = out_dir / r.artifact
+        r.size_bytes = model_size(p)
+        r.p50_ms = p50_ms(p, bench_runs) if bench_runs else None
     relate_to_references(rows)
-
-
-COLUMNS = ["artifact", "format", "precision", "size_kb", "size_x", "agreement", "top5", "mean_abs_err", "p50_ms",
-           "speedup", "gate", "remedy"]
-HEADERS = {"size_kb": "size KB", "size_x": "size x", "top5": "float top-1 in top-5", "mean_abs_err": "prob err",
-           "p50_ms": "p50 ms", "speedup": "speed-up"}
-
-
-def render(result: ForeignResult) -> str:
-    from ..tables import format_table
-
-    lines = [format_table(result.rows, COLUMNS, HEADERS)]
-    lines += [f"note: {n}" for n in result.notes]
-    for f in result.failures:
-        lines.append(f"FAILED gate: {f['artifact']} (tried: {', '.join(a['remedy'] for a in f['attempts'])})")
-    return "\n".join(lines)
-
-
-def _write_reports(result: ForeignResult, gate: GateConfig) -> None:
-    from ..fsutil import write_json_atomic, write_text_atomic
-    from ..tables import markdown_table
-
-    s = result.steps
-    rule = (f"top-1 agreement >= {gate.min_agreement:g} and float top-1 in the int8 top-5 >= {gate.min_top5:g}"
-            if result.mode == "fidelity" else f"top-1 drop <= {gate.max_drop:g} points (reference top-1 "
-                                              f"{s['reference']['top1']:.4f})")
-    md = ["# edgekit compress report (foreign model)", "", markdown_table(result.rows, COLUMNS, HEADERS), "",
-          f"Gate: {result.mode}, {rule}, on {s['held_out']} held-out images against the float model "
-          f"`{s['reference']['model']}`; {s['calibration']} images calibrate. Agreement and top-5 are against the "
-          "float model's top-1; prob err is the mean absolute difference of the softmax probabilities; size x and "
-          "speed-up against the float reference of the same format; p50 is 1 thread on this host.", ""]
-    md += [f"- {n}" for n in result.notes]
-    for f in result.failures:
-        md.append(f"- **Gate failed** for `{f['artifact']}`: " + "; ".join(
-            f"{a['remedy']}: " + (a.get("skipped") or a.get("error") or _attempt_text(a, result.mode))
-            for a in f["attempts"]))
-    write_json_atomic(result.out_dir / "report.json", result.to_dict())
-    write_text_atomic(result.out_dir / "report.md", "\n".join(md) + "\n")
 
 
 def _jsonable(o):

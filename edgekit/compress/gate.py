@@ -45,25 +45,6 @@ def check_gates(gates, *, top1: float, reference_top1: float, size_bytes: int, p
     return out
 
 
-def relative_to(row: dict, ref: dict | None) -> dict:
-    """Size, gzip size and speed-up of an artifact against the float reference of its format."""
-    if ref is None:
-        return {"size_x": None, "gzip_x": None, "speedup": None}
-    return {"size_x": row["size_bytes"] / ref["size_bytes"],
-            "gzip_x": row["gzip_bytes"] / ref["gzip_bytes"] if ref.get("gzip_bytes") else None,
-            "speedup": ref["p50_ms"] / row["p50_ms"] if row.get("p50_ms") and ref.get("p50_ms") else None}
-
-
-def relate_to_references(rows: list[dict]) -> None:
-    """Every row gets size x, gzip x and speed-up against its format's float reference row (``gate ==
-    "reference"``): the one rule of edgekit compress's report and a foreign model's."""
-    refs = {r["format"]: r for r in rows if r.get("gate") == "reference"}
-    for r in rows:
-        ref = refs.get(r["format"])
-        if ref is not None:
-            r.update({k: v for k, v in relative_to(r, ref).items() if v is not None})
-
-
 def promote(staged: Path, final: Path) -> Path:
     """Move a staged artifact (all its files and its sidecar) to its final name."""
     final.parent.mkdir(parents=True, exist_ok=True)

@@ -14,20 +14,30 @@ Importing this module registers the detection judge; the engine imports it befor
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .judge import JUDGES, EPS, Judge, Score
 
 
 class MapJudge(Judge):
-    """mAP@[.5:.95] (box detectors) or centroid F1 (FOMO) on ``ds[split]``; drop in points of that metric."""
+    """mAP@[.5:.95] (box detectors) or centroid F1 (FOMO) on ``ds[split]``; drop in points of that metric.
+
+    Which of the two is fixed by the float model in :meth:`reference` (its post-processing kind), before any
+    attempt is scored, so every attempt of a climb carries the same unit; a candidate of another kind is refused.
+    """
 
     key = "map"
     details_key = "detection"
+    METRICS = {"centernet": ("mAP@[.5:.95]", "points of mAP@[.5:.95]"),
+               "fomo": ("centroid F1", "points of centroid F1")}
 
     def __init__(self, ds, split: str = "test", limit: int | None = None):
         self.ds, self.split, self.limit = ds, split, limit
-        self.unit = "points of mAP@[.5:.95]"
+        self.kind: str | None = None  # set by reference()
+        self.unit = self.METRICS["centernet"][1]  # a box detector's until reference() reads the float model
 
-    def _measure(self, model) -> Score:
+    def _evaluate(self, model) -> tuple[str, dict, int]:
+        """(post-processing kind, score_outputs' numbers, images) of ``model`` on the judge's split."""
         from ..evaluate_detect import DetectorRunner, score_outputs
 
         runner = DetectorRunner(model)
@@ -37,17 +47,31 @@ class MapJudge(Judge):
             r = score_outputs(runner.run(x), recs, self.ds.labels, post)
         finally:
             runner.close()
-        if post.get("kind", "centernet") == "centernet":
-            return Score(float(r["map"]), "mAP@[.5:.95]", {"map50": r.get("map50"), "images": len(recs)})
-        self.unit = "points of centroid F1"
+        return post.get("kind", "centernet"), r, len(recs)
+
+    @staticmethod
+    def _score(kind: str, r: dict, n: int) -> Score:
+        if kind == "centernet":
+            return Score(float(r["map"]), "mAP@[.5:.95]", {"map50": r.get("map50"), "images": n})
         return Score(float(r["f1"]), "centroid F1", {"precision": r.get("precision"), "recall": r.get("recall"),
-                                                    "images": len(recs)})
+                                                     "images": n})
 
     def reference(self, float_artifact) -> Score:
-        return self._measure(float_artifact)
+        kind, r, n = self._evaluate(float_artifact)
+        self.kind = kind
+        self.unit = self.METRICS["centernet" if kind == "centernet" else "fomo"][1]
+        return self._score(kind, r, n)
 
     def score(self, artifact) -> Score:
-        return self._measure(artifact)
+        if self.kind is None:
+            raise RuntimeError("MapJudge.score() before reference(): the float model fixes the metric and its unit")
+        kind, r, n = self._evaluate(artifact)
+        if kind != self.kind:
+            from ..errors import ModelError
+
+            raise ModelError(f"{Path(str(artifact)).name} is a {kind} detector but the float reference is a "
+                             f"{self.kind} one: their scores don't compare")
+        return self._score(kind, r, n)
 
 
 class StreamRecallJudge(Judge):

@@ -5,27 +5,10 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def digits_cnn(tmp_path_factory):
-    """A zoo DS-CNN (32 channels) trained a few epochs on digits, saved as .keras with its sidecar."""
-    import keras
-
-    from edgekit.artifact import ArtifactMeta, write_meta
-    from edgekit.data import load_dataset
-    from edgekit.zoo import build_model
-
-    ds = load_dataset("digits")
-    keras.utils.set_random_seed(0)
-    # BatchNorm momentum 0.9: a few epochs at 0.99 leave the moving statistics unsettled.
-    model = build_model("ds_cnn_s", ds.input_shape, ds.num_classes, filters=32, bn_momentum=0.9)
-    model.compile(optimizer=keras.optimizers.Adam(3e-3), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    x, y = ds.split("train")
-    model.fit(x, y, batch_size=32, epochs=8, verbose=0)
-    path = tmp_path_factory.mktemp("compress-model") / "model.keras"
-    model.save(path)
-    write_meta(path, ArtifactMeta(format="keras", task=ds.task, labels=list(ds.labels),
-                                  preprocessing=dict(ds.preprocessing), provenance={"data": "digits"}))
-    return path
+def digits_cnn(digits_ds_cnn):
+    """The session's one trained ds_cnn_s on digits (tests/conftest.py; 32 channels), as its .keras path with
+    the sidecar edgekit.train wrote."""
+    return digits_ds_cnn.model_path
 
 
 @pytest.fixture(scope="session")

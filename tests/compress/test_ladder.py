@@ -9,6 +9,7 @@ import pytest
 
 from edgekit.compress.judge import AccuracyJudge, Judge, Score
 from edgekit.compress.ladder import Attempt, Rung, climb
+from edgekit.compress.quantizers import AccuracyControl, ModelSource, QuantizeJob, quantize
 from edgekit.errors import ModelError
 from edgekit.passes import REMEDIES, GateConfig, QuantizeConfig
 
@@ -106,15 +107,17 @@ def test_engine_climbs_the_whole_ladder_in_order_with_qat_trained_once(tmp_path,
 
     built, qat_trained = [], []
 
-    def fake_quantize_format(fmt, model, float_artifact, stage, name, meta, cfg, calib, say, source=None,
-                             precision="int8"):
-        built.append((precision, model, cfg.per_channel, cfg.float_sensitive, cfg.mixed_precision, len(calib)))
-        stage.mkdir(parents=True, exist_ok=True)
-        p = stage / f"{name}.tflite"
+    def fake_quantize_format(fmt, source, job):
+        cfg = job.config
+        built.append((job.precision, source.model, cfg.per_channel, cfg.float_sensitive, cfg.mixed_precision,
+                      len(job.calibration)))
+        job.stage.mkdir(parents=True, exist_ok=True)
+        p = job.out(".tflite")
         p.write_text("0.1")
         return p
 
     monkeypatch.setattr(engine, "quantize_format", fake_quantize_format)
+    monkeypatch.setattr(engine, "keras_source", lambda model, float_artifact=None: ModelSource(model, float_artifact))
     monkeypatch.setattr(qat, "qat_model", lambda model, ds, say=None: qat_trained.append(1) or "qat-model")
     monkeypatch.setattr(AccuracyJudge, "on_dataset", classmethod(lambda cls, ds, split: ScriptedJudge()))
     cfg = QuantizeConfig(calibration_samples=200).validate()
@@ -154,16 +157,16 @@ def test_the_command_gates_size_and_latency_like_a_recipe(tmp_path):
     assert set(Gates.model_fields) == {"max_drop", "min_top1", "max_size_kb", "max_p50_ms"}
     for name in ("model_int8.tflite", "model_fp16.tflite"):
         (tmp_path / name).write_bytes(b"x")
-    rows = [{"artifact": "reference/model.tflite", "gate": "reference", "format": "tflite", "precision": "float32",
-             "top1": 0.9, "size_bytes": 90_000, "p50_ms": 1.0},
-            {"artifact": "model_int8.tflite", "gate": "pass", "format": "tflite", "precision": "int8", "top1": 0.9,
-             "size_bytes": 30_000, "p50_ms": 0.5},
-            {"artifact": "model_fp16.tflite", "gate": "pass", "format": "tflite", "precision": "fp16", "top1": 0.9,
-             "size_bytes": 50_000, "p50_ms": 2.0}]
+    from edgekit.compress.report import ArtifactRow
+
+    rows = [ArtifactRow("reference/model.tflite", "tflite", "float32", "reference", {"top1": 0.9}, size_bytes=90_000,
+                        p50_ms=1.0),
+            ArtifactRow("model_int8.tflite", "tflite", "int8", "pass", {"top1": 0.9}, size_bytes=30_000, p50_ms=0.5),
+            ArtifactRow("model_fp16.tflite", "tflite", "fp16", "pass", {"top1": 0.9}, size_bytes=50_000, p50_ms=2.0)]
     gate = GateConfig(max_size_kb=40, max_p50_ms=1.5).validate()
     failures = _measured_gates(rows, gate, 0.9, tmp_path)
     assert [f["artifact"] for f in failures] == ["model_fp16.tflite"]
-    assert rows[2]["gate"] == "FAIL max_size_kb,max_p50_ms" and rows[1]["gate"] == "pass"
+    assert rows[2].gate == "FAIL max_size_kb,max_p50_ms" and rows[1].gate == "pass" and not rows[2].passed
     assert not (tmp_path / "model_fp16.tflite").exists() and (tmp_path / "model_int8.tflite").exists()
     assert _measured_gates(rows[:2], GateConfig().validate(), 0.9, tmp_path) == []
 
@@ -177,3 +180,66 @@ def test_a_task_registers_its_judge_and_others_get_top1(monkeypatch):
     assert isinstance(judges.judge_for(SimpleNamespace(task="object-detection"), "test"), ScriptedJudge)
     assert isinstance(judges.judge_for(SimpleNamespace(task="image-classification"), "test"), AccuracyJudge)
     assert AccuracyJudge.unit == "points of top-1" and judges.FidelityJudge.key == "agreement"
+
+
+def test_every_rung_goes_through_the_registry_nncf_accuracy_control_included(tmp_path, monkeypatch):
+    """The quantizer contract: (source, job). A job with ``control`` reaches NNCF's accuracy control through the
+    ONNX and OpenVINO quantizers of the registry, with the job's stage, name and data; TFLite refuses it as a
+    failed rung (a ModelError), as it refuses a source with no graph to convert."""
+    from edgekit.compress.quantizers import accuracy_control as ac
+
+    seen = []
+
+    def fake_control(fmt, float_path, out, job, sensitive):
+        assert callable(sensitive)  # the format's float-sensitive layers, for an earlier rung's remedy
+        seen.append((fmt, float_path, out, job.control.max_drop, len(job.control.targets)))
+        return out
+
+    monkeypatch.setattr(ac, "accuracy_control", fake_control)
+    cfg = QuantizeConfig().validate()
+    x = np.zeros((4, 3), np.float32)
+    for fmt, suffix in (("onnx", ".onnx"), ("openvino", ".xml")):
+        job = QuantizeJob(tmp_path / fmt, "m_int8", None, cfg, x, control=AccuracyControl(x, np.zeros(4), 1.5))
+        out = quantize(fmt, ModelSource(None, tmp_path / f"float{suffix}"), job)
+        assert out == tmp_path / fmt / f"m_int8{suffix}" and (tmp_path / fmt).is_dir()
+    assert [s[0] for s in seen] == ["onnx", "openvino"] and seen[0][1:] == (tmp_path / "float.onnx",
+                                                                            tmp_path / "onnx" / "m_int8.onnx", 1.5, 4)
+    job = QuantizeJob(tmp_path / "t", "m_int8", None, cfg, x, control=AccuracyControl(x, np.zeros(4), 1.5))
+    with pytest.raises(ModelError, match="TFLite has no accuracy-aware rung"):
+        quantize("tflite", ModelSource("saved_model_dir"), job)
+    with pytest.raises(ModelError, match="needs the source graph"):
+        quantize("tflite", ModelSource(None, tmp_path / "float.tflite"), QuantizeJob(tmp_path / "t", "m", None, cfg, x))
+    from edgekit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="int16x8"):  # the format table's precisions, checked before any work
+        quantize("openvino", ModelSource(None, tmp_path / "float.xml"),
+                 QuantizeJob(tmp_path / "o", "m", None, cfg, x, precision="int16x8"))
+
+
+def test_the_map_judge_fixes_its_unit_from_the_float_model_before_the_first_attempt(tmp_path):
+    """A FOMO (centroid) detector is judged in points of centroid F1 from its first attempt on: the float model's
+    kind decides the unit in reference(), scoring never changes it, and a candidate of another kind is refused."""
+    from edgekit.compress.task_judges import MapJudge
+
+    class Fake(MapJudge):
+        kinds = {"float": "fomo", "other": "centernet"}
+
+        def _evaluate(self, model):
+            kind = self.kinds.get(Path(str(model)).stem, "fomo")
+            return kind, {"f1": 0.8, "precision": 0.8, "recall": 0.8, "map": 0.3, "map50": 0.5}, 12
+
+    j = Fake(None)
+    with pytest.raises(RuntimeError, match="before reference"):
+        j.score(tmp_path / "x.tflite")
+    ref = j.reference(tmp_path / "float.tflite")
+    assert (j.unit, ref.unit, ref.value) == ("points of centroid F1", "centroid F1", 0.8)
+    cfg = QuantizeConfig().validate()
+    path, attempts = climb([Rung("none", cfg, "int8")], _maker(tmp_path, {}, []), j, ref, 1.0, lambda s: None,
+                           "tflite")
+    assert attempts[0].unit == "points of centroid F1" and attempts[0].passed and attempts[0].drop == 0.0
+    assert attempts[0].to_dict()["detection"]["images"] == 12
+    with pytest.raises(ModelError, match="centernet detector but the float reference is a fomo one"):
+        j.score(tmp_path / "other.tflite")
+    box = Fake(None)
+    box.kinds = {"float": "centernet"}
+    assert box.reference(tmp_path / "float.tflite").value == 0.3 and box.unit == "points of mAP@[.5:.95]"

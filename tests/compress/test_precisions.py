@@ -65,7 +65,7 @@ def test_int8_weights_stores_int8_kernels_with_float_activations(digits_cnn, tmp
 
 
 def test_report_has_the_precision_and_speedup_per_row_and_the_profile_note(fp16_all):
-    from edgekit.compress.summary import render
+    from edgekit.compress.report import render
 
     res = fp16_all
     assert " fp16 " in render(res)
@@ -87,9 +87,10 @@ def test_int16x8_has_int16_activations_and_holds_accuracy(fp16_all, digits_cnn, 
 
     from edgekit.artifact import read_meta
     from edgekit.compat import load_keras_model
-    from edgekit.compress.engine import quantize_format
+    from edgekit.compress.engine import keras_source, quantize_format
     from edgekit.compress.gate import top1_of
     from edgekit.compress.quantize import calibration_set
+    from edgekit.compress.quantizers import QuantizeJob
     from edgekit.data import load_dataset
     from edgekit.passes import QuantizeConfig
 
@@ -100,8 +101,8 @@ def test_int16x8_has_int16_activations_and_holds_accuracy(fp16_all, digits_cnn, 
     cfg = QuantizeConfig(precision=["int16x8"], calibration_samples=64).validate()
     for fmt in ("tflite", "onnx"):
         float_path = fp16_all.out_dir / _rows(fp16_all, "float32")[fmt]["artifact"]
-        path = quantize_format(fmt, model, float_path, tmp_path / fmt, "model_int16x8", meta, cfg,
-                               calibration_set(ds, 64), lambda s: None, precision="int16x8")
+        path = quantize_format(fmt, keras_source(model, float_path), QuantizeJob(
+            tmp_path / fmt, "model_int16x8", meta, cfg, calibration_set(ds, 64), "int16x8"))
         assert read_meta(path).quantization["precision"] == "int16x8"
         if fmt == "tflite":
             kinds = {d["dtype"].__name__ for d in Interpreter(model_path=str(path)).get_tensor_details()}

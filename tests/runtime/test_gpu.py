@@ -44,12 +44,12 @@ def test_openvino_gpu_matches_cpu(exported_models):
 def _fp16(fmt: str, float_path, tmp_path):
     """The fp16 artifact of a float one, by the same quantizer as `edgekit compress --quantize fp16`."""
     from edgekit.artifact import read_meta
-    from edgekit.compress.quantizers import quantizers
+    from edgekit.compress.quantizers import ModelSource, QuantizeJob, quantize
     from edgekit.passes import QuantizeConfig
 
     cfg = QuantizeConfig(precision=["fp16"]).validate()
-    return quantizers.get(fmt)(None, float_path, tmp_path / fmt, "model_fp16", read_meta(float_path), cfg, None,
-                               lambda s: None, precision="fp16")
+    return quantize(fmt, ModelSource(None, float_path),
+                    QuantizeJob(tmp_path / fmt, "model_fp16", read_meta(float_path), cfg, None, "fp16"))
 
 
 def _agree_within_gate(gpu, cpu, x):

@@ -5,13 +5,9 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def digits_run(tmp_path_factory):
-    from edgekit.train import train
-
-    out = tmp_path_factory.mktemp("runs") / "digits"
-    # BatchNorm momentum 0.9: with a few epochs 0.99 leaves moving statistics unsettled
-    return train("ds_cnn_s", "digits", epochs=4, out_dir=out, batch_size=32, quiet=True,
-                 model_options={"bn_momentum": 0.9})
+def digits_run(digits_ds_cnn):
+    """The session's one trained ds_cnn_s on digits (tests/conftest.py), shared with the compress tests."""
+    return digits_ds_cnn
 
 
 @pytest.fixture(scope="session")

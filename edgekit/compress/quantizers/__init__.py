@@ -1,10 +1,19 @@
-"""int8 quantizers, one module per format, behind a registry read from the format table (edgekit/formats.py).
+"""Quantizers, one module per format, behind a registry read from the format table (edgekit/formats.py).
 
-Each module has ``quantize(model, float_artifact, stage, name, meta, cfg, calib, say, *, source, transformer)
--> Path``: one int8 artifact under ``stage``, not gated yet (the engine gates it).
+The contract: ``quantize(source: ModelSource, job: QuantizeJob) -> Path``, one artifact of ``job.precision``
+under ``job.stage``, not gated yet (the ladder gates it). ``source`` is what it starts from: a Keras model or a
+model file (a ``.keras`` or SavedModel path the exporters read; None for an ONNX or TFLite file), and the verified
+float artifact of the target format when there is one. ``job`` is the rest: file stem, metadata, the
+QuantizeConfig of the rung, calibration data, precision, progress, and ``control`` for NNCF's accuracy-aware
+rung, which the ONNX and OpenVINO quantizers hand to :mod:`.accuracy_control` (a format without it refuses with
+a ModelError, a failed rung). A new format is a module with that function and its row in the format table.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 from ...formats import TABLE
 from ...registry import Registry
@@ -12,3 +21,52 @@ from ...registry import Registry
 quantizers: Registry = Registry("int8 quantizer", "edgekit.quantizers")
 for _f in TABLE:
     quantizers.register(_f.name, _f.quantizer)
+
+
+def _quiet(s: str) -> None:
+    pass
+
+
+@dataclass
+class ModelSource:
+    """What a quantizer starts from."""
+
+    model: Any = None  # keras.Model, or a .keras/SavedModel path; None: only the float file (ONNX, TFLite)
+    float_artifact: Path | None = None  # the verified float artifact of the target format, when there is one
+    transformer: bool = False  # the model has attention (NNCF's TRANSFORMER model type)
+
+
+@dataclass
+class AccuracyControl:
+    """NNCF's accuracy-aware rung: layers that cost top-1 agreement with ``targets`` on ``x_val`` go back to
+    float until the drop is within ``max_drop`` (the judge's points)."""
+
+    x_val: Any
+    targets: Any
+    max_drop: float
+
+
+@dataclass
+class QuantizeJob:
+    """Everything but the model: where, under which name and metadata, with which config and calibration."""
+
+    stage: Path  # the artifact goes under this folder
+    name: str  # its file stem
+    meta: Any  # ArtifactMeta the artifact carries
+    config: Any  # the QuantizeConfig of this rung
+    calibration: Any  # calibration inputs (numpy array); None where the precision needs none
+    precision: str = "int8"
+    progress: Callable[[str], None] = _quiet
+    control: AccuracyControl | None = None
+
+    def out(self, suffix: str) -> Path:
+        return self.stage / f"{self.name}{suffix}"
+
+
+def quantize(fmt: str, source: ModelSource, job: QuantizeJob) -> Path:
+    """One ``job.precision`` artifact of ``source`` in ``fmt`` under ``job.stage`` by that format's quantizer."""
+    from ...formats import check_precisions
+
+    check_precisions([fmt], [job.precision])
+    job.stage.mkdir(parents=True, exist_ok=True)
+    return quantizers.get(fmt)(source, job)

@@ -5,13 +5,13 @@ quantizers of this package, with the metadata helpers the file-source quantizers
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from ... import formats
 from ...artifact import ArtifactMeta, read_meta, write_meta
 from ...errors import MissingDependencyError, ModelError, first_line
-from ...passes import QuantizeConfig
 
 MAX_REVERTED = 0.5  # an accuracy-control result with more of its layers back in float is refused
 
@@ -46,14 +46,17 @@ def _ov():
     return ov
 
 
-def accuracy_control(fmt: str, float_path: Path, out: Path, meta: ArtifactMeta, cfg: QuantizeConfig,
-                     calib: np.ndarray, x_val: np.ndarray, targets: np.ndarray, max_drop: float, say) -> Path:
+def accuracy_control(fmt: str, float_path: Path, out: Path, job, sensitive: Callable[[Path, Any], list]) -> Path:
     """int8 by NNCF's accuracy-aware quantization: layers ranked by how much they cost the metric (top-1
     agreement of ``x_val`` with ``targets``) go back to float until the drop is within ``max_drop`` (in the
     judge's points, as every gate counts it; NNCF is asked for a quarter of it, as a fraction: what holds on
     the calibration images loses some on unseen ones — measured, 200 + 200 crops: 0.99 asked on calibration
-    gave 0.98 held out, 0.995 gave 0.985). ONNX and OpenVINO alike (NNCF has both backends)."""
-    max_drop = max_drop / 100.0 / 4  # NNCF's unit: a fraction of the metric
+    gave 0.98 held out, 0.995 gave 0.985). ONNX and OpenVINO alike (NNCF has both backends); their quantizers
+    call it for a job with ``control`` (:class:`edgekit.compress.quantizers.AccuracyControl`), with
+    ``sensitive(float_path, loaded model)``: the layers their float-sensitive remedy keeps in float."""
+    meta, cfg, calib, say = job.meta, job.config, job.calibration, job.progress
+    x_val, targets = job.control.x_val, job.control.targets
+    max_drop = job.control.max_drop / 100.0 / 4  # NNCF's unit: a fraction of the metric
     try:
         import nncf
     except ImportError:
@@ -99,14 +102,7 @@ def accuracy_control(fmt: str, float_path: Path, out: Path, meta: ArtifactMeta, 
     # Cumulative, as the engine's remedies are: layers an earlier remedy kept in float stay float here.
     names = list(cfg.keep_float)
     if cfg.float_sensitive and not names:
-        if fmt == "onnx":
-            from .onnx import onnx_sensitive_nodes
-
-            names = onnx_sensitive_nodes(float_path)
-        else:
-            weighted = [op.get_friendly_name() for op in src_model.get_ordered_ops()
-                        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul")]
-            names = list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
+        names = list(sensitive(float_path, src_model))
     scope = nncf.IgnoredScope(names=names, validate=False) if names else None
     calib_ds = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))], feed)
     val_ds = nncf.Dataset(list(zip(x_val, targets.tolist())), lambda item: feed(item[0][None]))

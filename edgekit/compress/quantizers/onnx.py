@@ -15,25 +15,31 @@ from ...passes import QuantizeConfig
 from ..quantize import SENSITIVE_ONNX_OPS, ort_activation_settings, quant_meta
 
 
-def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, cfg: QuantizeConfig,
-             calib: np.ndarray, say, *, source=None, transformer: bool = False, precision: str = "int8") -> Path:
-    """The ``precision`` ``.onnx`` of ``model`` under ``stage``, from its float ONNX (exported first if not given)."""
+def quantize(source, job) -> Path:
+    """The ``job.precision`` ``.onnx`` under ``job.stage``, from the float ONNX (``source.float_artifact``; exported
+    from ``source.model`` first when there is none, e.g. QAT weights). With ``job.control``: NNCF's accuracy
+    control."""
     from ...export import export_model
     from ...export.onnx import ONNXExporter
 
-    if float_artifact is None:  # e.g. QAT weights: their float ONNX first
-        res = export_model(source if source is not None else model, ["onnx"], stage / "float", name=name, meta=meta,
-                           progress=say)
+    cfg, calib, precision, say = job.config, job.calibration, job.precision, job.progress
+    float_artifact = source.float_artifact
+    if float_artifact is None:
+        res = export_model(source.model, ["onnx"], job.stage / "float", name=job.name, meta=job.meta, progress=say)
         float_artifact = res.artifacts["onnx"]
-    out = stage / f"{name}.onnx"
+    out = job.out(".onnx")
+    if job.control is not None:
+        from .accuracy_control import accuracy_control
+
+        return accuracy_control("onnx", Path(float_artifact), out, job, lambda path, _m: onnx_sensitive_nodes(path))
     say(f"quantizing onnx ({precision}) ...")
     if precision in ("int8", "int16x8"):
-        details = quantize_onnx(float_artifact, out, cfg, calib, transformer=transformer, precision=precision)
+        details = quantize_onnx(float_artifact, out, cfg, calib, transformer=source.transformer, precision=precision)
     elif precision == "fp16":
         details = onnx_fp16(float_artifact, out)
     else:
         details = onnx_weights_int8(float_artifact, out, cfg)
-    m = quant_meta(read_meta(float_artifact) or meta, precision, details,
+    m = quant_meta(read_meta(float_artifact) or job.meta, precision, details,
                    len(calib) if precision in ("int8", "int16x8") else None)
     m.verification = {}
     ONNXExporter().embed_metadata(out, m)

@@ -24,16 +24,22 @@ _WEIGHTED = ("Convolution", "GroupConvolution", "MatMul")
 # lost 3.3 points at the first rung with it quantized (measured), none with it kept float.
 
 
-def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, cfg: QuantizeConfig,
-             calib: np.ndarray, say, *, source=None, transformer: bool = False, precision: str = "int8") -> Path:
-    """The ``precision`` IR (``.xml`` + ``.bin``) of ``model`` under ``stage``, applied during conversion; with no
-    ``model`` (a source that is a file), from ``float_artifact``, the verified float IR."""
+def quantize(source, job) -> Path:
+    """The ``job.precision`` IR (``.xml`` + ``.bin``) of ``source.model`` under ``job.stage``, applied during
+    conversion; with no model (a source that is a file), from ``source.float_artifact``, the verified float IR.
+    With ``job.control``: NNCF's accuracy control on the float IR."""
     from ...export import export_model
     from ...export.openvino import OpenVINOExporter
 
+    model, float_artifact = source.model, source.float_artifact
+    cfg, calib, precision, meta, say = job.config, job.calibration, job.precision, job.meta, job.progress
+    if job.control is not None:
+        from .accuracy_control import accuracy_control
+
+        return accuracy_control("openvino", Path(float_artifact), job.out(".xml"), job, _first_and_last_weighted)
     record: dict = {}
     if precision == "int8":
-        opts = {"transform": openvino_transform(cfg, calib, transformer=transformer, record=record)}
+        opts = {"transform": openvino_transform(cfg, calib, transformer=source.transformer, record=record)}
         m = quant_meta(meta, precision, {"scheme": "NNCF PTQ"}, len(calib))
     elif precision == "fp16":
         opts = {"compress_to_fp16": True}
@@ -48,8 +54,8 @@ def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, c
     if float_artifact is not None and (precision != "int8" or model is None):
         # fp16 and weight compression need no calibration or SavedModel: rewrite the verified float IR. So does
         # int8 of a file source (a foreign ONNX or TFLite: no Keras model), NNCF running on the float IR's graph.
-        return _from_float_ir(Path(float_artifact), stage / f"{name}.xml", m, opts, record)
-    res = export_model(model, ["openvino"], stage, name=name, meta=m, verify=False, progress=say,
+        return _from_float_ir(Path(float_artifact), job.out(".xml"), m, opts, record)
+    res = export_model(model, ["openvino"], job.stage, name=job.name, meta=m, verify=False, progress=say,
                        options={"openvino": opts})
     path = res.artifacts["openvino"]
     final_meta = read_meta(path)
@@ -57,6 +63,12 @@ def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, c
     write_meta(path, final_meta)
     OpenVINOExporter().embed_metadata(path, final_meta)
     return path
+
+
+def _first_and_last_weighted(float_path: Path, model) -> list[str]:
+    """The float-sensitive layers of an OpenVINO model: its first and last weighted ops."""
+    weighted = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in _WEIGHTED]
+    return list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
 
 
 def _from_float_ir(float_xml: Path, out: Path, m, opts: dict, record: dict) -> Path:

@@ -17,11 +17,18 @@ SCHEMES = {"int8": "TFLite full-integer PTQ", "int16x8": "TFLite 16x8 PTQ (int16
            "fp16": "TFLite float16 weights", "int8-weights": "TFLite dynamic-range int8 weights"}
 
 
-def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, cfg: QuantizeConfig,
-             calib: np.ndarray, say, *, source=None, transformer: bool = False, precision: str = "int8") -> Path:
-    """The ``precision`` ``.tflite`` of ``model`` under ``stage`` (converted from the Keras model; not gated yet)."""
+def quantize(source, job) -> Path:
+    """The ``job.precision`` ``.tflite`` of ``source.model`` (a Keras model or a SavedModel path: the converter
+    needs the source graph) under ``job.stage``; not gated yet."""
+    from ...errors import ModelError
     from ...export import export_model
 
+    if job.control is not None:
+        raise ModelError("accuracy control is NNCF's (ONNX and OpenVINO IR); TFLite has no accuracy-aware rung")
+    if source.model is None:
+        raise ModelError("int8 TFLite needs the source graph (a Keras model or a SavedModel); a .tflite or .onnx "
+                         "file can't be re-quantized to TFLite")
+    model, cfg, calib, precision = source.model, job.config, job.calibration, job.precision
     details = {"scheme": SCHEMES[precision], "io": "int8" if cfg.int8_io and precision == "int8" else "float32"}
     calibrated = precision in ("int8", "int16x8")
     front = precision == "int8" and not cfg.keep_float and has_feature_normalization(model)
@@ -34,9 +41,9 @@ def quantize(model, float_artifact: Path | None, stage: Path, name: str, meta, c
         if front:
             details["kept_float"] = ("the feature normalization and the first weighted layer"
                                      + (f"; {details['kept_float']}" if details["kept_float"] else ""))
-    m = quant_meta(meta, precision, details, len(calib) if calibrated else None)
+    m = quant_meta(job.meta, precision, details, len(calib) if calibrated else None)
     configure = tflite_configure(cfg, calib, front) if precision == "int8" else _OTHER[precision](cfg, calib)
-    res = export_model(model, ["tflite"], stage, name=name, meta=m, verify=False, progress=say,
+    res = export_model(model, ["tflite"], job.stage, name=job.name, meta=m, verify=False, progress=job.progress,
                        options={"tflite": {"configure": configure}})
     return res.artifacts["tflite"]
 
