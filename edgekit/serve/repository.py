@@ -131,6 +131,7 @@ class ServedModel:
         # Fixed-batch models still take multiples of their batch (the Session runs them in chunks).
         self.batch_flexible = all(len(t.shape) > 0 for t in session.inputs)
         self.batcher = batcher_factory(self)
+        self.plans: dict = {}  # checked binary-request headers (protocol.parse_request)
 
     def metadata(self) -> dict:
         from .protocol import tensor_datatype, wire_shape
