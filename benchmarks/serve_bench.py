@@ -9,6 +9,7 @@ On a shared machine the absolute figures move with the load; the ratios are take
 
     python benchmarks/serve_bench.py                      # builds MobileNetV3-Small 224x224 (TF, in a subprocess)
     python benchmarks/serve_bench.py --model m.tflite --threads 1 --json out.json
+    git archive REV edgekit | tar -x -C /tmp/old && python benchmarks/serve_bench.py --against /tmp/old
 
 The server runs as a real ``edgekit serve`` subprocess on 127.0.0.1; the load generator is a
 minimal asyncio HTTP/1.1 keep-alive client with pre-encoded binary-tensor requests, so the client
@@ -70,11 +71,15 @@ def inprocess(model: Path, threads: int, seconds: float, x: np.ndarray) -> dict:
 
 
 # -- server process -------------------------------------------------------------------------------
-def start_server(model: Path, threads: int, extra: list[str]) -> tuple[subprocess.Popen, str, float]:
+def start_server(model: Path, threads: int, extra: list[str], src: Path | None = None
+                 ) -> tuple[subprocess.Popen, str, float]:
+    """``edgekit serve`` in a subprocess; ``src``: a folder holding another edgekit package to run instead."""
     cmd = [sys.executable, "-m", "edgekit.cli", "serve", str(model), "--port", "0", "--threads", str(threads),
            "--max-queue", "256", *extra]
+    env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+                            cwd=None if src is None else str(src))
     line = proc.stdout.readline()
     ready = time.perf_counter() - t0
     m = re.search(r"ready (http://\S+)", line)
@@ -165,6 +170,17 @@ async def load_test(host, port, req: bytes, expect: np.ndarray, concurrency: int
             "p99_ms": 1e3 * lat[min(len(lat) - 1, int(len(lat) * 0.99))]}
 
 
+def measured(proc, host, port, req, expect, concurrency, n) -> dict:
+    """One load test, with the server's CPU per request (event loop and model thread apart)."""
+    (l0, o0), k0 = thread_cpu_s(proc.pid), time.process_time()
+    r = asyncio.run(load_test(host, port, req, expect, concurrency, n))
+    l1, o1 = thread_cpu_s(proc.pid)
+    n = max(1, r["requests"])
+    r.update(server_cpu_ms=1e3 * (l1 + o1 - l0 - o0) / n, loop_cpu_ms=1e3 * (l1 - l0) / n,
+             model_thread_cpu_ms=1e3 * (o1 - o0) / n, client_cpu_ms=1e3 * (time.process_time() - k0) / n)
+    return r
+
+
 def _list(rows) -> str:
     return ", ".join(f"{r['throughput']:.0f}" for r in rows)
 
@@ -178,6 +194,8 @@ def main(argv=None):
     ap.add_argument("--requests", type=int, default=2000, help="requests per latency point")
     ap.add_argument("--rss-requests", type=int, default=20000)
     ap.add_argument("--server-args", default="", help="extra edgekit serve flags, e.g. '--max-batch-size 1'")
+    ap.add_argument("--against", type=Path, help="a folder holding another edgekit package (e.g. `git archive REV "
+                    "edgekit | tar -x -C DIR`): its server is measured in the same rounds, for a before/after")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
 
@@ -202,24 +220,35 @@ def main(argv=None):
     host, port = url.removeprefix("http://").rsplit(":", 1)
     port = int(port)
     req = encode_request(t_in.name, x, t_out.name, host, port, model.stem)
+    other = None
+    if a.against is not None:
+        if not (a.against / "edgekit" / "__init__.py").is_file():
+            raise SystemExit(f"--against {a.against}: no edgekit package in that folder")
+        op, ourl, _ = start_server(model, a.threads, a.server_args.split(), a.against)
+        ohost, oport = ourl.removeprefix("http://").rsplit(":", 1)
+        other = (op, ohost, int(oport), encode_request(t_in.name, x, t_out.name, ohost, int(oport), model.stem))
     results = {"model": str(model), "threads": a.threads, "startup_to_ready_s": sorted(starts)}
     try:
         print(f"server start-up to ready (process start to 'ready' line): median {statistics.median(starts):.2f} s, "
               f"min {min(starts):.2f} s of {len(starts)} (goal <= 1.5 s)")
         asyncio.run(load_test(host, port, req, expect, 8, 200))  # warm-up
+        if other is not None:
+            asyncio.run(load_test(other[1], other[2], other[3], expect, 8, 200))
+        o8, o1 = [], []
         # Other work shares this machine: alternate in-process and server rounds so both see the same
         # conditions, and compare the best round of each (the least disturbed).
         bases, c8, c1 = [], [], []
-        for _ in range(a.rounds):
+        for i in range(a.rounds):
             bases.append(inprocess(model, a.threads, a.seconds, x))
-            (l0, o0), k0 = thread_cpu_s(proc.pid), time.process_time()
-            r = asyncio.run(load_test(host, port, req, expect, 8, a.requests))
-            l1, o1 = thread_cpu_s(proc.pid)
-            n = r["requests"]
-            r.update(server_cpu_ms=1e3 * (l1 + o1 - l0 - o0) / n, loop_cpu_ms=1e3 * (l1 - l0) / n,
-                     model_thread_cpu_ms=1e3 * (o1 - o0) / n, client_cpu_ms=1e3 * (time.process_time() - k0) / n)
-            c8.append(r)
-            c1.append(asyncio.run(load_test(host, port, req, expect, 1, max(200, a.requests // 4))))
+            n1 = max(200, a.requests // 4)
+            if other is not None and i % 2:  # the other server first in every other round
+                o8.append(measured(other[0], other[1], other[2], other[3], expect, 8, a.requests))
+                o1.append(measured(other[0], other[1], other[2], other[3], expect, 1, n1))
+            c8.append(measured(proc, host, port, req, expect, 8, a.requests))
+            c1.append(measured(proc, host, port, req, expect, 1, n1))
+            if other is not None and not i % 2:
+                o8.append(measured(other[0], other[1], other[2], other[3], expect, 8, a.requests))
+                o1.append(measured(other[0], other[1], other[2], other[3], expect, 1, n1))
         base = max(bases, key=lambda r: r["throughput"])
         best8 = max(c8, key=lambda r: r["throughput"])
         print(f"in-process Session ({a.threads} thread(s), batch 1), best of {a.rounds}: "
@@ -244,6 +273,17 @@ def main(argv=None):
               f"{', '.join(f'{v:+.2f}' for v in added)}; server p50 {statistics.median(r['p50_ms'] for r in c1):.2f} ms, "
               f"in-process {statistics.median(b['p50_ms'] for b in bases):.2f} ms) - goal <= +0.5 ms: "
               f"{'met' if med_added <= 0.5 else 'MISSED'}")
+        if other is not None:
+            def med(rows, k):
+                return statistics.median(r[k] for r in rows)
+
+            print(f"against {a.against} (medians of {a.rounds} interleaved rounds, that server / this tree): "
+                  f"concurrency 1 p50 {med(o1, 'p50_ms'):.2f} / {med(c1, 'p50_ms'):.2f} ms, event-loop CPU per "
+                  f"request {med(o1, 'loop_cpu_ms'):.3f} / {med(c1, 'loop_cpu_ms'):.3f} ms, server CPU per request "
+                  f"{med(o1, 'server_cpu_ms'):.2f} / {med(c1, 'server_cpu_ms'):.2f} ms; concurrency 8 "
+                  f"{med(o8, 'throughput'):.0f} / {med(c8, 'throughput'):.0f} req/s; errors "
+                  f"{sum(r['errors'] + r['mismatches'] for r in o1 + o8)} / {sum(r['errors'] + r['mismatches'] for r in c1 + c8)}")
+            results.update(against=str(a.against), against_c1=o1, against_c8=o8)
         points = {}
         for c in (1, 8, 32):
             r = asyncio.run(load_test(host, port, req, expect, c, a.requests))
@@ -263,8 +303,9 @@ def main(argv=None):
                        cpu_efficiency=in_cpu / srv_cpu, points={str(k): v for k, v in points.items()},
                        rss_kb=[rss0, rss1], peak_rss_kb=[hwm0, hwm1], rss_growth=growth, rss_run=r)
     finally:
-        proc.terminate()
-        proc.wait(30)
+        for p in [proc] + ([other[0]] if other is not None else []):
+            p.terminate()
+            p.wait(30)
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
     return results

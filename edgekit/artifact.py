@@ -109,10 +109,31 @@ def _json_type(v) -> str:
     return _JSON_NAMES.get(type(v), type(v).__name__)
 
 
+# Real metadata nests a few levels (provenance.tools, postprocessing.calibration). JSON nested ~900 deep
+# still parses, and then copying or printing it (asdict, json.dumps) ran out of stack: a raw RecursionError.
+MAX_META_DEPTH = 32
+
+
+def _depth_over(v, limit: int) -> bool:
+    """Whether lists/objects in ``v`` nest deeper than ``limit`` (iterative: no recursion of its own)."""
+    stack = [(v, 1)]
+    while stack:
+        x, d = stack.pop()
+        items = x.values() if isinstance(x, dict) else x if isinstance(x, list) else None
+        if items is None:
+            continue
+        if d > limit:
+            return True
+        stack.extend((y, d + 1) for y in items if isinstance(y, (dict, list)))
+    return False
+
+
 def check_meta_dict(d) -> None:
     """Raise ValueError naming the first field whose type can't be edgekit metadata."""
     if not isinstance(d, dict):
         raise ValueError(f"expected a JSON object of fields; received {_json_type(d)}")
+    if _depth_over(d, MAX_META_DEPTH):
+        raise ValueError(f"nested too deeply (more than {MAX_META_DEPTH} levels of lists or objects)")
     for name, types in _FIELD_TYPES.items():
         if name not in d:
             continue
@@ -143,9 +164,9 @@ def model_format(path: str | os.PathLike) -> str:
     except OSError:
         mode = None  # missing: the caller says so in its own words
     if mode is not None and not stat.S_ISREG(mode):  # a FIFO would hang the read, /dev/zero never end it
-        kind = "a FIFO" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else \
-            "not a regular file"
-        raise ModelError(f"Model {str(p)!r} is {kind}; give a model file")
+        from .fsutil import kind_of
+
+        raise ModelError(f"Model {str(p)!r} is {kind_of(mode)}; give a model file")
     fmt = FORMATS_BY_SUFFIX.get(p.suffix.lower())
     if fmt is None:
         raise ModelError(

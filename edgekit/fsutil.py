@@ -124,6 +124,42 @@ def atomic_path(final: str | os.PathLike, *, is_dir: bool = False) -> Iterator[P
         raise
 
 
+def kind_of(mode: int) -> str:
+    """What a file that is not a regular one is, in a user's words ("a FIFO", "a device", ...)."""
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_text_bounded(path: str | os.PathLike, limit: int, what: str, hint: str) -> str:
+    """The UTF-8 text of a regular file of at most ``limit`` bytes. Anything else is a ConfigError saying
+    ``"{what} {path} is ...; {hint}"`` before a byte is read: opening a FIFO waits for a writer for ever, and
+    /dev/zero (or a link to it) never ends. Undecodable bytes raise UnicodeDecodeError for the caller to word."""
+    from .errors import ConfigError
+
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except OSError as e:
+        raise ConfigError(f"Can't read {what.lower()} {p}: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{what} {p} is {kind_of(st.st_mode)}; {hint}")
+    try:
+        with open(p, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise ConfigError(f"Can't read {what.lower()} {p}: {e.strerror or e}") from None
+    if len(data) > limit:
+        raise ConfigError(f"{what} {p} is over {limit // 1024} KiB ({st.st_size:,} bytes); {hint}")
+    return data.decode("utf-8")
+
+
 def owned_partial(folder: Path, stem: str) -> Path:
     """A temporary folder ``.{stem}.{pid}.XXXX.partial`` in ``folder``, after removing those an earlier,
     interrupted process left there (its pid is gone), so they don't pile up across re-runs."""

@@ -279,8 +279,12 @@ def _schema_fields(raw: dict, loc: list[str]) -> list[str]:
     return list(getattr(model, "model_fields", {}) or {})
 
 
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of YAML; a FIFO or /dev/zero given as one must not hang the run
+
+
 def load_recipe(source: str | os.PathLike, sets: list[str] | None = None) -> tuple[Recipe, dict]:
     """Load and validate a recipe (a path, or a shipped recipe's name). Returns (recipe, raw dict)."""
+    from .fsutil import read_text_bounded
     from .resources import find_resource, list_resources
 
     p = Path(source)
@@ -291,7 +295,7 @@ def load_recipe(source: str | os.PathLike, sets: list[str] | None = None) -> tup
             raise ConfigError(f"No recipe {str(source)!r}: not a file and not a shipped recipe. Shipped: {names}")
         p = found
     try:
-        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+        raw = yaml.safe_load(read_text_bounded(p, MAX_RECIPE_BYTES, "Recipe", "give a recipe YAML file"))
     except UnicodeDecodeError as e:
         raise ConfigError(f"Recipe {p} is not UTF-8 text: byte {e.object[e.start]:#04x} at offset {e.start} "
                           "(save it as UTF-8)") from None

@@ -55,6 +55,9 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
     (d / "meta_nested").mkdir()
     shutil.copy(tfl, d / "meta_nested" / "model.tflite")
     (d / "meta_nested" / "model.tflite.json").write_text("[" * 100_000 + "]" * 100_000)
+    (d / "meta_deep").mkdir()  # parses (under json's ~1,000 levels), but copying or printing it ran out of stack
+    shutil.copy(tfl, d / "meta_deep" / "model.tflite")
+    (d / "meta_deep" / "model.tflite.json").write_text('{"extra": ' + '{"a": ' * 900 + "1" + "}" * 901)
     (d / "latin1").mkdir()
     shutil.copy(tfl, d / "latin1" / "model.tflite")
     (d / "latin1" / "model.tflite.json").write_bytes(b'{"labels": ["caf\xe9"]}')
@@ -82,7 +85,7 @@ def assets(keras_classifier, int8_tflite, invoke_cli, tmp_path_factory):
             "csv": str(d / "notrain.csv"), "badyaml": str(d / "bad.yaml"),
             "wav": str(d / "tone.wav"), **{k: str(d / k / "model.tflite") for k in
                                            ("labels_str", "labels_nested", "meta_list", "sparsity_str", "latin1",
-                                            "meta_nested")}}
+                                            "meta_nested", "meta_deep")}}
 
 
 def _png_bomb_folder(root: Path) -> Path:
@@ -385,6 +388,11 @@ CASES = [
     ("eval-dev-zero", ["eval", "{zero}", "--data", "digits"], r"is a device"),
     ("info-meta-nested", ["info", "{meta_nested}"], r"metadata.*nested too deeply"),
     ("bench-meta-nested", ["bench", "{meta_nested}", "--no-isolate", "--runs", "1"], r"nested too deeply"),
+    ("info-meta-deep", ["info", "{meta_deep}"], r"metadata.*nested too deeply"),
+    # a recipe that is a FIFO waited for a writer for ever; /dev/zero was read past 3 GB (in a subprocess: a hang
+    # fails the row instead of the session)
+    ("run-recipe-fifo", ["run", "{fifo}"], r"Recipe .*fifo\.tflite is a FIFO", {"proc": 60}),
+    ("run-recipe-dev-zero", ["run", "{zero}"], r"Recipe .*zero\.tflite is a device", {"proc": 60}),
     ("bench-threads-huge", ["bench", "{tflite}", "--threads", "3000"], r"--threads.*<= 1024"),
     ("eval-threads-huge", ["eval", "{tflite}", "--data", "digits", "--threads", "3000"], r"--threads.*<= 1024"),
     ("info-json-proc", ["info", "{tflite}", "--json", "/proc/edgekit-x.json"], r"--json.*/proc"),
@@ -529,6 +537,8 @@ def test_library_readers_get_the_same_clear_errors(assets, tmp_path):
         read_meta(assets["labels_str"])
     with pytest.raises(ValueError, match="inputs\\[0\\]"):
         ArtifactMeta.from_dict({"inputs": [{"name": "x"}]})
+    with pytest.raises(ModelError, match=r"meta_deep.*nested too deeply \(more than 32 levels"):
+        read_meta(assets["meta_deep"])  # it parses; it used to come back and break asdict/json.dumps later
     assert ArtifactMeta.from_dict(ArtifactMeta(labels=["a", 1], sparsity=0.5).to_dict()).labels == ["a", 1]
     for bad in ("../x", "/abs", "a/b", ".hidden", "", " m", "a\\b"):
         with pytest.raises(ConfigError, match="name"):

@@ -7,6 +7,7 @@ limit stop a request before it is buffered, with no per-request framework object
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -111,7 +112,7 @@ class App:
         await send({"type": "http.response.body", "body": resp.body})
         m = self.metrics
         m.requests.inc((labels[0], labels[1], labels[2], str(resp.status)))
-        if labels[2] in ("infer", "classify"):
+        if labels[2] in ("infer", "classify", "detect"):
             m.request_seconds.observe(time.perf_counter() - t0, (labels[0], labels[1]))
 
     async def _read_body(self, scope, receive, limit: int | None = None) -> bytes:
@@ -160,12 +161,12 @@ class App:
             if action is None:
                 raise NotFound(f"No such route: {scope['path']}")
             return await self._model_route(method, action, name, version, scope, receive, labels)
-        if parts == ["classify"]:
+        if parts == ["classify"] or parts == ["detect"]:
             m = self.repo.default()
             if m is None:
-                raise NotFound("Several models are served; POST to /v2/models/{name}/classify. Available: "
+                raise NotFound(f"Several models are served; POST to /v2/models/{{name}}/{parts[0]}. Available: "
                                + ", ".join(self.repo.names()))
-            return await self._model_route(method, "classify", m.name, None, scope, receive, labels)
+            return await self._model_route(method, parts[0], m.name, None, scope, receive, labels)
         labels[2] = "health" if parts[:2] == ["v2", "health"] else "other"
         if parts == ["openapi.json"]:
             _need(method, "GET")
@@ -209,9 +210,13 @@ class App:
             labels[2] = "classify"
             _need(method, "POST")
             return await self._classify(model, scope, receive)
-        # Another raw-payload route (e.g. detect: an image in, boxes out) goes here the way classify does:
-        # _read_body, decode with preprocess.to_input in self._pool (never on the loop), self._run, then shape
-        # the answer; add it to openapi.py and to the /classify-style shortcut in _route if it wants one.
+        if action == "detect":
+            labels[2] = "detect"
+            _need(method, "POST")
+            return await self._detect(model, scope, receive)
+        # Another raw-payload route goes here the way classify and detect do: _raw_input (the body decoded with
+        # preprocess.to_input in self._pool, never on the loop), self._run, then shape the answer; add it to
+        # openapi.py and to the /classify-style shortcut in _route if it wants one.
         labels[2] = "metadata"
         if action == "":
             _need(method, "GET")
@@ -264,11 +269,28 @@ class App:
         out, headers = protocol.encode_response(model, req, results)
         return Response(200, out, headers)
 
-    async def _classify(self, model, scope, receive) -> Response:
-        from .preprocess import softmax_if_needed, to_input
+    async def _raw_input(self, model, scope, receive, what: str):
+        """The request body (a JPEG/PNG image or a WAV clip) as the model's one input row, decoded off the loop;
+        returns (feed, key, size): ``size`` is the image's (width, height), None for audio."""
+        from .preprocess import to_input
 
         if len(model.input_info) != 1:
-            raise RequestError(f"Model {model.name!r} has {len(model.input_info)} inputs; classify needs a one-input model")
+            raise RequestError(f"Model {model.name!r} has {len(model.input_info)} inputs; {what} needs a one-input model")
+        body = await self._read_body(scope, receive)
+        if not body:
+            raise RequestError("Empty body: POST a JPEG/PNG image or a WAV clip")
+        x, size = await asyncio.get_running_loop().run_in_executor(self._pool, to_input, model, body,
+                                                                    self.max_pixels, True)
+        feed = {next(iter(model.input_info)): x}
+        key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feed.items())
+        return feed, key, size
+
+    async def _classify(self, model, scope, receive) -> Response:
+        from .preprocess import softmax_if_needed
+
+        if model.task == "detection":
+            raise RequestError(f"Model {model.name!r} is a detector; POST the image to "
+                               f"/v2/models/{model.name}/detect for its boxes")
         qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
         try:
             top_k = int(qs.get("top_k", ["5"])[0])
@@ -276,13 +298,8 @@ class App:
             raise RequestError(f"top_k must be an integer; received {qs['top_k'][0]!r}") from None
         if top_k < 1:
             raise RequestError(f"top_k must be at least 1; received {top_k}")
-        body = await self._read_body(scope, receive)
-        if not body:
-            raise RequestError("Empty body: POST a JPEG/PNG image or a WAV clip")
-        x = await asyncio.get_running_loop().run_in_executor(self._pool, to_input, model, body, self.max_pixels)
-        name = next(iter(model.input_info))
-        feed = {name: x}
-        key = tuple((n, a.shape[1:], a.dtype.str) for n, a in feed.items())
+        feed, key, _ = await self._raw_input(model, scope, receive, "classify")
+        x = next(iter(feed.values()))
         res = await self._run(model, feed, x.shape[0] if model.batch_flexible else 1, key,
                               self.cfg.timeout_ms / 1000.0, [model.output_names[0]])
         probs, applied = softmax_if_needed(res[model.output_names[0]][0])
@@ -292,6 +309,35 @@ class App:
         return Response(200, {"model_name": model.name, "model_version": model.version,
                               "label": preds[0]["label"], "score": preds[0]["score"],
                               "predictions": preds, "softmax_applied": applied})
+
+    async def _detect(self, model, scope, receive) -> Response:
+        """An image in, its boxes out: the artifact's own post-processing (runtime.boxes, the one NumPy decode
+        and NMS every format shares), boxes in the posted image's pixels."""
+        post = model.detector()
+        qs = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        changes = {}
+        for name, cast, low, high in (("score_threshold", float, 0.0, 1.0), ("max_detections", int, 1, 1000)):
+            if name in qs:
+                raw = qs[name][0]
+                try:
+                    v = cast(raw)
+                except ValueError:
+                    v = None
+                if v is None or not low <= v <= high:  # NaN fails both comparisons
+                    raise RequestError(f"{name} must be {'an integer' if cast is int else 'a number'} from {low:g} "
+                                       f"to {high:g}; received {raw[:40]!r}")
+                changes[name] = v
+        if changes:
+            post = dataclasses.replace(post, **changes)
+        feed, key, size = await self._raw_input(model, scope, receive, "detect")
+        if size is None:
+            raise RequestError(f"Model {model.name!r} is a detector; POST a JPEG or PNG image")
+        out = model.output_names[0]
+        res = await self._run(model, feed, 1, key, self.cfg.timeout_ms / 1000.0, [out])
+        dets = await asyncio.get_running_loop().run_in_executor(self._pool, post, res[out][:1])
+        w, h = size
+        return Response(200, {"model_name": model.name, "model_version": model.version, "width": w, "height": h,
+                              "detections": dets[0].to_list(model.labels or None, size)})
 
 
 def _need(method: str, *allowed: str):

@@ -28,9 +28,12 @@ against ``--max-connections``, 70 of them starved every real request with 503s. 
 The body read (``_WholeBody``): uvicorn hands a body to the app in 64 KiB pieces, pausing and resuming the
 socket and waking the app for each, and copies it three times on the way (parser, buffer, ``bytes()``) —
 for a 600 KB image tensor that was most of the server's CPU per request. Here a body with a
-Content-Length within the body limit goes, once the app asks for it, straight from the socket's reads into
-one buffer of its announced size, and the app is woken once when it is whole. Chunked bodies and bodies
-over the limit keep uvicorn's streaming read (the app refuses the latter with 413 before reading).
+Content-Length within the body limit goes, from the moment its headers are in, straight from the socket's
+reads into one buffer of its announced size (what came in the same read as the headers, through the
+parser), and the app is woken once when it is whole. Memory is taken only as bytes arrive; a request
+answered before its body is in (404, 413) has the rest read and dropped. Chunked bodies and bodies over the
+limit keep uvicorn's streaming read (the app refuses the latter with 413 before reading). The answer's
+head and body leave in one write (``_OneWrite``).
 """
 
 from __future__ import annotations
@@ -71,31 +74,101 @@ def protocol_for(cfg) -> type:
         "max_body_bytes": int(cfg.max_body_mb * 1024 * 1024), "min_body_rate": float(cfg.min_body_rate_kb) * 1024})
 
 
-class _WholeBody(RequestResponseCycle):
-    """uvicorn's request cycle, but ``receive()`` returns the whole body in one message (see the module doc).
+class _Joined:
+    """The transport as a cycle's send() sees it while the head waits: its first write goes out with the head."""
+
+    __slots__ = ("t", "head")
+
+    def __init__(self, transport, head: bytes):
+        self.t, self.head = transport, head
+
+    def write(self, data) -> None:
+        head, self.head = self.head, None
+        self.t.write(head + data if head else data)
+
+    def flush(self) -> None:
+        if self.head:
+            head, self.head = self.head, None
+            self.t.write(head)
+
+    def close(self) -> None:
+        self.flush()
+        self.t.close()
+
+    def __getattr__(self, name):
+        return getattr(self.t, name)
+
+
+class _Held:
+    """Collects what uvicorn writes for http.response.start instead of sending it."""
+
+    __slots__ = ("t", "data")
+
+    def __init__(self, transport):
+        self.t, self.data = transport, []
+
+    def write(self, data) -> None:
+        self.data.append(data)
+
+    def __getattr__(self, name):
+        return getattr(self.t, name)
+
+
+class _OneWrite(RequestResponseCycle):
+    """uvicorn's request cycle, but the status line and headers go out with the first body write: one send()
+    per response instead of two. On loopback each send() also runs the receiver's TCP stack, and a client
+    woken by the head alone must wait again for the body."""
+
+    _head = None
+
+    async def send(self, message):
+        if message["type"] == "http.response.start" and not self.response_started and not self.disconnected:
+            real = self.transport
+            held = self.transport = _Held(real)
+            try:
+                await super().send(message)
+            finally:
+                self.transport = real
+            self._head = b"".join(held.data)
+            return
+        head = self._head
+        if head is None:
+            await super().send(message)
+            return
+        self._head = None
+        real = self.transport
+        joined = self.transport = _Joined(real, head)
+        try:
+            await super().send(message)
+        finally:
+            self.transport = real
+            if not self.disconnected:
+                joined.flush()  # a HEAD answer or an empty chunk: nothing was written with it
+
+
+class _WholeBody(_OneWrite):
+    """A request cycle whose ``receive()`` returns the whole body in one message (see the module doc).
 
     The body is a memoryview of exactly Content-Length bytes (bytes-like, as the app reads it), filled by
-    the socket's reads themselves and never copied on the server's side."""
-
-    protocol: "GuardedProtocol"
-    length = 0
+    the socket's reads themselves (and, for what came with the headers, by the parser) from the moment the
+    headers are in, so it is usually whole by the time the app asks."""
 
     async def receive(self):
         if self.waiting_for_100_continue and not self.transport.is_closing():
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
             self.waiting_for_100_continue = False
-        if not self.disconnected and not self.response_complete and self.more_body:
-            self.protocol._collect(self)
-            while self.more_body and not self.disconnected and not self.response_complete:
-                await self.message_event.wait()
-                self.message_event.clear()
+        while self.more_body and not self.disconnected and not self.response_complete:
+            await self.message_event.wait()
+            self.message_event.clear()
         if self.disconnected or self.response_complete:
             return {"type": "http.disconnect"}
-        body, self.body = self.body, bytearray()
+        body, self.body = self.body, b""
         return {"type": "http.request", "body": body, "more_body": False}
 
 
-_READ_VIEW = memoryview(bytearray(256 * 1024))
+# Reads outside a body buffer hold request heads (and chunked or over-limit bodies): 64 KiB, as uvicorn's
+# own reads, so that little of a body that follows its headers goes through the parser (a copy more).
+_READ_VIEW = memoryview(bytearray(64 * 1024))
 
 
 class _Reads(asyncio.BufferedProtocol):
@@ -262,30 +335,34 @@ class GuardedProtocol(HttpToolsProtocol):
             elif k == b"transfer-encoding":
                 chunked = v
         cycle = self.cycle
-        if length is not None and chunked is None and cycle is not None and cycle.scope is self.scope:
+        if cycle is None or cycle.scope is not self.scope:
+            return
+        cycle.__class__ = _OneWrite  # same object, same state: only send() (and receive() below) differ
+        if length is not None and chunked is None:
             try:
                 n = int(length)
             except ValueError:
                 n = -1
             if 0 < n <= self.max_body_bytes:
-                cycle.__class__ = _WholeBody  # same object, same state: only receive() differs
-                cycle.protocol, cycle.length = self, n
+                # From here on the body goes straight into one buffer of its size: what came with the headers
+                # through on_body, the rest by the socket's reads into it (get_buffer).
+                cycle.__class__ = _WholeBody
+                self._buf = memoryview(np.empty(n, np.uint8))  # not zero-filled (50 us for 600 KB): every
+                self._left = n  # byte is written before the app sees it; pages are taken as bytes arrive
 
-    def _collect(self, cycle: _WholeBody):
-        """The app asked for the body: from here on the socket reads straight into one buffer of its size."""
-        if cycle is not self.cycle or self._buf is not None:
-            return
-        buf = memoryview(np.empty(cycle.length, np.uint8))  # not zero-filled: 50 us for 600 KB, and every byte
-        early = len(cycle.body)  # is written before the app sees it. What came through the parser before the
-        buf[:early] = cycle.body  # app asked (up to ~64 KiB) goes first.
-        cycle.body = buf
-        self._buf, self._left = buf, cycle.length - early
-        self.flow.resume_reading()
+    def _body_done(self):
+        """The body buffer is whole: it becomes the cycle's body (if that cycle still wants it)."""
+        buf, self._buf = self._buf, None
+        cycle = self.cycle
+        if buf is not None and isinstance(cycle, _WholeBody):
+            cycle.body = buf
 
     # With a body buffer open, the transport reads into it (asyncio.BufferedProtocol); otherwise into one
     # buffer shared by every connection, whose bytes the parser has consumed before the next read.
     def get_buffer(self, sizehint: int):
         if self._left:
+            if self._buf is None:  # answered before its body was in: the rest is read and dropped
+                return _READ_VIEW[:self._left]
             return self._buf[len(self._buf) - self._left:]
         return _READ_VIEW
 
@@ -298,8 +375,9 @@ class GuardedProtocol(HttpToolsProtocol):
     def _body_bytes(self, data):
         """data_received while a body buffer is open (a transport that does not use get_buffer)."""
         n = min(len(data), self._left)
-        pos = len(self._buf) - self._left
-        self._buf[pos:pos + n] = memoryview(data)[:n]
+        if self._buf is not None:
+            pos = len(self._buf) - self._left
+            self._buf[pos:pos + n] = memoryview(data)[:n]
         rest = bytes(memoryview(data)[n:])
         self._body_in(n)
         if rest:
@@ -312,7 +390,6 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._left:
             return
         # Whole: the parser never saw these bytes, so the next request starts on a fresh one.
-        self._buf = None
         self.parser = httptools.HttpRequestParser(self)
         try:
             self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
@@ -355,9 +432,17 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_body(self, body: bytes) -> None:
         self._last_body_at = time.monotonic()
         self._body_got += len(body)
+        if self._left:  # the part of a buffered body that came in the same read as its headers
+            n = len(body)
+            if self._buf is not None:
+                pos = len(self._buf) - self._left
+                self._buf[pos:pos + n] = body
+            self._left -= n
+            return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        self._body_done()
         self._disarm()
         self._body_deadline = None
         self._in_head = True
@@ -365,6 +450,8 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
+        if self._buf is not None and self.cycle is not None and self.cycle.response_complete:
+            self._buf = None  # answered without its body (404, 413, ...): the rest is dropped as it arrives
         super().on_response_complete()
         if not self.transport.is_closing() and self._waiting() and self._body_deadline is None:
             self._arm_header_deadline()

@@ -1,6 +1,6 @@
 """An OpenAPI 3.0 description of the routes ``edgekit serve`` answers (GET /openapi.json).
 
-KServe v2 / Open Inference Protocol REST plus edgekit's classify route and /metrics, so schema-driven
+KServe v2 / Open Inference Protocol REST plus edgekit's classify and detect routes and /metrics, so schema-driven
 fuzzers and client generators can run against a server. ``ROUTES`` is the list of (path, methods) the app
 serves; tests/serve/test_hostile.py checks it against what the running server actually answers.
 """
@@ -24,6 +24,7 @@ ROUTES: dict[str, dict[str, tuple]] = {
     "/openapi.json": {"get": ("This document", None, "object")},
     "/classify": {"post": ("Classify a JPEG/PNG image or WAV clip (only when one model is served)", "raw",
                            "Classification")},
+    "/detect": {"post": ("Detect objects in a JPEG/PNG image (only when one detector is served)", "raw", "Detection")},
 }
 for _base in (_M, _V):
     ROUTES[_base] = {"get": ("Model metadata", None, "ModelMetadata")}
@@ -34,6 +35,8 @@ for _base in (_M, _V):
                                          "InferenceResponse")}
     ROUTES[_base + "/classify"] = {"post": ("Classify a JPEG/PNG image or WAV clip with the model's preprocessing",
                                             "raw", "Classification")}
+    ROUTES[_base + "/detect"] = {"post": ("Boxes of a detector (task 'detection') in a JPEG/PNG image, in the "
+                                          "image's pixels", "raw", "Detection")}
 
 _TENSOR_META = {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
     "name": {"type": "string"}, "datatype": {"type": "string"},
@@ -76,6 +79,13 @@ SCHEMAS = {
         "score": {"type": "number"}, "softmax_applied": {"type": "boolean"},
         "predictions": {"type": "array", "items": {"type": "object", "properties": {
             "index": {"type": "integer"}, "label": {"type": "string"}, "score": {"type": "number"}}}}}},
+    "Detection": {"type": "object", "properties": {
+        "model_name": {"type": "string"}, "model_version": {"type": "string"},
+        "width": {"type": "integer"}, "height": {"type": "integer"},
+        "detections": {"type": "array", "items": {"type": "object", "properties": {
+            "label": {"type": "string"}, "class": {"type": "integer"}, "score": {"type": "number"},
+            "box": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"},
+                    "description": "x1, y1, x2, y2 in the posted image's pixels"}}}}}},
 }
 
 _ERRORS = {"400": "Bad request (the message names the problem)", "404": "No such model, version or route",
@@ -107,6 +117,11 @@ def _operation(path: str, method: str, summary: str, body: str | None, out: str 
     if path.endswith("classify"):
         params.append({"name": "top_k", "in": "query", "required": False,
                        "schema": {"type": "integer", "minimum": 1, "default": 5}})
+    if path.endswith("detect"):
+        params += [{"name": "score_threshold", "in": "query", "required": False,
+                    "schema": {"type": "number", "minimum": 0, "maximum": 1}},
+                   {"name": "max_detections", "in": "query", "required": False,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}]
     if path.endswith("/infer"):
         params.append({"name": "Inference-Header-Content-Length", "in": "header", "required": False,
                        "description": "Binary tensor data extension: the length of the JSON part",
@@ -114,8 +129,9 @@ def _operation(path: str, method: str, summary: str, body: str | None, out: str 
     if params:
         op["parameters"] = params
     if body == "raw":
-        op["requestBody"] = {"required": True, "content": {
-            t: {"schema": {"type": "string", "format": "binary"}} for t in ("image/jpeg", "image/png", "audio/wav")}}
+        kinds = ("image/jpeg", "image/png") if path.endswith("detect") else ("image/jpeg", "image/png", "audio/wav")
+        op["requestBody"] = {"required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}}
+                                                           for t in kinds}}
     elif body:
         op["requestBody"] = {"required": True, "content": {
             "application/json": {"schema": {"$ref": f"#/components/schemas/{body}"}},
@@ -127,7 +143,7 @@ def spec(app=None) -> dict:
     """The OpenAPI document; with ``app``, ``model_name`` is an enum of the models it serves."""
     doc = {"openapi": "3.0.3",
            "info": {"title": "edgekit serve", "version": __version__,
-                    "description": "KServe v2 / Open Inference Protocol REST, plus classify and /metrics"},
+                    "description": "KServe v2 / Open Inference Protocol REST, plus classify, detect and /metrics"},
            "paths": {p: {m: _operation(p, m, *op) for m, op in methods.items()} for p, methods in ROUTES.items()},
            "components": {"schemas": SCHEMAS}}
     if app is not None:

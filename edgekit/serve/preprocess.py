@@ -33,8 +33,9 @@ def sniff(body: bytes) -> str | None:
     return None
 
 
-def to_input(model, body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """One input row from a raw file. CPU-bound (decoding): the server calls it off the event loop."""
+def to_input(model, body: bytes, max_pixels: int = MAX_PIXELS, with_size: bool = False):
+    """One input row from a raw file. CPU-bound (decoding): the server calls it off the event loop. With
+    ``with_size``: (row, (width, height) of the image as sent, or None for audio)."""
     pre = model.preprocessing
     kind = pre.get("type")
     if kind not in ("image", "audio"):
@@ -48,12 +49,13 @@ def to_input(model, body: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise UnsupportedMedia(f"Model {model.name!r} takes {'an image (JPEG/PNG)' if kind == 'image' else 'a WAV clip'}; "
                                f"received {'an image' if got == 'image' else 'a WAV clip'}")
     t = next(iter(model.input_info.values()))
-    x = _image(body, pre, max_pixels) if kind == "image" else _audio(body, pre)
+    x, size = _image(body, pre, max_pixels) if kind == "image" else (_audio(body, pre), None)
     shape = [1 if d is None else d for d in t.shape]
     if x.size != int(np.prod(shape)):
         raise RequestError(f"Model {model.name!r}: its preprocessing gives {x.size} values but input {t.name!r} "
                            f"takes shape {list(t.shape)}; the metadata does not match the model")
-    return x.reshape(shape).astype(np.float32, copy=False)
+    x = x.reshape(shape).astype(np.float32, copy=False)
+    return (x, size) if with_size else x
 
 
 def _image(body: bytes, pre: dict, max_pixels: int = MAX_PIXELS) -> np.ndarray:
@@ -95,7 +97,7 @@ def _image(body: bytes, pre: dict, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     a = (a - mean) * scale
     if str(pre.get("layout", "NHWC")).upper() == "NCHW":
         a = a.transpose(2, 0, 1)
-    return a
+    return a, (w, h)
 
 
 def check_preprocessing(pre: dict, input_info: dict) -> None:

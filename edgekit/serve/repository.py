@@ -131,6 +131,26 @@ class ServedModel:
         # Fixed-batch models still take multiples of their batch (the Session runs them in chunks).
         self.batch_flexible = all(len(t.shape) > 0 for t in session.inputs)
         self.batcher = batcher_factory(self)
+        self.plans: dict = {}  # checked binary-request headers (protocol.parse_request)
+        self.task = getattr(meta, "task", None) if meta is not None else None
+        self._post = None
+
+    def detector(self):
+        """The detection post-processing the artifact carries (runtime.boxes.Postprocess); RequestError for a
+        model that is not a detector or carries none."""
+        from .errors import RequestError
+
+        if self.task != "detection":
+            raise RequestError(f"Model {self.name!r} is not a detector (task {self.task or 'classification'!r}); "
+                               f"POST images to /v2/models/{self.name}/classify")
+        if self._post is None:
+            from ..runtime.boxes import Postprocess
+
+            try:
+                self._post = Postprocess.from_meta(self.session.meta)
+            except (ModelError, TypeError, ValueError) as e:
+                raise RequestError(f"Model {self.name!r}: {e}") from None
+        return self._post
 
     def metadata(self) -> dict:
         from .protocol import tensor_datatype, wire_shape

@@ -294,3 +294,22 @@ def test_wrong_method_and_timeout_parameter(http, sessions):
                    parameters={"timeout": -1})
     assert r.status_code == 400 and "parameters.timeout" in r.json()["error"]
     check_alive(http, sessions)
+
+
+def test_repeated_binary_header_reads_each_requests_own_bytes_and_checks_its_length(http, sessions):
+    """The server keeps a checked plan per binary header (protocol.parse_request): a repeat of the same header
+    must still answer from its own bytes, and a repeat whose binary part has another length is checked again."""
+    s = sessions[("pair", "1")]
+    head = {**_bin_inputs(), "outputs": [{"name": "sum", "parameters": {"binary_data": True}}]}
+    for seed in range(3):
+        a, b = np.random.default_rng(seed).random((2, 1, 4), dtype=np.float32)
+        body, headers = _binary(head, a.tobytes() + b.tobytes())
+        r = http.post("/v2/models/pair/infer", content=body, headers=headers)
+        assert r.status_code == 200, r.text
+        n = int(r.headers["inference-header-content-length"])
+        np.testing.assert_array_equal(np.frombuffer(r.content[n:], "<f4").reshape(1, 4), s.run({"a": a, "b": b})["sum"])
+    for blob, needle in ((b"\0" * 20, "runs past the end"), (b"\0" * 40, "8 bytes follow the JSON header")):
+        body, headers = _binary(head, blob)
+        r = http.post("/v2/models/pair/infer", content=body, headers=headers)
+        assert r.status_code == 400, r.text
+        assert needle in r.json()["error"]
