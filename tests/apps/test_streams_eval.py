@@ -137,3 +137,50 @@ def test_stream_recall_judge_climbs_the_ladder_in_its_units(kws_model, stream_pa
     worse = Score(ref.value - 0.25, "recall", {"fa_per_hour": 90.0})
     assert j.drop(ref, worse) == pytest.approx(25.0) and not j.passes(j.drop(ref, worse), 2.0)
     assert "90 false alarms an hour" in j.veto(worse)
+
+
+def test_int8_softmax_posteriors_are_not_softmaxed_again(kws_model, kws_stream, tmp_path):
+    """An int8 softmax output sums to 1 only within its 1/256 steps (0.992-0.996 measured on the demo's int8
+    TFLite and ONNX models). Taken for logits and softmaxed again, a 0.95 posterior became ~0.2 and the
+    int8 artifacts lost most of their stream recall at any threshold. The stream posteriors of an int8 TFLite
+    (int8 softmax, float I/O) follow the float model's."""
+    import tensorflow as tf
+
+    from edgekit.apps.streams import posteriors
+    from edgekit.artifact import read_meta, write_meta
+    from edgekit.compat import load_keras_model
+    from edgekit.serve.preprocess import softmax_if_needed
+
+    q = np.array([0.9492, 0.0234, 0.0156, 0.0039] + [0.0] * 8)  # a quantized softmax: sums to 0.992
+    p, applied = softmax_if_needed(q)
+    assert not applied and p.argmax() == 0 and p.max() > 0.95 and abs(p.sum() - 1) < 1e-9
+    p, applied = softmax_if_needed(np.array([2.0, -1.0, 0.5]))  # logits still get softmax
+    assert applied and abs(p.sum() - 1) < 1e-9
+
+    keras_path = next((kws_model.parent.parent / "run").glob("model.keras"))
+    with load(kws_model) as s:
+        _, p_float, _ = posteriors(s, kws_stream["audio"])
+    with load(kws_model) as s:  # calibration: the model's own input windows of the stream
+        from edgekit.apps.streams import _LocalPosteriors
+
+        fe = _LocalPosteriors(s, 100.0).frontend
+    feats = fe.frames_to_features(fe.frame(kws_stream["audio"]))
+    win = fe.num_frames()
+    rep = [feats[i:i + win][None].astype(np.float32) for i in range(0, len(feats) - win, 40)][:64]
+    model = load_keras_model(keras_path)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([r.reshape((1, *model.inputs[0].shape[1:]))] for r in rep)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    q8 = tmp_path / "kws_int8.tflite"
+    q8.write_bytes(conv.convert())
+    meta = read_meta(kws_model)
+    meta.quantization = {"precision": "int8"}
+    write_meta(q8, meta)
+    with load(q8) as s:
+        _, p_int8, _ = posteriors(s, kws_stream["audio"])
+    confident = p_float.max(1) > 0.8
+    assert confident.sum() > 20
+    # Before the fix: mean max posterior ~0.2-0.4 on these hops; now it tracks the float model's.
+    assert p_int8[confident].max(1).mean() > 0.8
+    assert np.abs(p_int8 - p_float).mean() < 0.05
