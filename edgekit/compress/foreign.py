@@ -435,16 +435,20 @@ def _row(path: Path, out_dir: Path, fmt, precision, gate, fid: dict, remedy) -> 
 
 
 def _sizes_and_speed(rows: list[ArtifactRow], out_dir: Path, bench_runs: int) -> None:
-    from .measure import p50_ms
+    from ..passes import BenchConfig
+    from .stages import bench, bench_extra
 
+    cfg = BenchConfig(runs=bench_runs).validate() if bench_runs else None
     for r in rows:
         p = out_dir / r.artifact
         r.size_bytes = model_size(p)
-        r.p50_ms = p50_ms(p, bench_runs) if bench_runs else None
+        lat = bench(p, cfg)
+        r.p50_ms, r.p99_ms = (lat["p50_ms"], lat["p99_ms"]) if lat else (None, None)
+        r.extra.update(bench_extra(lat))
     relate_to_references(rows)
 
 
 def _jsonable(o):
-    from .engine import jsonable
+    from .stages import jsonable
 
     return jsonable(o)
