@@ -100,5 +100,5 @@ def latency(path: Path, threads: int = 1, runs: int = 100, warmup: int = 10) -> 
 
     res = run_isolated(BenchConfig(model=str(path), threads=threads, runs=runs, warmup=warmup))
     return {"p50_ms": res.p50_ms, "p99_ms": res.p99_ms, "load_ms": res.load_ms, "peak_rss_mb": res.peak_rss_mb,
-            "backend": res.backend}
+            "backend": res.backend, "threads": res.threads, "runs": res.runs}
 
