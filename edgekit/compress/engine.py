@@ -138,7 +138,6 @@ def pick_for_profile(rows, profile) -> dict | None:
             "note": pick.note}
 
 
-
 # --- the whole thing -----------------------------------------------------------------------------------
 def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill: DistillConfig | None = None,
              teacher=None, quantize: QuantizeConfig | None = None, export: ExportConfig | None = None,
@@ -286,7 +285,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
         say("measuring artifacts (accuracy, size, gzip, sparsity, latency) ...")
         rows = measure_rows(entries, ds, split, ref_top1, export.bench, out_dir, say)
         failures += stages.measured_gates(rows, export.gate, ref_top1, out_dir)
-        notes = _notes(rows, quantize)
+        notes = stages.speed_notes(rows)
         chosen = pick_for_profile(rows, profile) if profile is not None else None
         steps["seconds"] = round(time.time() - t_start, 1)
         result = CompressReport(out_dir, rows, jsonable(steps), chosen, failures, notes)
@@ -294,40 +293,27 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
     if failures:
-        lines = []
-        for f in failures:
-            if f.get("gates"):
-                lines.append(f"{f['artifact']}: " + "; ".join(f"{k} {g['value']:.4g} (limit {g['limit']:g})"
-                                                              for k, g in f["gates"].items() if not g["passed"]))
-                continue
-            last = f["attempts"][-1]
-            tried = ", ".join(a["remedy"] for a in f["attempts"])
-            lines.append(f"{f['artifact']}: top-1 {last.get('top1', float('nan')):.4f}, drop {last.get('drop', 0):.2f} "
-                         f"points (max {export.gate.max_drop:g}); tried {tried}")
-        what = "the accuracy gate" if not any(f.get("gates") for f in failures) else "a gate"
-        err = GateError(f"Artifact(s) missed {what} and were not written: " + "; ".join(lines)
-                        + f". Report: {out_dir / 'report.md'}")
-        err.result = result  # the CLI still prints the table of what passed
-        raise err
+        raise _gate_error(failures, export.gate.max_drop, out_dir, result)
     return result
 
 
-def _notes(rows: list[ArtifactRow], quantize) -> list:
-    from .quantize import has_int8_dot
-
-    notes = []
-    for r in rows:
-        if r.speedup is None:
+def _gate_error(failures: list, max_drop: float, out_dir: Path, result: CompressReport) -> GateError:
+    """One error naming every artifact that missed a gate (after the report is written)."""
+    lines = []
+    for f in failures:
+        if f.get("gates"):
+            lines.append(f"{f['artifact']}: " + "; ".join(f"{k} {g['value']:.4g} (limit {g['limit']:g})"
+                                                          for k, g in f["gates"].items() if not g["passed"]))
             continue
-        if r.precision in ("int8", "int16x8", "int8-weights") and r.speedup < 1.0:
-            notes.append(f"{r.artifact}: {r.precision} is slower than float here ({r.p50_ms:.3g} ms vs float "
-                         f"{r.p50_ms * r.speedup:.3g} ms, 1 thread); this CPU "
-                         + ("has" if has_int8_dot() else "lacks") + " int8 dot-product instructions (VNNI). "
-                         "Its win here is size; measure on the device.")
-        elif r.precision == "fp16" and r.speedup < 0.95:
-            notes.append(f"{r.artifact}: fp16 is slower than float here ({r.speedup:.2f}x, 1 thread): this "
-                         "CPU computes it in float32 after converting the weights; fp16 pays on GPUs and NPUs.")
-    return notes
+        last = f["attempts"][-1]
+        tried = ", ".join(a["remedy"] for a in f["attempts"])
+        lines.append(f"{f['artifact']}: top-1 {last.get('top1', float('nan')):.4f}, drop {last.get('drop', 0):.2f} "
+                     f"points (max {max_drop:g}); tried {tried}")
+    what = "the accuracy gate" if not any(f.get("gates") for f in failures) else "a gate"
+    err = GateError(f"Artifact(s) missed {what} and were not written: " + "; ".join(lines)
+                    + f". Report: {out_dir / 'report.md'}")
+    err.result = result  # the CLI still prints the table of what passed
+    return err
 
 
 def _save_keras(model, path: Path, meta: ArtifactMeta) -> None:

@@ -343,9 +343,9 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
             rows.append(_row(final, out_dir, fmt, "int8", "pass", last["fidelity"], last["remedy"]))
         say("measuring size and latency ...")
         _sizes_and_speed(rows, out_dir, bench_runs)
-        from .engine import _notes
+        from .stages import speed_notes
 
-        notes += _notes(rows, cfg)  # int8 slower than float on this CPU: said, as for edgekit's own models
+        notes += speed_notes(rows)  # int8 slower than float on this CPU: said, as for edgekit's own models
         steps["seconds"] = round(time.time() - t0, 1)
         rule = (f"top-1 agreement >= {gate.min_agreement:g} and float top-1 in the int8 top-5 >= {gate.min_top5:g}"
                 if mode == "fidelity" else f"top-1 drop <= {gate.max_drop:g} points (reference top-1 "

@@ -300,6 +300,26 @@ def bench_extra(lat: dict | None) -> dict:
     return {"bench": {k: lat[k] for k in ("threads", "runs", "warmup", "backend") if k in lat}}
 
 
+def speed_notes(rows: list[ArtifactRow]) -> list:
+    """What the measured latencies say that a reader would not expect (int8 or fp16 slower than float on this
+    CPU, and why), for every face's report."""
+    from .quantize import has_int8_dot
+
+    notes = []
+    for r in rows:
+        if r.speedup is None:
+            continue
+        if r.precision in ("int8", "int16x8", "int8-weights") and r.speedup < 1.0:
+            notes.append(f"{r.artifact}: {r.precision} is slower than float here ({r.p50_ms:.3g} ms vs float "
+                         f"{r.p50_ms * r.speedup:.3g} ms, 1 thread); this CPU "
+                         + ("has" if has_int8_dot() else "lacks") + " int8 dot-product instructions (VNNI). "
+                         "Its win here is size; measure on the device.")
+        elif r.precision == "fp16" and r.speedup < 0.95:
+            notes.append(f"{r.artifact}: fp16 is slower than float here ({r.speedup:.2f}x, 1 thread): this "
+                         "CPU computes it in float32 after converting the weights; fp16 pays on GPUs and NPUs.")
+    return notes
+
+
 def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig) -> list[str]:
     """The rungs tried for ``precision`` in ``fmt``, in order, after the plain attempt ("none").
 
