@@ -288,7 +288,8 @@ def _prune(run: Run, ds: _Data, inp: dict, spec, folder: Path) -> dict:
 
 
 def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_top1: float, folder: Path) -> dict:
-    """Every precision per format through the compression engine, each gated against the float Keras model."""
+    """Every precision per format by the quantize stage edgekit compress runs (stages.quantize_and_gate), each
+    gated against the model before compression."""
     from .compat import load_keras_model
     from .compress.gate import promote
     from .compress.stages import quantize_and_gate, target_arch
@@ -375,7 +376,7 @@ def _bench(run: Run, artifacts: list[dict], cfg: BenchConfig) -> dict:
 
 def _pick(rows: list[dict], target: str | None) -> dict | None:
     """The artifact to deploy among those that passed every gate, in the formats the target device runs
-    (``compress.engine.pick_for_device``): the fastest measured here when the target is this host, else the
+    (``compress.stages.pick_for_device``): the fastest measured here when the target is this host, else the
     profile's preference order (this host's latency is then indicative only)."""
     from .compress.stages import is_this_host, pick_for_device
 
