@@ -138,6 +138,34 @@ def pick_for_profile(rows, profile) -> dict | None:
             "note": pick.note}
 
 
+def _inputs(model, data, teacher, distill):
+    """The model to compress (a zoo name is a distillation student), its teacher and the data, loaded and
+    checked against each other: (student_is_name, model, meta, path, teacher, teacher meta, teacher path, ds)."""
+    t_model = t_meta = t_path = None
+    student_is_name = isinstance(model, str) and not Path(model).suffix and distill is not None
+    if student_is_name:
+        from ..zoo import models as zoo_models
+
+        zoo_models.get(model)
+        t_model, t_meta, t_path = _load_model(teacher)
+        ds = _load_data(data, t_meta)
+        from .distill import student_model
+
+        src_model = student_model(model, ds)
+        src_meta, src_path = None, None
+    else:
+        src_model, src_meta, src_path = _load_model(model)
+        ds = _load_data(data, src_meta)
+    _check_model_data(src_model, src_meta, ds)
+    if distill is not None:
+        from .distill import check_teacher
+
+        if not student_is_name:
+            t_model, t_meta, t_path = _load_model(teacher)
+        check_teacher(t_model, t_meta, src_model, ds)
+    return student_is_name, src_model, src_meta, src_path, t_model, t_meta, t_path, ds
+
+
 # --- the whole thing -----------------------------------------------------------------------------------
 def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill: DistillConfig | None = None,
              teacher=None, quantize: QuantizeConfig | None = None, export: ExportConfig | None = None,
@@ -169,28 +197,8 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     out_dir = Path(out_dir)
 
     # Inputs, all checked before any training or conversion.
-    t_model = t_meta = t_path = None
-    student_is_name = isinstance(model, str) and not Path(model).suffix and distill is not None
-    if student_is_name:
-        from ..zoo import models as zoo_models
-
-        zoo_models.get(model)
-        t_model, t_meta, t_path = _load_model(teacher)
-        ds = _load_data(data, t_meta)
-        from .distill import student_model
-
-        src_model = student_model(model, ds)
-        src_meta, src_path = None, None
-    else:
-        src_model, src_meta, src_path = _load_model(model)
-        ds = _load_data(data, src_meta)
-    _check_model_data(src_model, src_meta, ds)
-    if distill is not None:
-        from .distill import check_teacher
-
-        if not student_is_name:
-            t_model, t_meta, t_path = _load_model(teacher)
-        check_teacher(t_model, t_meta, src_model, ds)
+    student_is_name, src_model, src_meta, src_path, t_model, t_meta, t_path, ds = _inputs(model, data, teacher,
+                                                                                          distill)
     calib_full = None
     if quantize is not None:
         from .quantize import calibration_set, check_calibration
