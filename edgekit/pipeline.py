@@ -105,7 +105,7 @@ def run_recipe(source, sets=None, out=None, *, dry_run: bool = False, quiet: boo
     report["seconds"] = round(time.time() - t0, 1)  # validation, steps and reports: the whole run
     write_report(out_dir, report, md, html)
     failed = [f"{a['format']}/{a['precision']}" for a in report["artifacts"] if not a.get("gates_passed")]
-    failed += [f"{f['format']}/int8 (not written: missed max_drop after remedies "
+    failed += [f"{f['format']}/{f.get('precision', 'int8')} (not written: missed max_drop after remedies "
                f"{', '.join(x['remedy'] for x in f['attempts'])})" for f in report.get("failures", [])]
     if failed:
         raise GateError(f"Gates failed for {'; '.join(failed)}. Report: {paths['html']}")

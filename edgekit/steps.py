@@ -8,11 +8,13 @@ from pathlib import Path
 
 from . import formats
 from .artifact import model_size, read_meta
+from .compress import stages
 from .compress.gate import check_gates, judge
-from .compress.report import ArtifactRow, relate_to_references
 from .compress.measure import gzip_size
+from .compress.report import ArtifactRow, relate_to_references
+from .compress.stages import bench_extra, jsonable
 from .errors import GateError
-from .passes import DistillConfig, PruneConfig, QuantizeConfig, from_recipe_step
+from .passes import BenchConfig, DistillConfig, PruneConfig, QuantizeConfig, from_recipe_step
 from .runcache import Run, file_hash
 
 
@@ -107,10 +109,15 @@ def execute(run: Run) -> dict:
     quant = next((s for s in r.steps if s.type == "quantize"), None)
     src_hash = file_hash(_abs(run, current["model"]))
     artifacts: list[dict] = []
+    report["failures"] = []
     if r.export.float or quant is None:
-        rec = run.step("export-float", {"formats": r.export.formats}, {"model": src_hash},
-                       lambda folder: _export_float(run, current, folder))
+        # Every float artifact is gated as edgekit compress gates it (stages.gate_floats): a miss is no
+        # quantization source and no artifact.
+        rec = run.step("export-float", {"formats": r.export.formats, "max_drop": r.gates.max_drop,
+                                        "reference_top1": base["top1"]}, {"model": src_hash},
+                       lambda folder: _export_float(run, ds, current, float(base["top1"]), folder))
         artifacts += rec.outputs["artifacts"]
+        report["failures"] += rec.outputs.get("failures", [])
     if quant is not None:
         floats = {a["format"]: a["path"] for a in artifacts}
         rec = run.step(f"quantize-{'+'.join(quant.precision)}", {**quant.model_dump(), "formats": r.export.formats,
@@ -118,7 +125,7 @@ def execute(run: Run) -> dict:
                        {"model": src_hash},
                        lambda folder: _quantize(run, ds, current, quant, floats, base["top1"], folder))
         artifacts += rec.outputs["artifacts"]
-        report["failures"] = rec.outputs.get("failures", [])
+        report["failures"] += rec.outputs.get("failures", [])
         report["compression"]["quantize"] = {k: v for k, v in rec.outputs.items() if k != "artifacts"}
     keys = {a["path"]: file_hash(_abs(run, a["path"])) for a in artifacts}
     ev = run.step("evaluate", {"split": "test"}, {"model": src_hash, **keys},
@@ -135,7 +142,7 @@ def _measure_gate_pick(run: Run, report: dict, artifacts: list[dict], evaluated:
     ``reference`` (top-1 of the model before compression), pick one for the target, publish what passed."""
     r = run.recipe
     bench_cfg = r.bench.model_dump()
-    bn = run.step("bench", bench_cfg, keys, lambda folder: _bench(run, artifacts, bench_cfg))
+    bn = run.step("bench", bench_cfg, keys, lambda folder: _bench(run, artifacts, BenchConfig(**bench_cfg)))
     rows = [_artifact_row(a, evaluated[a["path"]], bn.outputs["results"][a["path"]], reference, r.gates)
             for a in artifacts]
     relate_to_references(rows)
@@ -157,6 +164,7 @@ def _artifact_row(a: dict, evaluated: dict, bench: dict, reference: float, gates
     missed = [k for k, v in g.items() if not v["passed"]]
     extra = {k: a[k] for k in ("path", "asked", "verification") if k in a}
     extra["confusion"] = evaluated.get("confusion_png")
+    extra.update(bench_extra(bench))
     return ArtifactRow(a["path"], a["format"], a["precision"], "FAIL " + ",".join(missed) if missed else "pass",
                        metrics={"top1": top1, "drop": (reference - top1) * 100}, drop_unit="points of top-1",
                        size_bytes=a["size_bytes"], gzip_bytes=a.get("gzip_bytes"), p50_ms=bench["p50_ms"],
@@ -197,13 +205,12 @@ def _quantize_foreign(run: Run, spec, folder: Path) -> dict:
     from .compress.foreign import compress_foreign
     from .compress.judge import predict
     from .errors import DataError
-    from .passes import GateConfig
     from .preprocess import load_image_data
 
     r = run.recipe
     m = r.model
     cfg = from_recipe_step(QuantizeConfig, spec)
-    gate = GateConfig(max_drop=r.gates.max_drop if r.gates.max_drop is not None else 100.0).validate()
+    gate = _gate(r)
     try:
         res = compress_foreign(m.path, r.data.name, folder / "out", quantize=cfg, gate=gate,
                                formats_=tuple(r.export.formats), explicit_formats=True, labels=m.labels,
@@ -249,16 +256,13 @@ def _save_model(run: Run, model, meta, folder: Path, ds, label: str, extra: dict
 
 def _distill(run: Run, ds: _Data, teacher: dict, spec, epochs: int, folder: Path) -> dict:
     from .compat import load_keras_model
-    from .compress.distill import distill, student_model
-    from .compress.engine import jsonable
 
     r = run.recipe
     data = ds.get()
     t_model = load_keras_model(_abs(run, teacher["model"]))
-    student = student_model(r.model.name, data, r.model.options)
     cfg = from_recipe_step(DistillConfig, spec, epochs=epochs, learning_rate=r.train.learning_rate,
                            batch_size=r.train.batch_size, seed=r.train.seed)
-    model, info = distill(student, t_model, data, cfg, run.say)
+    model, info = stages.distill(r.model.name, t_model, data, cfg, run.say, options=r.model.options)
     meta = read_meta(_abs(run, teacher["model"]))
     meta.provenance = {**(meta.provenance or {}), "step": "distill", "teacher": teacher["model"]}
     return _save_model(run, model, meta, folder, data, "distilled",
@@ -267,31 +271,29 @@ def _distill(run: Run, ds: _Data, teacher: dict, spec, epochs: int, folder: Path
 
 def _prune(run: Run, ds: _Data, inp: dict, spec, folder: Path) -> dict:
     from .compat import load_keras_model
-    from .compress.engine import jsonable
-    from .compress.prune import kernel_sparsity, prune
+    from .compress.prune import kernel_sparsity
 
     r = run.recipe
     data = ds.get()
     model = load_keras_model(_abs(run, inp["model"]))
     cfg = from_recipe_step(PruneConfig, spec, batch_size=r.train.batch_size, seed=r.train.seed)
-    pruned, info = prune(model, data, cfg, run.say)
+    pruned, info = stages.prune(model, data, cfg, run.say)
     meta = read_meta(_abs(run, inp["model"]))
     meta.provenance = {**(meta.provenance or {}), "step": f"prune-{spec.mode}"}
     if spec.mode == "magnitude":
         meta.sparsity = float(kernel_sparsity(pruned))
-    info = {k: v for k, v in info.items() if k != "kept"}
     return _save_model(run, pruned, meta, folder, data, f"pruned-{spec.mode}",
                        {"sparsity": meta.sparsity, "params_before": int(model.count_params()),
                         "prune_info": jsonable(info)})
 
 
 def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_top1: float, folder: Path) -> dict:
-    """Every precision per format through the compression engine, each gated against the float Keras model."""
+    """Every precision per format by the quantize stage edgekit compress runs (stages.quantize_and_gate), each
+    gated against the model before compression."""
     from .compat import load_keras_model
-    from .compress.engine import quantize_and_gate, target_arch
     from .compress.gate import promote
+    from .compress.stages import quantize_and_gate, target_arch
     from .compress.quantize import calibration_set
-    from .passes import GateConfig
 
     r = run.recipe
     data = ds.get()
@@ -302,8 +304,8 @@ def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_
         from .devices import load_profile
 
         cfg.target_arch = target_arch(load_profile(r.target))
-    gate = GateConfig(max_drop=r.gates.max_drop if r.gates.max_drop is not None else 100.0).validate()
-    split = gate.split if gate.split in data.splits else "val"
+    gate = _gate(r)
+    split = _split(gate, data)
     ref = float(reference_top1)
     calib_full = calibration_set(data, 10 ** 9, cfg.seed, None)
     float_paths = {fmt: _abs(run, p) for fmt, p in floats.items()}
@@ -320,16 +322,34 @@ def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_
     return {"artifacts": arts, "failures": q.failures, "attempts": q.attempts, "reference_top1": ref}
 
 
-def _export_float(run: Run, current: dict, folder: Path) -> dict:
+def _export_float(run: Run, ds: _Data, current: dict, reference_top1: float, folder: Path) -> dict:
+    """The float artifacts, verified against the Keras model and each gated against ``reference_top1``
+    (stages.gate_floats, as edgekit compress does): a miss is deleted and listed in ``failures``."""
     from .export import export_model
 
-    res = export_model(_abs(run, current["model"]), run.recipe.export.formats, folder, name="model")
+    r = run.recipe
+    data = ds.get()
+    res = export_model(_abs(run, current["model"]), r.export.formats, folder, name="model")
+    gate = _gate(r)
+    fg = stages.gate_floats(res.artifacts, data, _split(gate, data), reference_top1, gate.max_drop, run.say)
     arts = []
-    for fmt, path in res.artifacts.items():
+    for fmt, path in fg.passed.items():
         arts.append({"format": fmt, "precision": "float32", "path": _rel(run, path), "size_bytes": model_size(path),
                      "gzip_bytes": gzip_size(path), "params": current.get("params"),
                      "sparsity": read_meta(path).sparsity, "verification": res.verification.get(fmt)})
-    return {"artifacts": arts}
+    failures = [{"format": f["format"], "precision": "float32", "attempts": f["attempts"]} for f in fg.failures]
+    return {"artifacts": arts, "failures": failures}
+
+
+def _gate(r):
+    """The recipe's gates as the stages' GateConfig (no max_drop: anything passes the accuracy gate)."""
+    from .passes import GateConfig
+
+    return GateConfig(max_drop=r.gates.max_drop if r.gates.max_drop is not None else 100.0).validate()
+
+
+def _split(gate, data) -> str:
+    return gate.split if gate.split in data.splits else "val"
 
 
 def _evaluate(run: Run, ds: _Data, current: dict, artifacts: list[dict], folder: Path) -> dict:
@@ -349,17 +369,16 @@ def _evaluate(run: Run, ds: _Data, current: dict, artifacts: list[dict], folder:
             "labels": ref["labels"]}
 
 
-def _bench(run: Run, artifacts: list[dict], cfg: dict) -> dict:
-    from .compress.measure import latency
-
-    return {"results": {a["path"]: latency(_abs(run, a["path"]), **cfg) for a in artifacts}}
+def _bench(run: Run, artifacts: list[dict], cfg: BenchConfig) -> dict:
+    """Latency by the one measurement stage (stages.bench), with the recipe's typed bench: settings."""
+    return {"results": {a["path"]: stages.bench(_abs(run, a["path"]), cfg.validate()) for a in artifacts}}
 
 
 def _pick(rows: list[dict], target: str | None) -> dict | None:
     """The artifact to deploy among those that passed every gate, in the formats the target device runs
-    (``compress.engine.pick_for_device``): the fastest measured here when the target is this host, else the
+    (``compress.stages.pick_for_device``): the fastest measured here when the target is this host, else the
     profile's preference order (this host's latency is then indicative only)."""
-    from .compress.engine import is_this_host, pick_for_device
+    from .compress.stages import is_this_host, pick_for_device
 
     prof = None
     if target:

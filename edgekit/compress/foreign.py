@@ -343,9 +343,9 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
             rows.append(_row(final, out_dir, fmt, "int8", "pass", last["fidelity"], last["remedy"]))
         say("measuring size and latency ...")
         _sizes_and_speed(rows, out_dir, bench_runs)
-        from .engine import _notes
+        from .stages import speed_notes
 
-        notes += _notes(rows, cfg)  # int8 slower than float on this CPU: said, as for edgekit's own models
+        notes += speed_notes(rows)  # int8 slower than float on this CPU: said, as for edgekit's own models
         steps["seconds"] = round(time.time() - t0, 1)
         rule = (f"top-1 agreement >= {gate.min_agreement:g} and float top-1 in the int8 top-5 >= {gate.min_top5:g}"
                 if mode == "fidelity" else f"top-1 drop <= {gate.max_drop:g} points (reference top-1 "
@@ -435,16 +435,20 @@ def _row(path: Path, out_dir: Path, fmt, precision, gate, fid: dict, remedy) -> 
 
 
 def _sizes_and_speed(rows: list[ArtifactRow], out_dir: Path, bench_runs: int) -> None:
-    from .measure import p50_ms
+    from ..passes import BenchConfig
+    from .stages import bench, bench_extra
 
+    cfg = BenchConfig(runs=bench_runs).validate() if bench_runs else None
     for r in rows:
         p = out_dir / r.artifact
         r.size_bytes = model_size(p)
-        r.p50_ms = p50_ms(p, bench_runs) if bench_runs else None
+        lat = bench(p, cfg)
+        r.p50_ms, r.p99_ms = (lat["p50_ms"], lat["p99_ms"]) if lat else (None, None)
+        r.extra.update(bench_extra(lat))
     relate_to_references(rows)
 
 
 def _jsonable(o):
-    from .engine import jsonable
+    from .stages import jsonable
 
     return jsonable(o)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifact import model_files, model_format, model_size
-from .gate import top1_of
+from ..artifact import model_files, model_format
 
 
 def constant_tensors(path: str | Path) -> list[np.ndarray]:
@@ -93,14 +92,7 @@ def weight_dtypes(path: Path) -> dict:
     return out
 
 
-# --- one artifact, measured ----------------------------------------------------------------------------
-def measure(path: Path, ds, split: str, bench_runs: int) -> dict:
-    row = {"top1": top1_of(path, ds, split), "size": model_size(path), "gzip": gzip_size(path),
-           "sparsity": weight_sparsity(path), "weights": weight_dtypes(path)}
-    row["p50_ms"] = p50_ms(path, bench_runs) if bench_runs else None
-    return row
-
-
+# --- latency ------------------------------------------------------------------------------------------
 def latency(path: Path, threads: int = 1, runs: int = 100, warmup: int = 10) -> dict:
     """The latency stage of ``edgekit compress``, recipes and foreign models alike: the model in a fresh
     process (clean load time and peak memory, no TensorFlow threads beside it), as ``edgekit bench`` does."""
@@ -108,8 +100,5 @@ def latency(path: Path, threads: int = 1, runs: int = 100, warmup: int = 10) -> 
 
     res = run_isolated(BenchConfig(model=str(path), threads=threads, runs=runs, warmup=warmup))
     return {"p50_ms": res.p50_ms, "p99_ms": res.p99_ms, "load_ms": res.load_ms, "peak_rss_mb": res.peak_rss_mb,
-            "backend": res.backend}
+            "backend": res.backend, "threads": res.threads, "runs": res.runs}
 
-
-def p50_ms(path: Path, runs: int) -> float:
-    return float(latency(path, runs=runs)["p50_ms"])

@@ -9,7 +9,8 @@
   target there is vetoed. Not the default judge of keyword datasets (a stream judge needs an hour of negative
   audio per climb): pass it to the ladder, or register it, where streams are at hand.
 
-Importing this module registers the detection judge; the engine imports it before it asks ``judge_for``.
+Importing this module registers the detection judge; the quantize stage (``stages.quantize_gated``, both
+faces) imports it before it asks ``judge_for``.
 """
 
 from __future__ import annotations

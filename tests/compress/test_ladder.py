@@ -103,7 +103,7 @@ def test_a_judge_veto_fails_a_small_drop_and_a_check_can_too(tmp_path):
 def test_engine_climbs_the_whole_ladder_in_order_with_qat_trained_once(tmp_path, monkeypatch):
     """What the heavy gate-failure test checks with real converters and QAT, on a fake quantizer: user
     calibration of 50 examples (more-calibration has nothing to add), a miss on every rung, in this order."""
-    from edgekit.compress import engine, qat
+    from edgekit.compress import qat, stages
 
     built, qat_trained = [], []
 
@@ -116,14 +116,14 @@ def test_engine_climbs_the_whole_ladder_in_order_with_qat_trained_once(tmp_path,
         p.write_text("0.1")
         return p
 
-    monkeypatch.setattr(engine, "quantize_format", fake_quantize_format)
-    monkeypatch.setattr(engine, "keras_source", lambda model, float_artifact=None: ModelSource(model, float_artifact))
+    monkeypatch.setattr(stages, "quantize_format", fake_quantize_format)
+    monkeypatch.setattr(stages, "keras_source", lambda model, float_artifact=None: ModelSource(model, float_artifact))
     monkeypatch.setattr(qat, "qat_model", lambda model, ds, say=None: qat_trained.append(1) or "qat-model")
     monkeypatch.setattr(AccuracyJudge, "on_dataset", classmethod(lambda cls, ds, split: ScriptedJudge()))
     cfg = QuantizeConfig(calibration_samples=200).validate()
     calib = np.zeros((50, 8, 8, 1), np.float32)
     cache: dict = {}
-    outs = [engine.quantize_gated(fmt, "keras-model", None, tmp_path / fmt, "model", None, cfg, calib, None, "test",
+    outs = [stages.quantize_gated(fmt, "keras-model", None, tmp_path / fmt, "model", None, cfg, calib, None, "test",
                                   0.9, GateConfig(max_drop=0.0).validate(), lambda s: None, cache)
             for fmt in ("tflite", "onnx")]
     tried = [a["remedy"] for a in outs[0]["attempts"]]
@@ -151,7 +151,7 @@ def test_foreign_plan_puts_accuracy_control_in_qats_place():
 def test_the_command_gates_size_and_latency_like_a_recipe(tmp_path):
     """One gate schema: GateConfig's max_size_kb / max_p50_ms / min_top1 (a recipe's gates: section) also gate
     edgekit compress's artifacts; a miss is deleted and reported."""
-    from edgekit.compress.engine import _measured_gates
+    from edgekit.compress.stages import measured_gates as _measured_gates
     from edgekit.recipe import Gates
 
     assert set(Gates.model_fields) == {"max_drop", "min_top1", "max_size_kb", "max_p50_ms"}
