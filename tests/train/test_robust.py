@@ -99,14 +99,13 @@ def test_transfer_from_a_backbone_edgekit_trained(digits_backbone, gray_shapes, 
     assert r.metrics["weights"] == str(digits_backbone.model_path) and r.metrics["epochs_run"] == 3
     assert read_meta(r.model_path).provenance["weights"] == str(digits_backbone.model_path)
     src, dst = backbone(load_model(digits_backbone.model_path)), backbone(load_model(r.model_path))
-    # BatchNorm stayed frozen (inference mode: scale and shift kept) with the target data's statistics
-    # (AdaBN); the convolutions were fine-tuned
+    # BatchNorm stayed frozen (inference mode) with everything it was trained with, statistics included: an
+    # image backbone is not re-estimated on the few target images (edgekit.transfer); the convolutions were
+    # fine-tuned, and the head fit on frozen features came first
+    assert r.metrics["head_fit"]["train_accuracy"] > 0
     bn = [i for i, l in enumerate(src.layers) if type(l).__name__ == "BatchNormalization"][0]
-    gamma, beta, mean, var = src.layers[bn].get_weights()
-    g2, b2, m2, v2 = dst.layers[bn].get_weights()
-    np.testing.assert_array_equal(gamma, g2)
-    np.testing.assert_array_equal(beta, b2)
-    assert not np.allclose(mean, m2)
+    for a, b in zip(src.layers[bn].get_weights(), dst.layers[bn].get_weights()):  # gamma, beta, mean, variance
+        np.testing.assert_array_equal(a, b)
     conv = [i for i, l in enumerate(src.layers) if type(l).__name__ == "Conv2D"][-1]
     assert not np.array_equal(src.layers[conv].get_weights()[0], dst.layers[conv].get_weights()[0])
 
