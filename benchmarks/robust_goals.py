@@ -13,6 +13,8 @@
         --scratch-model mobilenet_v3_small --seeds 0,1,2 [--target digits] [--per-class 100]
                                                                   # ImageNet EfficientNet-Lite0 (edgekit[pretrained])
                                                                   #   vs the scratch default, over three draws
+        [--arms scratch|weights --reuse --work DIR]               # one arm at a time; --reuse keeps an arm that
+                                                                  #   finished in DIR (same folders and command)
     python benchmarks/robust_goals.py transfer --backbone imagenet --model mobilenet_v2   # Keras' published
                                                                   #   ImageNet weights (fetched once; offline, the
                                                                   #   error names the file to place)
