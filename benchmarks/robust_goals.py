@@ -195,11 +195,10 @@ def _transfer_draw(a, work: Path) -> list[dict]:
         done = work / f"{run.name}-eval.json"
         if a.reuse and done.exists() and (run / "model.keras").exists():  # the same command ran to the end before
             m, ev = json.loads((work / f"{run.name}.json").read_text()), json.loads(done.read_text())
-            rows.append(row(f"transfer, {a.per_class} a class, draw {a.seed}", label, {**m, **ev}, 0.0))
-            continue
-        m = edgekit("train", "-m", model, "-d", small, "--out", run, "-q", "--overwrite", "--seed", a.seed, *extra,
-                    json_out=work / f"{run.name}.json")
-        ev = edgekit("eval", run / "model.keras", "--data", test, "--split", a.eval_split, json_out=done)
+        else:
+            m = edgekit("train", "-m", model, "-d", small, "--out", run, "-q", "--overwrite", "--seed", a.seed, *extra,
+                        json_out=work / f"{run.name}.json")
+            ev = edgekit("eval", run / "model.keras", "--data", test, "--split", a.eval_split, json_out=done)
         ev = {**ev, "correct": ev.get("correct", int(round(ev["top1"] * ev["samples"])))}
         rows.append(row(f"transfer, {a.per_class} a class, draw {a.seed}", label, {**m, **ev}, 0.0))
     if len(rows) < 2:
