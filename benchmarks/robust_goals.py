@@ -13,6 +13,8 @@
         --scratch-model mobilenet_v3_small --seeds 0,1,2 [--target digits] [--per-class 100]
                                                                   # ImageNet EfficientNet-Lite0 (edgekit[pretrained])
                                                                   #   vs the scratch default, over three draws
+        [--arms scratch|weights --reuse --work DIR]               # one arm at a time; --reuse keeps an arm that
+                                                                  #   finished in DIR (same folders and command)
     python benchmarks/robust_goals.py transfer --backbone imagenet --model mobilenet_v2   # Keras' published
                                                                   #   ImageNet weights (fetched once; offline, the
                                                                   #   error names the file to place)
@@ -157,6 +159,8 @@ def goal_transfer(a, work: Path) -> list[dict]:
         a.seed = s
         rows += _transfer_draw(a, work / f"draw{s}")
     if len(seeds) > 1:
+        if a.arms != "both":
+            return rows
         gains = [t["top1"] - b["top1"] for b, t in zip(rows[0::2], rows[1::2])]
         rows.append({"goal": f"transfer, {a.per_class} a class", "what": f"mean gain over draws {a.seeds}",
                      "top1": round(float(np.mean(gains)), 4), "target": 0.10, "met": min(gains) >= 0.10,
@@ -185,14 +189,20 @@ def _transfer_draw(a, work: Path) -> list[dict]:
                 a.backbone_epochs, json_out=work / f"bb-{a.backbone}.json")
     rows = []
     scratch = a.scratch_model or a.model
-    for label, model, extra in ((f"{scratch} from scratch", scratch, []),
-                                (f"{a.model} --weights {a.backbone}", a.model, weights)):
+    arms = ((f"{scratch} from scratch", scratch, []), (f"{a.model} --weights {a.backbone}", a.model, weights))
+    for label, model, extra in arms if a.arms == "both" else arms[:1] if a.arms == "scratch" else arms[1:]:
         run = work / (f"scratch-{a.backbone}-{a.target}" if not extra else f"transfer-{a.backbone}-{a.target}")
-        m = edgekit("train", "-m", model, "-d", small, "--out", run, "-q", "--overwrite", "--seed", a.seed, *extra,
-                    json_out=work / f"{run.name}.json")
-        ev = edgekit("eval", run / "model.keras", "--data", test, "--split", a.eval_split, json_out=work / f"{run.name}-eval.json")
+        done = work / f"{run.name}-eval.json"
+        if a.reuse and done.exists() and (run / "model.keras").exists():  # the same command ran to the end before
+            m, ev = json.loads((work / f"{run.name}.json").read_text()), json.loads(done.read_text())
+        else:
+            m = edgekit("train", "-m", model, "-d", small, "--out", run, "-q", "--overwrite", "--seed", a.seed, *extra,
+                        json_out=work / f"{run.name}.json")
+            ev = edgekit("eval", run / "model.keras", "--data", test, "--split", a.eval_split, json_out=done)
         ev = {**ev, "correct": ev.get("correct", int(round(ev["top1"] * ev["samples"])))}
         rows.append(row(f"transfer, {a.per_class} a class, draw {a.seed}", label, {**m, **ev}, 0.0))
+    if len(rows) < 2:
+        return rows
     gain = rows[1]["top1"] - rows[0]["top1"]
     rows[1]["target"] = round(rows[0]["top1"] + 0.10, 4)
     rows[1]["met"] = gain >= 0.10
@@ -236,6 +246,10 @@ def main(argv=None) -> int:
     ap.add_argument("--target", choices=["fashion", "digits"], default="fashion",
                     help="`transfer`: the small target set (digits: scikit-learn's 8x8 digits)")
     ap.add_argument("--scratch-model", help="`transfer`: the from-scratch baseline's model (default: --model)")
+    ap.add_argument("--arms", choices=["both", "scratch", "weights"], default="both",
+                    help="`transfer`: run both arms, or only one (e.g. the scratch baselines first, then --reuse)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="`transfer`: keep an arm whose run and eval finished in --work before (same folders)")
     ap.add_argument("--eval-split", default="test", help="`transfer`: split of the test folder scored")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--seed", type=int, default=0)

@@ -8,15 +8,21 @@ EfficientNet-Lite0/1/2's ImageNet weights come from packages on the index, conve
 PyTorch (:mod:`edgekit.pretrained`). The MobileNets' are fetched once into Keras' own cache (``$KERAS_HOME/models`` or
 ``~/.keras/models``); offline, the error names the file and where to put it. A ``.keras`` file
 donates its backbone (the nested application model); a ``.weights.h5`` file must hold the weights
-of the same backbone (``base.save_weights``). Training then runs a frozen-backbone phase (its
-BatchNorm layers in inference mode, as Keras' transfer-learning guide prescribes) and fine-tunes
-everything at a lower learning rate with the backbone's BatchNorm layers kept frozen.
+of the same backbone (``base.save_weights``). An image model then gets its classifier fit on the frozen backbone's
+cached features (:func:`fit_head`: one backbone pass per image, a softmax regression
+run to convergence), checkpointed as epoch 0, and a short fine-tune at a low learning rate
+(:data:`FINE_TUNE_STEPS` optimizer steps at :data:`FINE_TUNE_LR_SCALE` times the rate) that replaces it only
+where validation improves; the backbone's BatchNorm layers stay in inference mode with the statistics
+they were trained with. A DS-CNN from ``keywords`` or a file runs frozen epochs, then fine-tunes at 0.3x
+with BatchNorm frozen but given the new data's statistics (AdaBN).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+import numpy as np
 
 from .errors import ConfigError, DataError
 
@@ -221,3 +227,71 @@ def set_backbone_trainable(model, trainable: bool) -> None:
         layer.trainable = trainable and not isinstance(layer, keras.layers.BatchNormalization)
     if not trainable:
         base.trainable = False
+
+
+# ---- images: a linear head fit on cached frozen features, then a short, gentle fine-tune ------------------------
+# Measured on 20 Fashion-MNIST images a class (EfficientNet-Lite0, 1,000 test images): the old recipe (8 frozen
+# epochs of 3 optimizer steps, then fine-tuning at 0.3x the learning rate, BatchNorm statistics re-estimated on
+# the 140 training images) scored 0.667, below a linear probe on the frozen features (0.781). Re-estimating the
+# backbone's BatchNorm statistics on so few images alone cost 8-9 points of that probe (0.694 at 224 px), so an
+# image backbone keeps the statistics it was trained with.
+# The head sees each training image once, unaugmented: three shifted/rotated copies as extra rows scored alike
+# (0.775 against 0.781 on 1,000 test images) for four times the backbone passes.
+HEAD_L2 = 1e-2           # L2 on the head's kernel (the mean cross-entropy's scale): 1e-3..1e-1 scored alike
+HEAD_STEPS = 800         # full-batch Adam steps: converged for a few thousand 1280-d rows
+FINE_TUNE_STEPS = 45     # optimizer steps of fine-tuning when no --epochs is given, in whole epochs (at least 3)
+# Fine-tuning learning rate: this times --learning-rate (3e-3 -> 3e-5), cosine-decayed. At 0.03x validation
+# loss rose from the first epoch on (20 Fashion images a class) and the epoch it kept scored below the head.
+FINE_TUNE_LR_SCALE = 0.01
+
+
+def image_transfer(model_name: str, task: str) -> bool:
+    """Whether ``train`` starts this model with :func:`fit_head` and fine-tunes gently (images with a nested
+    pretrained backbone: the MobileNets and EfficientNet-Lites); keyword backbones keep frozen epochs."""
+    return task == "image-classification" and model_name in IMAGENET
+
+
+def fine_tune_epochs(n_train: int, batch_size: int) -> int:
+    """Fine-tuning epochs when none are given: :data:`FINE_TUNE_STEPS` optimizer steps, 3 to 40 epochs."""
+    import math
+
+    steps = max(1, math.ceil(n_train / batch_size))
+    return int(min(40, max(3, math.ceil(FINE_TUNE_STEPS / steps))))
+
+
+def head_features(model, x, batch_size: int = 64):
+    """The pooled features under the classifier (``probs``' input) of ``x``, in inference mode: the
+    backbone's BatchNorm on its stored statistics, no dropout."""
+    import keras
+
+    feats = keras.Model(model.inputs, model.get_layer("probs").input)
+    return np.asarray(feats.predict(x, batch_size=batch_size, verbose=0), np.float64)
+
+
+def softmax_regression(f, y, num_classes: int, l2: float = HEAD_L2, steps: int = HEAD_STEPS, lr: float = 0.01):
+    """Multinomial logistic regression by full-batch Adam (NumPy, deterministic): (kernel, bias)."""
+    f = np.asarray(f, np.float64)
+    onehot = np.eye(num_classes)[np.asarray(y, np.int64)]
+    w, b = np.zeros((f.shape[1], num_classes)), np.zeros(num_classes)
+    m = [np.zeros_like(w), np.zeros_like(b)]
+    v = [np.zeros_like(w), np.zeros_like(b)]
+    for t in range(1, steps + 1):
+        z = f @ w + b
+        p = np.exp(z - z.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        g = (p - onehot) / len(f)
+        for i, (param, grad) in enumerate(((w, f.T @ g + l2 * w), (b, g.sum(0)))):
+            m[i] = 0.9 * m[i] + 0.1 * grad
+            v[i] = 0.999 * v[i] + 0.001 * grad * grad
+            param -= lr * (m[i] / (1 - 0.9 ** t)) / (np.sqrt(v[i] / (1 - 0.999 ** t)) + 1e-8)
+    return w.astype(np.float32), b.astype(np.float32)
+
+
+def fit_head(model, x, y, num_classes: int) -> float:
+    """Set ``model``'s classifier to a softmax regression on its frozen backbone's features of ``x``: one
+    backbone pass per image, no backpropagation through it. Returns the training accuracy."""
+    f = head_features(model, x)
+    yy = np.asarray(y, np.int64)
+    w, b = softmax_regression(f, yy, num_classes)
+    model.get_layer("probs").set_weights([w, b])
+    return float(np.mean(np.argmax(f @ w + b, 1) == yy))

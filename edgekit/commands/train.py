@@ -29,7 +29,8 @@ from .data import data_option, parse_options
               "edgekit[pretrained]; MobileNets), 'keywords' (DS-CNN pretrained on the built-in speech corpus), or a "
               ".keras / .weights.h5 backbone file.")
 @click.option("--freeze-epochs", type=int, help="With --weights: epochs with the backbone frozen before fine-tuning "
-              "(default: a fifth of the budget).")
+              "(images: after the head is fit on frozen features, default 0; DS-CNN: default a fifth of the "
+              "budget).")
 @click.option("--strategy", type=click.Choice(["auto", "default", "mirrored"]), default="auto", show_default=True,
               help="auto: MirroredStrategy when several GPUs are visible.")
 @click.option("--model-option", "model_options", multiple=True, metavar="KEY=VALUE", help="Builder option, e.g. alpha=0.5.")

