@@ -12,6 +12,10 @@ import pytest
 pytest.importorskip("uvicorn")
 httpx = pytest.importorskip("httpx")
 
+# The session's tiny detector trains for ~50 s, and in the default run nothing else needs it (the other detect
+# tests are -m slow): CI runs this file in its -m heavy stage.
+pytestmark = pytest.mark.heavy
+
 
 @pytest.fixture(scope="module")
 def det_tflite(tiny_detector, tmp_path_factory):
