@@ -67,17 +67,12 @@ class Score:
 
 
 # --- the numbers the output judges read ----------------------------------------------------------
-def _probs(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, np.float64).reshape(len(a), -1)
-    if a.min() >= -1e-6 and np.allclose(a.sum(1), 1.0, atol=1e-3):
-        return a
-    e = np.exp(a - a.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
-
-
 def fidelity(reference: np.ndarray, got: np.ndarray) -> dict:
-    """Top-1 agreement, float top-1 inside the top-5, and probability error of ``got`` against ``reference``."""
-    r, g = _probs(reference), _probs(got)
+    """Top-1 agreement, float top-1 inside the top-5, and probability error of ``got`` against ``reference``
+    (both read as probabilities by the device side's one rule: an int8 softmax is not softmaxed again)."""
+    from ..serve.preprocess import as_probabilities
+
+    r, g = as_probabilities(reference)[0], as_probabilities(got)[0]
     ref_top = r.argmax(1)
     k = min(5, g.shape[1])
     top5 = np.argsort(-g, axis=1)[:, :k]

@@ -204,12 +204,19 @@ def _audio(body: bytes, pre: dict) -> np.ndarray:
 PROBABILITY_SUM_TOL = 0.1
 
 
+def as_probabilities(rows: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Rows of scores as probabilities: the scores themselves when every row already is (each in [0, 1],
+    summing to 1 within a quantized output's rounding; renormalized), else each row's softmax. The one rule of
+    the server, the apps and the compress judges."""
+    a = np.asarray(rows, np.float64).reshape(len(rows), -1)
+    total = a.sum(1, keepdims=True)
+    if a.size and a.min() >= -1e-6 and a.max() <= 1.0 + 1e-6 and np.all(np.abs(total - 1.0) <= PROBABILITY_SUM_TOL):
+        return a / total, False
+    e = np.exp(a - a.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True), True
+
+
 def softmax_if_needed(scores: np.ndarray) -> tuple[np.ndarray, bool]:
-    """Probabilities: the scores themselves when they already are (each in [0, 1], summing to 1 within a
-    quantized output's rounding; renormalized), else softmax (reported to the client)."""
-    s = np.asarray(scores, np.float64).reshape(-1)
-    total = s.sum() if s.size else 0.0
-    if s.size and s.min() >= -1e-6 and s.max() <= 1.0 + 1e-6 and abs(total - 1.0) <= PROBABILITY_SUM_TOL:
-        return s / total, False
-    e = np.exp(s - s.max())
-    return e / e.sum(), True
+    """One output's probabilities (:func:`as_probabilities`) and whether softmax was applied (told the client)."""
+    p, applied = as_probabilities(np.asarray(scores).reshape(1, -1))
+    return p[0], applied
