@@ -109,6 +109,14 @@ def training_augmentation(ds, seed: int, augment=True):
     return None, None
 
 
+def val_scores(model, x, y, batch_size: int) -> tuple[float, float]:
+    """(accuracy, cross-entropy) of ``model`` in inference mode on ``x``, ``y``: what every epoch is judged by."""
+    p = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), np.float64)
+    yy = np.asarray(y, np.int64)
+    acc = float(np.mean(np.argmax(p, 1) == yy))
+    return acc, float(-np.mean(np.log(np.clip(p[np.arange(len(yy)), yy], 1e-7, 1.0))))
+
+
 def inference_validation(x_cal, val, batch_size: int, seed: int, chance: float | None = None, say=None,
                          all_batchnorm: bool = False):
     """A callback that, at each epoch's end, re-estimates BatchNorm statistics on clean training data and
@@ -127,10 +135,7 @@ def inference_validation(x_cal, val, batch_size: int, seed: int, chance: float |
             from .compat import recalibrate_batchnorm
 
             recalibrate_batchnorm(self.model, x_cal, seed=seed + epoch, trainable_only=not all_batchnorm)
-            p = np.asarray(self.model.predict(xv, batch_size=batch_size * 4, verbose=0), np.float64)
-            yy = np.asarray(yv, np.int64)
-            logs["val_accuracy"] = float(np.mean(np.argmax(p, 1) == yy))
-            logs["val_loss"] = float(-np.mean(np.log(np.clip(p[np.arange(len(yy)), yy], 1e-7, 1.0))))
+            logs["val_accuracy"], logs["val_loss"] = val_scores(self.model, xv, yv, batch_size * 4)
             acc = logs.get("accuracy")
             if (chance and not self.warned and epoch >= 2 and acc is not None and say
                     and logs["val_accuracy"] < 1.5 * chance and float(acc) > min(0.95, 3 * chance)):
@@ -226,10 +231,7 @@ def _fit_head_baseline(model, ds, train, val, work: Path, state: dict, monitor: 
 
     t0 = time.time()
     train_acc = fit_head(model, train[0], train[1], ds.num_classes)
-    p = np.asarray(model.predict(val[0], batch_size=256, verbose=0), np.float64)
-    yy = np.asarray(val[1], np.int64)
-    acc = float(np.mean(np.argmax(p, 1) == yy))
-    loss = float(-np.mean(np.log(np.clip(p[np.arange(len(yy)), yy], 1e-7, 1.0))))
+    acc, loss = val_scores(model, val[0], val[1], 256)
     _save(model, work / "best.keras")
     state.update(best=acc if monitor == "val_accuracy" else loss, best_loss=loss, best_epoch=0, wait=0,
                  head_fit={"train_accuracy": round(train_acc, 4), "val_accuracy": round(acc, 4),
@@ -382,7 +384,7 @@ def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.P
     xtr, ytr = ds.split("train")
     xv, yv = ds.split("val")
     steps = math.ceil(len(ytr) / batch_size)
-    from .transfer import fine_tune_epochs, image_transfer
+    from .transfer import FINE_TUNE_LR_SCALE, fine_tune_epochs, image_transfer
 
     gentle = bool(weights) and image_transfer(model_name, ds.task)  # head fit on frozen features, then fine-tune
     budget = int(epochs) if epochs else auto_epochs(len(ytr), batch_size)
@@ -459,7 +461,6 @@ def _train(model_name: str, data, epochs: int | None = None, out_dir: str | os.P
 
                 set_backbone_trainable(model, not frozen)
             if not resumed or resumed == start or weights:
-                from .transfer import FINE_TUNE_LR_SCALE
 
                 scale = 1.0 if frozen or not weights else FINE_TUNE_LR_SCALE if gentle else 0.3
                 compile_scheduled(model, learning_rate * scale, end - start, steps, weight_decay,
