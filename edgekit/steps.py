@@ -371,7 +371,8 @@ def _evaluate(run: Run, ds: _Data, current: dict, artifacts: list[dict], folder:
 
 def _bench(run: Run, artifacts: list[dict], cfg: BenchConfig) -> dict:
     """Latency by the one measurement stage (stages.bench), with the recipe's typed bench: settings."""
-    return {"results": {a["path"]: stages.bench(_abs(run, a["path"]), cfg.validate()) for a in artifacts}}
+    cfg = cfg.validate()
+    return {"results": {a["path"]: stages.bench(_abs(run, a["path"]), cfg) for a in artifacts}}
 
 
 def _pick(rows: list[dict], target: str | None) -> dict | None:

@@ -22,7 +22,7 @@ from ..errors import ConfigError, DataError, GateError, ModelError
 from ..passes import BenchConfig, DistillConfig, GateConfig, PruneConfig, QuantizeConfig
 from . import stages
 from .gate import judge, promote, top1_of
-from .report import ArtifactRow, CompressReport, write_compress_report
+from .report import CompressReport, write_compress_report
 # The stages, importable from here as before.
 from .stages import (DevicePick, QuantizeOutcome, export_float, is_this_host, jsonable, keras_source,  # noqa: F401
                      ladder, measure_rows, pick_for_device, quantize_and_gate, quantize_format, quantize_gated,

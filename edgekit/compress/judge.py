@@ -41,7 +41,7 @@ Subclass :class:`Judge` for the defaults. Two sketches of the judges being built
 ``drop <= max_drop``). To put it on the ladder of ``edgekit compress`` and recipe quantize steps, register a
 factory for its dataset's ``task`` (the files a new judge touches: its module and this one line)::
 
-    JUDGES["object-detection"] = lambda ds, split: MapJudge(*ds.split(split))
+    JUDGES["detection"] = lambda ds, split: MapJudge(*ds.split(split))
 
 :func:`judge_for` then picks it; a task without an entry is judged on top-1. Its bar there is its own
 ``reference()`` of the float artifact in the same format (top-1's is the model before compression).

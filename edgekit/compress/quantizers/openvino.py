@@ -118,9 +118,7 @@ def openvino_transform(cfg: QuantizeConfig, calib: np.ndarray, *, transformer: b
             ignored_types += [t for t in SENSITIVE_OV_OPS if t in types]
         names = list(cfg.keep_float)
         if (cfg.float_sensitive or cfg.mixed_precision) and not names:
-            weighted = [op.get_friendly_name() for op in ov_model.get_ordered_ops()
-                        if op.get_type_name() in _WEIGHTED]
-            names = list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
+            names = _first_and_last_weighted(None, ov_model)
         patterns = [p for p in FLOAT_NAME_PATTERNS
                     if any(re.fullmatch(p, op.get_friendly_name()) for op in ov_model.get_ops())]
         if patterns and not cfg.keep_float:
