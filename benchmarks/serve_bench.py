@@ -74,7 +74,8 @@ def inprocess(model: Path, threads: int, seconds: float, x: np.ndarray) -> dict:
 def start_server(model: Path, threads: int, extra: list[str], src: Path | None = None
                  ) -> tuple[subprocess.Popen, str, float]:
     """``edgekit serve`` in a subprocess; ``src``: a folder holding another edgekit package to run instead."""
-    cmd = [sys.executable, "-m", "edgekit.cli", "serve", str(model), "--port", "0", "--threads", str(threads),
+    # Absolute: with ``src`` the server runs in that folder (so its edgekit, not this tree's, is imported).
+    cmd = [sys.executable, "-m", "edgekit.cli", "serve", str(Path(model).resolve()), "--port", "0", "--threads", str(threads),
            "--max-queue", "256", *extra]
     env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
     t0 = time.perf_counter()

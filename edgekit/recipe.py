@@ -299,8 +299,6 @@ def load_recipe(source: str | os.PathLike, sets: list[str] | None = None) -> tup
     except UnicodeDecodeError as e:
         raise ConfigError(f"Recipe {p} is not UTF-8 text: byte {e.object[e.start]:#04x} at offset {e.start} "
                           "(save it as UTF-8)") from None
-    except IsADirectoryError:
-        raise ConfigError(f"Recipe {p} is a folder; give a recipe YAML file") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"Recipe {p} is not valid YAML: {str(e).splitlines()[0]}") from None
     except RecursionError:

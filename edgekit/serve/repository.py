@@ -132,7 +132,7 @@ class ServedModel:
         self.batch_flexible = all(len(t.shape) > 0 for t in session.inputs)
         self.batcher = batcher_factory(self)
         self.plans: dict = {}  # checked binary-request headers (protocol.parse_request)
-        self.task = getattr(meta, "task", None) if meta is not None else None
+        self.task = getattr(meta, "task", None)
         self._post = None
 
     def detector(self):
