@@ -47,7 +47,7 @@ def p50_ms(path: Path) -> float:
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="shapes")
-    ap.add_argument("--model-name", default="centernet_mnv2")
+    ap.add_argument("--model-name", default="centernet_lite0")
     ap.add_argument("--model", help="An already trained .keras detector (skips training).")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--seed", type=int, default=0)

@@ -22,7 +22,10 @@ import numpy as np
 from .errors import ConfigError, DataError
 from .train import TrainResult, _check_positive, _checkpointer, _Progress, _save, _say, _seed_everything
 
-DETECTORS = ("centernet_mnv2", "fomo_mnv2")
+DETECTORS = ("centernet_lite0", "centernet_mnv2", "fomo_mnv2")
+# Detectors that start from their backbone's ImageNet weights unless told ``weights="none"``: nobody trains a
+# detector's backbone from scratch on a few thousand images (measured on ``shapes``: see README, Detect objects).
+PRETRAINED_BY_DEFAULT = ("centernet_lite0",)
 DEFAULT_SIZE = 192
 # Default budget: ~2,400 optimizer steps, 10-60 epochs (early stopping ends a converged run sooner).
 AUTO_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 2400, 10, 60
@@ -186,8 +189,9 @@ def train_detector(model_name: str, data, epochs: int | None = None, out_dir: st
     """Train detector ``model_name`` on ``data`` (``shapes``, or a YOLO / COCO / VOC folder) at ``input_size``.
 
     Validation mAP@[.5:.95] (F1 of centres for the centroid model) picks the best epoch and drives early
-    stopping (``patience``: default a quarter of the budget, at least 6; 0 off). ``weights="imagenet"``
-    starts from an ImageNet MobileNetV2 backbone where Keras' cache has it."""
+    stopping (``patience``: default a quarter of the budget, at least 6; 0 off). ``weights="imagenet"`` starts
+    from the backbone's ImageNet weights (EfficientNet-Lite0: the ``pretrained`` extra, the default of
+    ``centernet_lite0``; MobileNetV2: Keras' cache); ``"none"`` trains from scratch."""
     from .data.detection import load_detection
     from .zoo import build_model, check_model_options, model_stats
     from .zoo.detectors import postprocess_params
@@ -211,10 +215,21 @@ def train_detector(model_name: str, data, epochs: int | None = None, out_dir: st
     if isinstance(augment, dict):
         raise ConfigError("Augmentation options apply to audio datasets; a detector takes --no-augment or nothing")
     mopts = dict(model_options or {})
-    if weights:
-        if weights != "imagenet":
-            raise ConfigError(f"A detector takes --weights imagenet (a MobileNetV2 backbone); received {weights!r}")
+    if weights is None and model_name in PRETRAINED_BY_DEFAULT:
+        weights = "imagenet"
+    if weights not in (None, "none", "imagenet"):
+        raise ConfigError(f"A detector takes --weights imagenet (its backbone's ImageNet weights) or none (from "
+                          f"scratch); received {weights!r}")
+    if weights == "imagenet":
         mopts["pretrained"] = True
+        if model_name == "centernet_lite0":
+            from .errors import MissingDependencyError
+            from .pretrained import lite_weights
+
+            try:
+                lite_weights("lite0")  # a missing or corrupt weights package: its one-line error before any data
+            except MissingDependencyError as e:
+                raise ConfigError(f"{e} (or pass --weights none to train {model_name} from scratch)") from None
     check_model_options(model_name, mopts)
     out_dir = Path(out_dir)
     if out_dir.exists() and not overwrite:
@@ -232,8 +247,6 @@ def train_detector(model_name: str, data, epochs: int | None = None, out_dir: st
     budget = int(epochs) if epochs else auto_epochs(len(xtr), batch_size)
     if patience is None:
         patience = max(6, budget // 4)
-    import keras
-
     _seed_everything(seed)
     model = build_model(model_name, shape, ds.num_classes, **mopts)
     post = postprocess_params(model_name, shape, ds.num_classes)

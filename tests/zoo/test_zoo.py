@@ -21,6 +21,7 @@ CASES = {
 }
 # Detectors: built and stepped here; their exports (boxes checked in every format) are tests/detect's.
 DETECTOR_CASES = {
+    "centernet_lite0": ((96, 96, 3), {"width": 16}),
     "centernet_mnv2": ((96, 96, 3), {"width": 16}),
     "fomo_mnv2": ((96, 96, 3), {"width": 16}),
 }
@@ -172,3 +173,24 @@ def test_zoo_list_cli(invoke_cli):
     assert rows["ds_cnn_s"]["macs"] == model_stats(build_model("ds_cnn_s", (49, 10), 12))["macs"]
     code, out, err = invoke_cli(["zoo", "list", "--models", "resnet50"])
     assert code == 2 and "Unknown model 'resnet50'" in err
+
+
+def test_lite0_detector_fits_a_pi_and_keeps_imagenet_batchnorm():
+    """The box detector users train: <= 1 GMAC at its default 192 px, and with ``freeze_bn`` (the default) the
+    backbone's BatchNorm layers stay in inference mode while its convolutions and the head train."""
+    import keras
+
+    from edgekit.zoo.detectors import centernet_lite0
+
+    model = centernet_lite0((192, 192, 3), 4)
+    stats = model_stats(model)
+    assert 3.0e6 < stats["params"] < 4.5e6 and stats["macs"] <= 1e9
+    backbone = model.get_layer("backbone")
+    bns = [l for l in backbone._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    assert bns and not any(l.trainable for l in bns)
+    assert any(l.trainable for l in backbone._flatten_layers() if isinstance(l, keras.layers.Conv2D))
+    free = centernet_lite0((96, 96, 3), 4, freeze_bn=False)
+    assert all(l.trainable for l in free.get_layer("backbone")._flatten_layers()
+               if isinstance(l, keras.layers.BatchNormalization))
+    with pytest.raises(ConfigError, match="multiples of 32"):
+        centernet_lite0((100, 100, 3), 4)
