@@ -152,6 +152,36 @@ def reference(model: Path, seed: int) -> tuple[dict, dict, dict, list, list]:
             tol, inputs, outs)
 
 
+def detection_reference(model: Path, meta, feed: dict, expected: dict) -> tuple[dict, dict, dict | None]:
+    """A detector's smoke test runs a detection: the first held-out image of its training data on which the host
+    draws boxes becomes the sample input, and those boxes (through the artifact's own post-processing) are what
+    the device must draw again (same class, IoU >= 0.9). Random pixels draw no boxes, which would make the check
+    vacuous; without the data on this host the raw-tensor check stays, and the manifest says so."""
+    import numpy as np
+
+    from ..evaluate_detect import verification_images
+    from ..runtime import load
+    from ..runtime.boxes import Postprocess
+
+    params = dict((getattr(meta, "extra", None) or {}).get("postprocess") or {})
+    x = verification_images(meta, 32)
+    if x is None:
+        return feed, expected, {"postprocess": params, "skipped": "the training data is not on the host that built "
+                                                                   "the bundle: outputs compared as raw tensors"}
+    post = Postprocess.from_meta(meta)
+    with load(model, device="cpu") as session:
+        name, out_name = session.inputs[0].name, session.outputs[0].name
+        for img in x:
+            trial = {name: img[None].astype(np.float32)}
+            outs = session.run(trial)
+            dets = post(outs[out_name])[0]
+            if len(dets):
+                return ({k: np.asarray(v) for k, v in trial.items()}, {k: np.asarray(v) for k, v in outs.items()},
+                        {"postprocess": params, "output": out_name, "boxes": dets.boxes.tolist(),
+                         "classes": dets.classes.tolist(), "scores": dets.scores.tolist(), "iou": 0.9})
+    return feed, expected, {"postprocess": params, "skipped": f"the detector draws no box on {len(x)} held-out images"}
+
+
 def _render(name: str, **values) -> str:
     text = (RESOURCES / name).read_text()
     for k, v in values.items():
@@ -252,7 +282,11 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
     import numpy as np
 
     feed, expected, tolerance, inputs, outputs = reference(model, seed)
-    check_labels(meta, outputs, model)
+    detections = None
+    if meta is not None and meta.task == "detection":
+        feed, expected, detections = detection_reference(model, meta, feed, expected)
+    else:
+        check_labels(meta, outputs, model)
     if device not in ("cpu",):
         # The reference ran on the host CPU; GPUs, NPUs and TensorRT compute in reduced precision (FP16).
         for tol in tolerance.values():
@@ -310,7 +344,8 @@ def build_bundle(model: str | os.PathLike, profile: str | DeviceProfile, out: st
             "outputs": outputs,
             "metadata": meta.to_dict() if meta is not None else {},
             "smoke": {"input": "smoke/input.npz", "expected": "smoke/expected.npz", "seed": seed,
-                      "tolerance": tolerance, "bench_runs": bench_runs},
+                      "tolerance": tolerance, "bench_runs": bench_runs,
+                      **({"detections": detections} if detections is not None else {})},
             "runtime": {"requirements": reqs, "python_version": py_version, "offline": with_wheels,
                         "wheels": sorted(p.name for p in wheels.glob("*.whl")), "carried": bool(carried),
                         "venv_args": prof.runtime.venv_args, "pip_args": prof.runtime.pip_args,

@@ -38,6 +38,26 @@ def compare(got, expected, tolerance: dict) -> dict:
     return rows
 
 
+def check_detections(got: dict, want: dict) -> dict:
+    """A detector's boxes drawn again on the device, through the artifact's own post-processing: every expected
+    box matched (same class, IoU >= ``want["iou"]``)."""
+    if want.get("skipped"):
+        return {"passed": True, "skipped": want["skipped"]}
+    import types
+
+    import numpy as np
+
+    from edgekit.runtime.boxes import Detections, Postprocess, match_detections
+
+    post = Postprocess.from_meta(types.SimpleNamespace(extra={"postprocess": want["postprocess"]}, task="detection"))
+    mine = post(got[want["output"]])[0]
+    ref = Detections(np.asarray(want["boxes"], np.float32).reshape(-1, 4), np.asarray(want["scores"], np.float32),
+                     np.asarray(want["classes"], np.int64))
+    m = match_detections([ref], [mine], iou=float(want.get("iou", 0.9)))
+    return {"passed": m["matched"] == m["boxes"], "expected": m["boxes"], "matched": m["matched"],
+            "drawn": len(mine), "min_iou": round(m["min_iou"], 4)}
+
+
 def run(folder: str | os.PathLike) -> dict:
     import numpy as np
 
@@ -66,11 +86,19 @@ def run(folder: str | os.PathLike) -> dict:
         return out
     out["outputs"] = compare(got, expected, smoke.get("tolerance", {}))
     out["passed"] = all(r["passed"] for r in out["outputs"].values())
+    if smoke.get("detections"):
+        out["detections"] = check_detections(got, smoke["detections"])
+        out["passed"] = out["passed"] and out["detections"]["passed"]
     if not out["passed"]:
         bad = {k: v for k, v in out["outputs"].items() if not v["passed"]}
-        out["error"] = "outputs differ from the expected ones: " + "; ".join(
-            f"{k}: {v.get('error') or 'max abs diff %.3g > atol %.3g' % (v['max_abs_diff'], v['atol'])}"
-            for k, v in bad.items())
+        if bad:
+            out["error"] = "outputs differ from the expected ones: " + "; ".join(
+                f"{k}: {v.get('error') or 'max abs diff %.3g > atol %.3g' % (v['max_abs_diff'], v['atol'])}"
+                for k, v in bad.items())
+        else:
+            d = out["detections"]
+            out["error"] = (f"the device drew {d['matched']} of the {d['expected']} expected boxes again "
+                            f"(same class, IoU >= 0.9)")
         return out
     runs = int(smoke.get("bench_runs", 20))
     for _ in range(3):

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
-# Training even a 96-px detector for one epoch took 7 minutes on the shared 2-core machine (load 10-17).
-pytestmark = pytest.mark.slow
+# Training even a 96-px detector for one epoch took 7 minutes on the shared 2-core machine (load 10-17); CI runs
+# the module after the default suite (-m heavy), so every export path of a detector is checked there.
+pytestmark = pytest.mark.heavy
 
 
 def test_training_writes_a_detection_artifact(tiny_detector):
@@ -102,3 +103,35 @@ def test_map_judge_is_the_ladder_judge_of_detection_sets(tiny_detector, exported
     for fmt, path in exported.artifacts.items():
         s = judge.score(path)
         assert abs(judge.drop(ref, s)) < 0.1 and judge.passes(judge.drop(ref, s), 1.0), fmt
+
+
+def test_deployed_bundle_smoke_test_runs_a_detection(exported, tmp_path):
+    """A detector's bundle carries a held-out image and the boxes the host draws on it; the device's smoke test
+    draws them again through the runtime and the artifact's post-processing, and fails, saying so, when they
+    differ."""
+    import tarfile
+
+    from edgekit.deploy.bundle import build_bundle
+
+    out = tmp_path / "det.tar.gz"
+    m = build_bundle(exported.artifacts["tflite"], "raspberry-pi-5", out, version="d1")
+    want = m["smoke"]["detections"]
+    assert not want.get("skipped") and len(want["boxes"]) >= 1 and want["postprocess"]["kind"] == "centernet"
+    folder = tmp_path / "x"
+    with tarfile.open(out) as tar:
+        tar.extractall(folder, filter="data")
+
+    def smoke():
+        r = subprocess.run([sys.executable, str(folder / "smoke_test.py")], capture_output=True, text=True)
+        return r.returncode, json.loads(r.stdout.strip().splitlines()[-1])
+
+    rc, result = smoke()
+    assert rc == 0 and result["passed"], result
+    d = result["detections"]
+    assert d["matched"] == d["expected"] == len(want["boxes"]) and d["min_iou"] >= 0.9
+    # Boxes the device does not draw again (here: the expected ones moved by a third of the frame) fail it.
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["smoke"]["detections"]["boxes"] = [[min(1.0, v + 0.3) for v in b] for b in want["boxes"]]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    rc, result = smoke()
+    assert rc == 1 and not result["passed"] and "expected boxes again" in result["error"]
