@@ -112,6 +112,18 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise DataError(f"Can't decode image {path}: {e}") from None
 
 
+def _sized(path: Path, declared, info: dict) -> tuple[int, int]:
+    """The image's real size (it decodes, or a clear error now rather than mid-training); a size the annotation
+    declares that differs is counted (``size_mismatch``): boxes are in the pixels the file holds."""
+    real = _image_size(path)
+    try:
+        if declared and all(declared) and tuple(int(float(v)) for v in declared) != real:
+            info["size_mismatch"] = info.get("size_mismatch", 0) + 1
+    except (TypeError, ValueError):
+        info["size_mismatch"] = info.get("size_mismatch", 0) + 1
+    return real
+
+
 def _check_boxes(boxes: np.ndarray, where: str, tol: float = 1e-3) -> None:
     """Boxes must lie inside the image (normalized 0..1, a rounding tolerance) and have positive area."""
     if not len(boxes):
@@ -222,19 +234,50 @@ def load_yolo(root: Path) -> DetectionSet:
 
 
 # --- COCO ------------------------------------------------------------------------------------------------
+def _coco_entries(path: Path, d: dict, key: str, fields: dict) -> list:
+    """``d[key]``'s entries, each a dict holding ``fields`` (name -> type) of that type: a malformed entry is a
+    DataError naming the file, the list and the entry, not a KeyError deep in the loader."""
+    out = []
+    for n, e in enumerate(d[key]):
+        if not isinstance(e, dict):
+            raise DataError(f"{path}: {key}[{n}] must be an object; received {str(e)[:60]!r}")
+        for f, typ in fields.items():
+            v = e.get(f)
+            ok = (isinstance(v, list) and len(v) == 4 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                               for x in v)) if typ is list else \
+                isinstance(v, typ) and not isinstance(v, bool)
+            if not ok:
+                want = "4 numbers [x, y, width, height]" if typ is list else \
+                    {int: "an integer", str: "a string"}[typ]
+                raise DataError(f"{path}: {key}[{n}] (id {e.get('id')}) needs '{f}' as {want}; received {v!r}")
+        out.append(e)
+    return out
+
+
 def _coco_file(path: Path, img_root: Path | None, info: dict):
     try:
         d = json.loads(path.read_text())
     except ValueError as e:
         raise DataError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: a COCO file is an object with 'images', 'annotations' and 'categories'; received "
+                        f"a {type(d).__name__}")
     for k in ("images", "annotations", "categories"):
         if not isinstance(d.get(k), list):
             raise DataError(f"{path}: a COCO file needs a '{k}' list")
-    cats = sorted(d["categories"], key=lambda c: int(c["id"]))
-    images = {int(im["id"]): im for im in d["images"]}
+    cats = sorted(_coco_entries(path, d, "categories", {"id": int, "name": str}), key=lambda c: c["id"])
+    ids = [c["id"] for c in cats]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path}: category id {next(i for i in ids if ids.count(i) > 1)} appears twice in 'categories'")
+    images = {}
+    for im in _coco_entries(path, d, "images", {"id": int, "file_name": str}):
+        if im["id"] in images:
+            raise DataError(f"{path}: image id {im['id']} appears twice in 'images' ({images[im['id']]['file_name']}, "
+                            f"{im['file_name']})")
+        images[im["id"]] = im
     anns: dict = {}
-    for a in d["annotations"]:
-        iid = int(a["image_id"])
+    for a in _coco_entries(path, d, "annotations", {"image_id": int, "category_id": int, "bbox": list}):
+        iid = a["image_id"]
         if iid not in images:
             raise DataError(f"{path}: annotation {a.get('id')} refers to image id {iid}, which is not in 'images'")
         anns.setdefault(iid, []).append(a)
@@ -267,15 +310,11 @@ def load_coco(root: Path) -> DetectionSet:
             p = img_root / im["file_name"]
             if not p.exists():
                 raise DataError(f"{f}: image {im['file_name']} (id {iid}) not found in {img_root}")
-            w, h = int(im.get("width") or 0), int(im.get("height") or 0)
-            if not w or not h:
-                w, h = _image_size(p)
-            else:
-                _image_size(p)  # decodes, or a clear error now rather than mid-training
+            w, h = _sized(p, (im.get("width"), im.get("height")), info)
             boxes, classes, ignore = [], [], []
             for a in anns.get(iid, []):
                 where = f"{f.name} annotation {a.get('id')}"
-                cid = int(a["category_id"])
+                cid = a["category_id"]
                 if cid not in cat_index:
                     raise DataError(f"{where}: category id {cid} is not among the categories "
                                     f"({', '.join(map(str, sorted(cat_index)))})")
@@ -312,9 +351,7 @@ def _voc_xml(path: Path):
                             f"xmin/ymin/xmax/ymax") from None
         out.append((name, xyxy, (o.findtext("difficult") or "0").strip() == "1"))
     size = root.find("size")
-    wh = None
-    if size is not None and size.findtext("width") and size.findtext("height"):
-        wh = (int(float(size.findtext("width"))), int(float(size.findtext("height"))))
+    wh = None if size is None else (size.findtext("width"), size.findtext("height"))
     fname = (root.findtext("filename") or "").strip()
     return out, wh, fname
 
@@ -334,14 +371,19 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
     if "train" not in ids and (sets / "trainval.txt").exists():
         ids["train"] = [ln.split()[0] for ln in (sets / "trainval.txt").read_text().splitlines() if ln.strip()]
     xmls = {p.stem: p for p in ann.glob("*.xml")}
-    if not ids:
-        ids = {"train": sorted(xmls)}
+    by_stem = {p.stem: p for p in img.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not ids:  # no image sets: every annotation, and every image without one (a background image)
+        ids = {"train": sorted(set(xmls) | set(by_stem))}
     parsed = {}
     for s, lst in ids.items():
         for i in lst:
-            if i not in xmls:
-                raise DataError(f"{sets / (s + '.txt')} lists {i!r} but {ann / (i + '.xml')} does not exist")
-            parsed[i] = _voc_xml(xmls[i])
+            if i in xmls:
+                parsed[i] = _voc_xml(xmls[i])
+            elif i in by_stem:  # an image without an annotation: a background image
+                parsed[i] = ([], None, "")
+            else:
+                raise DataError(f"{sets / (s + '.txt')} lists {i!r} but neither {ann / (i + '.xml')} nor an image "
+                                f"{i}.* in {img} exists")
     if not names and (root / "labels.txt").exists():  # jetson-inference's VOC folders name their classes here
         names = [ln.strip() for ln in (root / "labels.txt").read_text().splitlines() if ln.strip()]
     labels = list(names) if names else sorted({o[0] for objs, _, _ in parsed.values() for o in objs})
@@ -349,7 +391,6 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
         raise DataError(f"{root}: no objects in any annotation")
     index = {n: k for k, n in enumerate(labels)}
     info: dict = {}
-    by_stem = {p.stem: p for p in img.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     splits = {}
     for s, lst in ids.items():
         recs = []
@@ -358,8 +399,7 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
             p = img / fname if fname and (img / fname).exists() else by_stem.get(i)
             if p is None:
                 raise DataError(f"{xmls[i]} has no image in {img} ({fname or i + '.jpg'})")
-            real = _image_size(p)
-            w, h = real if wh is None or 0 in wh else wh
+            w, h = _sized(p, wh, info)
             boxes, classes, ignore = [], [], []
             for name, (x0, y0, x1, y1), diff in objs:
                 if name not in index:
@@ -367,7 +407,7 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
                 boxes.append([(x0 - 1) / w, (y0 - 1) / h, x1 / w, y1 / h])
                 classes.append(index[name])
                 ignore.append(diff)
-            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), str(xmls[i]))
+            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), str(xmls.get(i, p)))
             if not boxes:
                 info["background_images"] = info.get("background_images", 0) + 1
             recs.append(_record(p, boxes, classes, ignore, (w, h)))
