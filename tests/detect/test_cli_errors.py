@@ -21,3 +21,26 @@ def test_wrong_pairings_are_one_line_errors(tiny_yolo, invoke_cli):
 def test_classifier_given_to_detection_eval_is_clear(keras_classifier, tiny_yolo, invoke_cli):
     code, _, err = invoke_cli(["eval", keras_classifier, "-d", tiny_yolo])
     assert code == 2 and "is not a detector" in err and "Traceback" not in err
+
+
+def test_detector_given_classification_data_is_clear(tiny_detector, invoke_cli, tmp_path):
+    """The reverse pairings: a detector with a classification set (built-in name or an image-class folder) in
+    eval and train; a path that does not exist keeps its own error."""
+    from PIL import Image
+
+    r, _ = tiny_detector
+    folder = tmp_path / "classes"
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(folder / c / f"{i}.png")
+    for data in ("digits", str(folder)):
+        code, _, err = invoke_cli(["eval", str(r.model_path), "-d", data])
+        assert code == 2 and "The model is a detector" in err and "is not detection data" in err, err
+        assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+        out = tmp_path / f"run-{len(data)}"
+        code, _, err = invoke_cli(["train", "-m", "centernet_mnv2", "-d", data, "--out", str(out)])
+        assert code == 2 and "is a detector" in err and "is not detection data" in err and "Traceback" not in err
+        assert not out.exists() and not any(p.name.startswith(f".{out.name}") for p in tmp_path.iterdir())
+    code, _, err = invoke_cli(["eval", str(r.model_path), "-d", str(tmp_path / "nowhere" / "data.yaml")])
+    assert code == 2 and "does not exist" in err
