@@ -124,19 +124,28 @@ def _sized(path: Path, declared, info: dict) -> tuple[int, int]:
     return real
 
 
-def _check_boxes(boxes: np.ndarray, where: str, tol: float = 1e-3) -> None:
-    """Boxes must lie inside the image (normalized 0..1, a rounding tolerance) and have positive area."""
+def _check_boxes(boxes: np.ndarray, where: str, tol: float = 1e-3, size: tuple | None = None) -> None:
+    """Boxes must lie inside the image (normalized 0..1, a rounding tolerance) and have positive area. ``size``
+    (w, h): the boxes came in pixels (COCO, VOC), so an overhang of up to 1 px is rounding (the off-by-one of
+    converting between VOC's 1-based and COCO's 0-based pixels), and the message speaks in pixels."""
     if not len(boxes):
         return
-    bad_out = np.any((boxes < -tol) | (boxes > 1 + tol), axis=1)
+    scale = np.array([size[0], size[1], size[0], size[1]], np.float64) if size else None
+    lim = np.maximum(tol, 1.01 / scale) if size else tol
+    bad_out = np.any((boxes < -lim) | (boxes > 1 + lim), axis=1)
+
+    def show(b):
+        if size:
+            return f"{np.round(b * scale, 1).tolist()} (pixels x0,y0,x1,y1 in a {size[0]}x{size[1]} image)"
+        return f"{np.round(b, 4).tolist()} (normalized x0,y0,x1,y1)"
+
     if bad_out.any():
-        b = boxes[np.argmax(bad_out)]
-        raise DataError(f"{where}: box {np.round(b, 4).tolist()} (normalized x0,y0,x1,y1) lies outside the image; "
-                        f"boxes must be within 0..1")
+        raise DataError(f"{where}: box {show(boxes[np.argmax(bad_out)])} lies outside the image; boxes must be "
+                        f"within {'the image' if size else '0..1'}")
     bad_area = (boxes[:, 2] - boxes[:, 0] <= 0) | (boxes[:, 3] - boxes[:, 1] <= 0)
     if bad_area.any():
-        b = boxes[np.argmax(bad_area)]
-        raise DataError(f"{where}: box {np.round(b, 4).tolist()} has zero area; boxes need width and height > 0")
+        raise DataError(f"{where}: box {show(boxes[np.argmax(bad_area)])} has zero area; boxes need width and "
+                        f"height > 0")
 
 
 def _check_class(c: int, n: int, where: str, names) -> None:
@@ -284,9 +293,13 @@ def _coco_file(path: Path, img_root: Path | None, info: dict):
     if img_root is None:
         stem = path.stem.replace("instances_", "")
         cand = [path.parent.parent / stem, path.parent / stem, path.parent.parent / "images" / stem,
-                path.parent / "images", path.parent]
+                path.parent / "images", path.parent.parent / "images", path.parent]
         img_root = next((c for c in cand if c.is_dir()), path.parent)
     return cats, images, anns, img_root
+
+
+COCO_SPLITS = {"validation": "val", "valid": "val", "val2017": "val", "val2014": "val", "train2017": "train",
+               "train2014": "train", "trainval": "train", "test2017": "test"}
 
 
 def load_coco(root: Path) -> DetectionSet:
@@ -307,7 +320,9 @@ def load_coco(root: Path) -> DetectionSet:
             raise DataError(f"{f}: categories {these[:6]} differ from {files[0].name}'s {names[:6]}")
         recs = []
         for iid, im in sorted(images.items()):
-            p = img_root / im["file_name"]
+            # file_name relative to the image folder, or (with folders in it) to the dataset or annotation folder
+            p = next((b / im["file_name"] for b in (img_root, f.parent.parent, f.parent)
+                      if (b / im["file_name"]).is_file()), img_root / im["file_name"])
             if not p.exists():
                 raise DataError(f"{f}: image {im['file_name']} (id {iid}) not found in {img_root}")
             w, h = _sized(p, (im.get("width"), im.get("height")), info)
@@ -322,13 +337,15 @@ def load_coco(root: Path) -> DetectionSet:
                 boxes.append([x / w, y / h, (x + bw) / w, (y + bh) / h])
                 classes.append(cat_index[cid])
                 ignore.append(bool(a.get("iscrowd", 0)))
-            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), f"{f.name} image {im['file_name']}")
+            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), f"{f.name} image {im['file_name']}",
+                         size=(w, h))
             if not boxes:
                 info["background_images"] = info.get("background_images", 0) + 1
             recs.append(_record(p, boxes, classes, ignore, (w, h)))
         s = f.stem.replace("instances_", "")
-        s = {"validation": "val", "val2017": "val", "train2017": "train", "test2017": "test"}.get(s, s)
-        splits[s] = recs
+        splits[COCO_SPLITS.get(s, s)] = recs
+    if "train" not in splits and len(splits) == 1:  # one file of another name (CVAT's instances_default.json)
+        splits = {"train": next(iter(splits.values()))}
     return DetectionSet(root.name, names, splits, "coco", info)
 
 
@@ -407,7 +424,7 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
                 boxes.append([(x0 - 1) / w, (y0 - 1) / h, x1 / w, y1 / h])
                 classes.append(index[name])
                 ignore.append(diff)
-            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), str(xmls.get(i, p)))
+            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), str(xmls.get(i, p)), size=(w, h))
             if not boxes:
                 info["background_images"] = info.get("background_images", 0) + 1
             recs.append(_record(p, boxes, classes, ignore, (w, h)))

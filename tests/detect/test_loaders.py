@@ -287,3 +287,42 @@ def test_malformed_voc_size_is_counted_not_a_traceback(tmp_path, items):
     ds = load_detection(root)
     assert ds.info["size_mismatch"] == 1
     assert all((r.width, r.height) == (64, 64) for r in ds.splits["train"])
+
+
+def test_one_pixel_overhang_is_rounding_two_are_an_error(tmp_path, items):
+    """x + width = image width + 1 is the off-by-one of a VOC -> COCO conversion: accepted and clipped; 2 px out is
+    a box outside the image, said in pixels."""
+    root = write_coco(tmp_path / "c", items)
+    _coco_edit(root, "train", lambda d: _first_with_box(d).update(bbox=[40, 10, 25, 10]))  # to x = 65 in 64 px
+    r = next(r for r in load_detection(root).splits["train"] if r.n)
+    assert r.boxes.max() <= 1 and np.isclose(r.boxes[0, 2], 1.0)
+    _coco_edit(root, "train", lambda d: _first_with_box(d).update(bbox=[40, 10, 26, 10]))
+    with pytest.raises(DataError, match=r"box \[40.0, 10.0, 66.0, 20.0\] \(pixels x0,y0,x1,y1 in a 64x64 image\) "
+                                        r"lies outside the image"):
+        load_detection(root)
+    v = write_voc(tmp_path / "v", items)
+    x = _voc_with_box(v)
+    x.write_text(re.sub(r"<xmax>\d+</xmax>", "<xmax>65</xmax>", x.read_text(), count=1))
+    assert max(float(r.boxes.max(initial=0)) for r in load_detection(v).splits["train"]) <= 1
+
+
+def test_coco_exports_of_other_tools(tmp_path, items):
+    """CVAT: annotations/instances_default.json + images/ (one file: it is the training set, val and test are cut
+    from it); file names with a folder in them, relative to the dataset folder."""
+    import shutil
+
+    root = write_coco(tmp_path / "c", {"train": items["train"]})
+    (root / "train").rename(root / "images")
+    (root / "annotations" / "instances_train.json").rename(root / "annotations" / "instances_default.json")
+    ds = load_detection(root)
+    assert sorted(ds.splits) == ["test", "train", "val"] and sum(len(v) for v in ds.splits.values()) == 12
+    n_boxes = sum(len(lab) for _, lab in items["train"])
+    assert sum(r.n for v in ds.splits.values() for r in v) == n_boxes
+    shutil.move(root / "images", root / "pictures")
+
+    def prefix(d):
+        for im in d["images"]:
+            im["file_name"] = "pictures/" + im["file_name"]
+
+    _coco_edit(root, "default", prefix)
+    assert sum(r.n for v in load_detection(root).splits.values() for r in v) == n_boxes
