@@ -472,12 +472,37 @@ def split_off(ds: DetectionSet, seed: int = 0, val: float = 0.15, test: float = 
     return DetectionSet(ds.name, ds.labels, splits, ds.layout, dict(ds.info, held_out_from_train=True))
 
 
+def _datasets_in(p: Path) -> list:
+    """``(folder, layout)`` of each dataset folder one or two levels below ``p`` (VOCdevkit/VOC2012, the top folder
+    of an unpacked archive)."""
+    def subdirs(d):
+        try:
+            return [c for c in sorted(d.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+        except OSError:
+            return []
+
+    found = []
+    for c in subdirs(p):
+        lay = detect_layout(c)
+        found += [(c, lay)] if lay else [(g, detect_layout(g)) for g in subdirs(c) if detect_layout(g)]
+    return found
+
+
+def find_layout(p: Path) -> tuple[Path, str | None]:
+    """``p`` and its layout; a folder that is no dataset but holds exactly one (one or two levels down) gives that."""
+    lay = detect_layout(p)
+    if lay or not p.is_dir():
+        return p, lay
+    found = _datasets_in(p)
+    return found[0] if len(found) == 1 else (p, None)
+
+
 def is_detection_data(name_or_path) -> bool:
-    """A built-in detection set name, or a folder/file in YOLO, COCO or VOC layout."""
+    """A built-in detection set name, or a folder/file in YOLO, COCO or VOC layout (or holding one such folder)."""
     from .shapes import BUILTIN
 
     s = str(name_or_path)
-    return s in BUILTIN or (Path(s).exists() and detect_layout(Path(s)) is not None)
+    return s in BUILTIN or (Path(s).exists() and find_layout(Path(s))[1] is not None)
 
 
 def load_detection(name_or_path: str | os.PathLike, *, seed: int = 0, layout: str | None = None) -> DetectionSet:
@@ -493,7 +518,15 @@ def load_detection(name_or_path: str | os.PathLike, *, seed: int = 0, layout: st
     if not p.exists():
         raise DataError(f"Detection data {s} does not exist: give a YOLO data.yaml, a COCO or VOC folder, or one of "
                         f"{', '.join(BUILTIN)}")
-    lay = layout or detect_layout(p)
+    if layout:
+        lay = layout
+    else:
+        p, lay = find_layout(p)
+        several = _datasets_in(p) if lay is None and p.is_dir() else []
+        if len(several) > 1:
+            named = ", ".join(f"{d} ({k})" for d, k in several[:4])
+            raise DataError(f"{p} holds {len(several)} detection datasets ({named}{' ...' if len(several) > 4 else ''}); "
+                            f"give one of them")
     if lay not in LAYOUTS:
         raise DataError(f"{p} is not a detection dataset: expected a YOLO data.yaml, a COCO folder "
                         f"(annotations/instances_*.json) or a VOC folder (Annotations/, JPEGImages/)")

@@ -326,3 +326,17 @@ def test_coco_exports_of_other_tools(tmp_path, items):
 
     _coco_edit(root, "default", prefix)
     assert sum(r.n for v in load_detection(root).splits.values() for r in v) == n_boxes
+
+
+def test_a_folder_holding_one_dataset_is_that_dataset(tmp_path, items):
+    """VOCdevkit/VOC2012 (two levels down) loads from VOCdevkit's parent; a folder holding two datasets names them."""
+    from edgekit.data.detection import is_detection_data
+
+    voc = write_voc(tmp_path / "dl" / "VOCdevkit" / "VOC2012", items)
+    ds = load_detection(tmp_path / "dl")
+    assert ds.layout == "voc" and ds.labels == NAMES and len(ds.splits["train"]) == 12
+    assert is_detection_data(tmp_path / "dl") and is_detection_data(voc)
+    write_coco(tmp_path / "dl" / "coco", items)
+    with pytest.raises(DataError, match=r"holds 2 detection datasets \(.*VOC2012 \(voc\), .*coco \(coco\)\); give one"):
+        load_detection(tmp_path / "dl")
+    assert not is_detection_data(tmp_path / "dl")
