@@ -10,9 +10,10 @@ its saucer, the rocket on its pad, the astronaut's face and 100 LFW faces, 23 co
 pasted with scale, aspect, rotation, flip and colour variation on crops of other sample photographs (brick,
 grass, gravel, moon, Hubble deep field, retina, cells, the cameraman, a printed page, the stereo motorcycle)
 that scikit-learn's two photos (the built-in set's backgrounds) are not among. Patches of those photographs are
-pasted as distractors that are not objects. Later pastes occlude earlier ones; a box is the visible extent, an
-object less than 45 % visible is ``difficult`` (VOC) / ``iscrowd`` (COCO), one under 10 % visible is dropped; a
-few images hold a heap of small coins annotated as one crowd box. Coins and LFW faces are split by instance, so
+pasted as distractors that are not objects; a quarter of the objects may run off the frame (VOC ``truncated``).
+Later pastes occlude earlier ones; a box is the visible extent, an object less than 45 % visible is
+``difficult`` (VOC) / ``iscrowd`` (COCO), one under 10 % visible is dropped; a few images hold a heap of small
+coins annotated as one crowd box. Coins and LFW faces are split by instance, so
 no test object was seen in training.
 
 COCO: ``annotations/instances_{train,val,test}.json`` + ``{train,val,test}/*.jpg``, category ids with gaps.
@@ -40,7 +41,8 @@ CATEGORY_IDS = (2, 5, 9, 11, 17)  # gaps on purpose
 FRAMES = ((320, 240), (240, 320), (288, 288), (352, 256), (256, 352))
 SPLITS = {"train": 400, "val": 100, "test": 200}
 MIN_VISIBLE, DIFFICULT_BELOW = 0.10, 0.45
-VERSION = 1
+TRUNCATED_SHARE, TRUNCATE = 0.25, 0.35  # a quarter of the objects may run off the frame, by up to 35 % a side
+VERSION = 2
 
 
 # --- sources --------------------------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def _transform(patch, mask, rng, side, angle_max=20.0):
 
 
 def make_image(rng, objs, backgrounds, distractors, split, frame=None, max_objects=8):
-    """(uint8 RGB image, [(class, x0, y0, x1, y1, ignore)] in integer pixels, x1/y1 exclusive)."""
+    """(uint8 RGB image, [(class, x0, y0, x1, y1, ignore, truncated)] in integer pixels, x1/y1 exclusive)."""
     w, h = frame or FRAMES[rng.integers(len(FRAMES))]
     canvas = _background(rng, backgrounds, w, h)
     owner = np.full((h, w), -1, np.int32)  # which pasted object is on top at each pixel
@@ -178,11 +180,13 @@ def make_image(rng, objs, backgrounds, distractors, split, frame=None, max_objec
         ph, pw = m.shape
         if pw >= w or ph >= h:
             continue
-        x0, y0 = int(rng.integers(0, w - pw + 1)), int(rng.integers(0, h - ph + 1))
+        cut = TRUNCATE if label is not None and rng.random() < TRUNCATED_SHARE else 0.0  # runs off the frame
+        x0 = int(rng.integers(-int(cut * pw), w - pw + int(cut * pw) + 1))
+        y0 = int(rng.integers(-int(cut * ph), h - ph + int(cut * ph) + 1))
         _blend(canvas, owner, rgb, m, x0, y0, len(placed))
-        placed.append((label, float((m > 0.5).sum()), False))
+        placed.append((label, float((m > 0.5).sum()), False, x0 < 0 or y0 < 0 or x0 + pw > w or y0 + ph > h))
     labels = []
-    for idx, (c, area, crowd) in enumerate(placed):
+    for idx, (c, area, crowd, truncated) in enumerate(placed):
         if c is None or area < 1:
             continue
         ys, xs = np.nonzero(owner == idx)
@@ -190,16 +194,22 @@ def make_image(rng, objs, backgrounds, distractors, split, frame=None, max_objec
             continue
         vis = len(xs) / area
         labels.append((c, int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1,
-                       bool(crowd or vis < DIFFICULT_BELOW)))
+                       bool(crowd or vis < DIFFICULT_BELOW), bool(truncated)))
     img = np.clip(canvas + rng.normal(0, rng.uniform(0, 6), canvas.shape), 0, 255).astype(np.uint8)
     return img, labels
 
 
 def _blend(canvas, owner, rgb, m, x0, y0, idx):
+    """Paste ``rgb`` through mask ``m`` at (x0, y0), clipped to the frame; its pixels now belong to ``idx``."""
+    h, w = owner.shape
     ph, pw = m.shape
-    sub = canvas[y0:y0 + ph, x0:x0 + pw]
-    sub[:] = sub * (1 - m[..., None]) + rgb * m[..., None]
-    owner[y0:y0 + ph, x0:x0 + pw][m > 0.5] = idx
+    ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + pw, w), min(y0 + ph, h)
+    if ax1 <= ax0 or ay1 <= ay0:
+        return
+    mm, rr = m[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0], rgb[ay0 - y0:ay1 - y0, ax0 - x0:ax1 - x0]
+    sub = canvas[ay0:ay1, ax0:ax1]
+    sub[:] = sub * (1 - mm[..., None]) + rr * mm[..., None]
+    owner[ay0:ay1, ax0:ax1][mm > 0.5] = idx
 
 
 def _paste_crowd(rng, canvas, owner, placed, objs, split, w, h):
@@ -220,7 +230,7 @@ def _paste_crowd(rng, canvas, owner, placed, objs, split, w, h):
             continue
         _blend(canvas, owner, rgb, m, x0, y0, idx)
         area += float((m > 0.5).sum())
-    placed.append((CLASSES.index("coin"), area * 0.6, True))  # overlap: the union is smaller than the sum
+    placed.append((CLASSES.index("coin"), area * 0.6, True, False))  # overlap: the union is smaller than the sum
 
 
 # --- writing --------------------------------------------------------------------------------------------
@@ -234,10 +244,11 @@ def _jpeg(img) -> bytes:
 
 def _voc_xml(stem, w, h, labels) -> str:
     objs = "".join(
-        f"  <object>\n    <name>{CLASSES[c]}</name>\n    <pose>Unspecified</pose>\n    <truncated>0</truncated>\n"
+        f"  <object>\n    <name>{CLASSES[c]}</name>\n    <pose>Unspecified</pose>\n"
+        f"    <truncated>{int(tr)}</truncated>\n"
         f"    <difficult>{int(ig)}</difficult>\n    <bndbox><xmin>{x0 + 1}</xmin><ymin>{y0 + 1}</ymin>"
         f"<xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox>\n  </object>\n"
-        for c, x0, y0, x1, y1, ig in labels)
+        for c, x0, y0, x1, y1, ig, tr in labels)
     return (f"<annotation>\n  <folder>JPEGImages</folder>\n  <filename>{stem}.jpg</filename>\n"
             f"  <source><database>edgekit held-out</database></source>\n"
             f"  <size><width>{w}</width><height>{h}</height><depth>3</depth></size>\n"
@@ -287,7 +298,7 @@ def generate(out, *, seed: int = 0, splits: dict | None = None, overwrite: bool 
             (voc / "JPEGImages" / f"{stem}.jpg").write_bytes(blob)
             image_id = 10 * serial + 3  # not 0..n-1: a loader must join on ids
             images.append({"id": image_id, "file_name": f"{stem}.jpg", "width": w, "height": h})
-            for c, x0, y0, x1, y1, ig in labels:
+            for c, x0, y0, x1, y1, ig, _ in labels:
                 anns.append({"id": len(anns) + 1, "image_id": image_id, "category_id": CATEGORY_IDS[c],
                              "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0), "iscrowd": int(ig),
                              "segmentation": []})
