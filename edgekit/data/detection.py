@@ -389,8 +389,9 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
         ids["train"] = [ln.split()[0] for ln in (sets / "trainval.txt").read_text().splitlines() if ln.strip()]
     xmls = {p.stem: p for p in ann.glob("*.xml")}
     by_stem = {p.stem: p for p in img.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-    if not ids:  # no image sets: every annotation, and every image without one (a background image)
-        ids = {"train": sorted(set(xmls) | set(by_stem))}
+    no_sets = not ids
+    if no_sets:  # no image sets: every annotation, and (below) every image that none names (a background image)
+        ids = {"train": sorted(xmls)}
     parsed = {}
     for s, lst in ids.items():
         for i in lst:
@@ -401,6 +402,12 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
             else:
                 raise DataError(f"{sets / (s + '.txt')} lists {i!r} but neither {ann / (i + '.xml')} nor an image "
                                 f"{i}.* in {img} exists")
+    if no_sets:
+        named = {(img / fn if fn and (img / fn).exists() else by_stem.get(i, Path(i))).stem
+                 for i, (_, _, fn) in parsed.items()}
+        extra = sorted(set(by_stem) - named)
+        parsed.update({i: ([], None, "") for i in extra})
+        ids["train"] += extra
     if not names and (root / "labels.txt").exists():  # jetson-inference's VOC folders name their classes here
         names = [ln.strip() for ln in (root / "labels.txt").read_text().splitlines() if ln.strip()]
     labels = list(names) if names else sorted({o[0] for objs, _, _ in parsed.values() for o in objs})

@@ -340,3 +340,20 @@ def test_a_folder_holding_one_dataset_is_that_dataset(tmp_path, items):
     with pytest.raises(DataError, match=r"holds 2 detection datasets \(.*VOC2012 \(voc\), .*coco \(coco\)\); give one"):
         load_detection(tmp_path / "dl")
     assert not is_detection_data(tmp_path / "dl")
+
+
+def test_voc_xml_naming_another_image_file_is_not_a_background_image(tmp_path, items):
+    """Without image sets, an image that an XML names through <filename> (not by its stem) carries that XML's boxes;
+    only images no XML names are background images."""
+    import shutil
+
+    root = write_voc(tmp_path / "v", {"train": items["train"]})
+    shutil.rmtree(root / "ImageSets")
+    x = _voc_with_box(root)
+    (root / "JPEGImages" / f"{x.stem}.png").rename(root / "JPEGImages" / "renamed.png")
+    x.write_text(x.read_text().replace(f"<filename>{x.stem}.png</filename>", "<filename>renamed.png</filename>"))
+    ds = load_detection(root)
+    recs = [r for v in ds.splits.values() for r in v]
+    assert len(recs) == 12
+    assert ds.info.get("background_images", 0) == sum(not lab for _, lab in items["train"])
+    assert [r.n for r in recs if r.path.endswith("renamed.png")] == [len(items["train"][int(x.stem[-3:])][1])]
