@@ -401,8 +401,8 @@ def main(argv=None):
                  for k, v in r["per_class"].items()},
               "epochs": f"{r['best_epoch']}/{r['epochs_run']}/{r['epochs_budget']}", "train s": r["train_seconds"]}
              for r in rows]
-    print("Held-out detection set (not shapes), test split; goal mAP@.5 >= 0.80; per class: AP@[.5:.95] (F1: centroids); "
-          "epochs = best/run/budget")
+    print("Held-out detection set (not shapes), test split; goal mAP@.5 >= 0.80; per class: AP@[.5:.95] "
+          "(F1: centroids); epochs = best/run/budget")
     print(format_table(table))
     payload = {"data": man, "goal_map50": 0.80, "results": rows}
     if all(r["map50"] is not None for r in rows):  # box detectors (the centroid model has F1, in the table)
