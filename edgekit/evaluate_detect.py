@@ -177,12 +177,16 @@ def score_outputs(outputs: np.ndarray, records, labels, post_params) -> dict:
 
 
 def detection_data_for(meta, data=None, seed: int = 0):
-    from .data.detection import load_detection
+    from .data.detection import is_detection_data, load_detection
 
     if data is None:
         data = (meta.provenance or {}).get("data") if meta else None
         if not data:
             raise DataError("The model records no dataset; pass --data")
+    elif not is_detection_data(data) and (Path(str(data)).exists() or not any(c in str(data) for c in "/\\.")):
+        # a classification set's name or folder (a path that does not exist gets load_detection's own error)
+        raise ConfigError(f"The model is a detector; {str(data)!r} is not detection data (a YOLO data.yaml, a COCO "
+                          f"folder with annotations/instances_*.json, a VOC folder, or the built-in 'shapes')")
     return load_detection(data, seed=seed)
 
 

@@ -112,19 +112,40 @@ def _image_size(path: Path) -> tuple[int, int]:
         raise DataError(f"Can't decode image {path}: {e}") from None
 
 
-def _check_boxes(boxes: np.ndarray, where: str, tol: float = 1e-3) -> None:
-    """Boxes must lie inside the image (normalized 0..1, a rounding tolerance) and have positive area."""
+def _sized(path: Path, declared, info: dict) -> tuple[int, int]:
+    """The image's real size (it decodes, or a clear error now rather than mid-training); a size the annotation
+    declares that differs is counted (``size_mismatch``): boxes are in the pixels the file holds."""
+    real = _image_size(path)
+    try:
+        if declared and all(declared) and tuple(int(float(v)) for v in declared) != real:
+            info["size_mismatch"] = info.get("size_mismatch", 0) + 1
+    except (TypeError, ValueError):
+        info["size_mismatch"] = info.get("size_mismatch", 0) + 1
+    return real
+
+
+def _check_boxes(boxes: np.ndarray, where: str, tol: float = 1e-3, size: tuple | None = None) -> None:
+    """Boxes must lie inside the image (normalized 0..1, a rounding tolerance) and have positive area. ``size``
+    (w, h): the boxes came in pixels (COCO, VOC), so an overhang of up to 1 px is rounding (the off-by-one of
+    converting between VOC's 1-based and COCO's 0-based pixels), and the message speaks in pixels."""
     if not len(boxes):
         return
-    bad_out = np.any((boxes < -tol) | (boxes > 1 + tol), axis=1)
+    scale = np.array([size[0], size[1], size[0], size[1]], np.float64) if size else None
+    lim = np.maximum(tol, 1.01 / scale) if size else tol
+    bad_out = np.any((boxes < -lim) | (boxes > 1 + lim), axis=1)
+
+    def show(b):
+        if size:
+            return f"{np.round(b * scale, 1).tolist()} (pixels x0,y0,x1,y1 in a {size[0]}x{size[1]} image)"
+        return f"{np.round(b, 4).tolist()} (normalized x0,y0,x1,y1)"
+
     if bad_out.any():
-        b = boxes[np.argmax(bad_out)]
-        raise DataError(f"{where}: box {np.round(b, 4).tolist()} (normalized x0,y0,x1,y1) lies outside the image; "
-                        f"boxes must be within 0..1")
+        raise DataError(f"{where}: box {show(boxes[np.argmax(bad_out)])} lies outside the image; boxes must be "
+                        f"within {'the image' if size else '0..1'}")
     bad_area = (boxes[:, 2] - boxes[:, 0] <= 0) | (boxes[:, 3] - boxes[:, 1] <= 0)
     if bad_area.any():
-        b = boxes[np.argmax(bad_area)]
-        raise DataError(f"{where}: box {np.round(b, 4).tolist()} has zero area; boxes need width and height > 0")
+        raise DataError(f"{where}: box {show(boxes[np.argmax(bad_area)])} has zero area; boxes need width and "
+                        f"height > 0")
 
 
 def _check_class(c: int, n: int, where: str, names) -> None:
@@ -222,28 +243,63 @@ def load_yolo(root: Path) -> DetectionSet:
 
 
 # --- COCO ------------------------------------------------------------------------------------------------
+def _coco_entries(path: Path, d: dict, key: str, fields: dict) -> list:
+    """``d[key]``'s entries, each a dict holding ``fields`` (name -> type) of that type: a malformed entry is a
+    DataError naming the file, the list and the entry, not a KeyError deep in the loader."""
+    out = []
+    for n, e in enumerate(d[key]):
+        if not isinstance(e, dict):
+            raise DataError(f"{path}: {key}[{n}] must be an object; received {str(e)[:60]!r}")
+        for f, typ in fields.items():
+            v = e.get(f)
+            ok = (isinstance(v, list) and len(v) == 4 and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                               for x in v)) if typ is list else \
+                isinstance(v, typ) and not isinstance(v, bool)
+            if not ok:
+                want = "4 numbers [x, y, width, height]" if typ is list else \
+                    {int: "an integer", str: "a string"}[typ]
+                raise DataError(f"{path}: {key}[{n}] (id {e.get('id')}) needs '{f}' as {want}; received {v!r}")
+        out.append(e)
+    return out
+
+
 def _coco_file(path: Path, img_root: Path | None, info: dict):
     try:
         d = json.loads(path.read_text())
     except ValueError as e:
         raise DataError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(d, dict):
+        raise DataError(f"{path}: a COCO file is an object with 'images', 'annotations' and 'categories'; received "
+                        f"a {type(d).__name__}")
     for k in ("images", "annotations", "categories"):
         if not isinstance(d.get(k), list):
             raise DataError(f"{path}: a COCO file needs a '{k}' list")
-    cats = sorted(d["categories"], key=lambda c: int(c["id"]))
-    images = {int(im["id"]): im for im in d["images"]}
+    cats = sorted(_coco_entries(path, d, "categories", {"id": int, "name": str}), key=lambda c: c["id"])
+    ids = [c["id"] for c in cats]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{path}: category id {next(i for i in ids if ids.count(i) > 1)} appears twice in 'categories'")
+    images = {}
+    for im in _coco_entries(path, d, "images", {"id": int, "file_name": str}):
+        if im["id"] in images:
+            raise DataError(f"{path}: image id {im['id']} appears twice in 'images' ({images[im['id']]['file_name']}, "
+                            f"{im['file_name']})")
+        images[im["id"]] = im
     anns: dict = {}
-    for a in d["annotations"]:
-        iid = int(a["image_id"])
+    for a in _coco_entries(path, d, "annotations", {"image_id": int, "category_id": int, "bbox": list}):
+        iid = a["image_id"]
         if iid not in images:
             raise DataError(f"{path}: annotation {a.get('id')} refers to image id {iid}, which is not in 'images'")
         anns.setdefault(iid, []).append(a)
     if img_root is None:
         stem = path.stem.replace("instances_", "")
         cand = [path.parent.parent / stem, path.parent / stem, path.parent.parent / "images" / stem,
-                path.parent / "images", path.parent]
+                path.parent / "images", path.parent.parent / "images", path.parent]
         img_root = next((c for c in cand if c.is_dir()), path.parent)
     return cats, images, anns, img_root
+
+
+COCO_SPLITS = {"validation": "val", "valid": "val", "val2017": "val", "val2014": "val", "train2017": "train",
+               "train2014": "train", "trainval": "train", "test2017": "test"}
 
 
 def load_coco(root: Path) -> DetectionSet:
@@ -264,18 +320,16 @@ def load_coco(root: Path) -> DetectionSet:
             raise DataError(f"{f}: categories {these[:6]} differ from {files[0].name}'s {names[:6]}")
         recs = []
         for iid, im in sorted(images.items()):
-            p = img_root / im["file_name"]
+            # file_name relative to the image folder, or (with folders in it) to the dataset or annotation folder
+            p = next((b / im["file_name"] for b in (img_root, f.parent.parent, f.parent)
+                      if (b / im["file_name"]).is_file()), img_root / im["file_name"])
             if not p.exists():
                 raise DataError(f"{f}: image {im['file_name']} (id {iid}) not found in {img_root}")
-            w, h = int(im.get("width") or 0), int(im.get("height") or 0)
-            if not w or not h:
-                w, h = _image_size(p)
-            else:
-                _image_size(p)  # decodes, or a clear error now rather than mid-training
+            w, h = _sized(p, (im.get("width"), im.get("height")), info)
             boxes, classes, ignore = [], [], []
             for a in anns.get(iid, []):
                 where = f"{f.name} annotation {a.get('id')}"
-                cid = int(a["category_id"])
+                cid = a["category_id"]
                 if cid not in cat_index:
                     raise DataError(f"{where}: category id {cid} is not among the categories "
                                     f"({', '.join(map(str, sorted(cat_index)))})")
@@ -283,13 +337,15 @@ def load_coco(root: Path) -> DetectionSet:
                 boxes.append([x / w, y / h, (x + bw) / w, (y + bh) / h])
                 classes.append(cat_index[cid])
                 ignore.append(bool(a.get("iscrowd", 0)))
-            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), f"{f.name} image {im['file_name']}")
+            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), f"{f.name} image {im['file_name']}",
+                         size=(w, h))
             if not boxes:
                 info["background_images"] = info.get("background_images", 0) + 1
             recs.append(_record(p, boxes, classes, ignore, (w, h)))
         s = f.stem.replace("instances_", "")
-        s = {"validation": "val", "val2017": "val", "train2017": "train", "test2017": "test"}.get(s, s)
-        splits[s] = recs
+        splits[COCO_SPLITS.get(s, s)] = recs
+    if "train" not in splits and len(splits) == 1:  # one file of another name (CVAT's instances_default.json)
+        splits = {"train": next(iter(splits.values()))}
     return DetectionSet(root.name, names, splits, "coco", info)
 
 
@@ -312,9 +368,7 @@ def _voc_xml(path: Path):
                             f"xmin/ymin/xmax/ymax") from None
         out.append((name, xyxy, (o.findtext("difficult") or "0").strip() == "1"))
     size = root.find("size")
-    wh = None
-    if size is not None and size.findtext("width") and size.findtext("height"):
-        wh = (int(float(size.findtext("width"))), int(float(size.findtext("height"))))
+    wh = None if size is None else (size.findtext("width"), size.findtext("height"))
     fname = (root.findtext("filename") or "").strip()
     return out, wh, fname
 
@@ -334,14 +388,26 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
     if "train" not in ids and (sets / "trainval.txt").exists():
         ids["train"] = [ln.split()[0] for ln in (sets / "trainval.txt").read_text().splitlines() if ln.strip()]
     xmls = {p.stem: p for p in ann.glob("*.xml")}
-    if not ids:
+    by_stem = {p.stem: p for p in img.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    no_sets = not ids
+    if no_sets:  # no image sets: every annotation, and (below) every image that none names (a background image)
         ids = {"train": sorted(xmls)}
     parsed = {}
     for s, lst in ids.items():
         for i in lst:
-            if i not in xmls:
-                raise DataError(f"{sets / (s + '.txt')} lists {i!r} but {ann / (i + '.xml')} does not exist")
-            parsed[i] = _voc_xml(xmls[i])
+            if i in xmls:
+                parsed[i] = _voc_xml(xmls[i])
+            elif i in by_stem:  # an image without an annotation: a background image
+                parsed[i] = ([], None, "")
+            else:
+                raise DataError(f"{sets / (s + '.txt')} lists {i!r} but neither {ann / (i + '.xml')} nor an image "
+                                f"{i}.* in {img} exists")
+    if no_sets:
+        named = {(img / fn if fn and (img / fn).exists() else by_stem.get(i, Path(i))).stem
+                 for i, (_, _, fn) in parsed.items()}
+        extra = sorted(set(by_stem) - named)
+        parsed.update({i: ([], None, "") for i in extra})
+        ids["train"] += extra
     if not names and (root / "labels.txt").exists():  # jetson-inference's VOC folders name their classes here
         names = [ln.strip() for ln in (root / "labels.txt").read_text().splitlines() if ln.strip()]
     labels = list(names) if names else sorted({o[0] for objs, _, _ in parsed.values() for o in objs})
@@ -349,7 +415,6 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
         raise DataError(f"{root}: no objects in any annotation")
     index = {n: k for k, n in enumerate(labels)}
     info: dict = {}
-    by_stem = {p.stem: p for p in img.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
     splits = {}
     for s, lst in ids.items():
         recs = []
@@ -358,8 +423,7 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
             p = img / fname if fname and (img / fname).exists() else by_stem.get(i)
             if p is None:
                 raise DataError(f"{xmls[i]} has no image in {img} ({fname or i + '.jpg'})")
-            real = _image_size(p)
-            w, h = real if wh is None or 0 in wh else wh
+            w, h = _sized(p, wh, info)
             boxes, classes, ignore = [], [], []
             for name, (x0, y0, x1, y1), diff in objs:
                 if name not in index:
@@ -367,7 +431,7 @@ def load_voc(root: Path, names: list | None = None) -> DetectionSet:
                 boxes.append([(x0 - 1) / w, (y0 - 1) / h, x1 / w, y1 / h])
                 classes.append(index[name])
                 ignore.append(diff)
-            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), str(xmls[i]))
+            _check_boxes(np.asarray(boxes, np.float32).reshape(-1, 4), str(xmls.get(i, p)), size=(w, h))
             if not boxes:
                 info["background_images"] = info.get("background_images", 0) + 1
             recs.append(_record(p, boxes, classes, ignore, (w, h)))
@@ -415,12 +479,37 @@ def split_off(ds: DetectionSet, seed: int = 0, val: float = 0.15, test: float = 
     return DetectionSet(ds.name, ds.labels, splits, ds.layout, dict(ds.info, held_out_from_train=True))
 
 
+def _datasets_in(p: Path) -> list:
+    """``(folder, layout)`` of each dataset folder one or two levels below ``p`` (VOCdevkit/VOC2012, the top folder
+    of an unpacked archive)."""
+    def subdirs(d):
+        try:
+            return [c for c in sorted(d.iterdir()) if c.is_dir() and not c.name.startswith(".")]
+        except OSError:
+            return []
+
+    found = []
+    for c in subdirs(p):
+        lay = detect_layout(c)
+        found += [(c, lay)] if lay else [(g, detect_layout(g)) for g in subdirs(c) if detect_layout(g)]
+    return found
+
+
+def find_layout(p: Path) -> tuple[Path, str | None]:
+    """``p`` and its layout; a folder that is no dataset but holds exactly one (one or two levels down) gives that."""
+    lay = detect_layout(p)
+    if lay or not p.is_dir():
+        return p, lay
+    found = _datasets_in(p)
+    return found[0] if len(found) == 1 else (p, None)
+
+
 def is_detection_data(name_or_path) -> bool:
-    """A built-in detection set name, or a folder/file in YOLO, COCO or VOC layout."""
+    """A built-in detection set name, or a folder/file in YOLO, COCO or VOC layout (or holding one such folder)."""
     from .shapes import BUILTIN
 
     s = str(name_or_path)
-    return s in BUILTIN or (Path(s).exists() and detect_layout(Path(s)) is not None)
+    return s in BUILTIN or (Path(s).exists() and find_layout(Path(s))[1] is not None)
 
 
 def load_detection(name_or_path: str | os.PathLike, *, seed: int = 0, layout: str | None = None) -> DetectionSet:
@@ -436,7 +525,15 @@ def load_detection(name_or_path: str | os.PathLike, *, seed: int = 0, layout: st
     if not p.exists():
         raise DataError(f"Detection data {s} does not exist: give a YOLO data.yaml, a COCO or VOC folder, or one of "
                         f"{', '.join(BUILTIN)}")
-    lay = layout or detect_layout(p)
+    if layout:
+        lay = layout
+    else:
+        p, lay = find_layout(p)
+        several = _datasets_in(p) if lay is None and p.is_dir() else []
+        if len(several) > 1:
+            named = ", ".join(f"{d} ({k})" for d, k in several[:4])
+            raise DataError(f"{p} holds {len(several)} detection datasets ({named}{' ...' if len(several) > 4 else ''}); "
+                            f"give one of them")
     if lay not in LAYOUTS:
         raise DataError(f"{p} is not a detection dataset: expected a YOLO data.yaml, a COCO folder "
                         f"(annotations/instances_*.json) or a VOC folder (Annotations/, JPEGImages/)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -137,3 +138,222 @@ def test_cli_data_info_json(tmp_path, tiny_yolo):
     d = json.loads(out.read_text())
     assert d["task"] == "detection" and d["splits"]["train"]["images"] == 12
     assert "box size" in p.stdout
+
+
+def _coco_edit(root, split, fn):
+    f = root / "annotations" / f"instances_{split}.json"
+    d = json.loads(f.read_text())
+    fn(d)
+    f.write_text(json.dumps(d))
+
+
+def _first_with_box(d):
+    return d["annotations"][0]
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("outside", "lies outside the image"),
+    ("zero_area", "has zero area"),
+    ("category", "category id 4 is not among the categories (1, 3, 7, 12)"),
+    ("missing_image", "not found in"),
+    ("bad_image", "Can't decode image"),
+    ("no_bbox", "needs 'bbox' as 4 numbers [x, y, width, height]; received None"),
+    ("short_bbox", "needs 'bbox' as 4 numbers"),
+    ("no_image_id", "needs 'image_id' as an integer"),
+    ("no_file_name", "needs 'file_name' as a string"),
+    ("not_an_object", "a COCO file is an object with 'images'"),
+    ("duplicate_image", "image id 100 appears twice"),
+    ("duplicate_category", "category id 3 appears twice"),
+])
+def test_coco_bad_input(tmp_path, items, case, needle):
+    root = write_coco(tmp_path / "c", items)
+    f = root / "annotations" / "instances_train.json"
+    if case == "outside":
+        _coco_edit(root, "train", lambda d: _first_with_box(d).update(bbox=[50, 10, 30, 10]))  # 64 px wide
+    elif case == "zero_area":
+        _coco_edit(root, "train", lambda d: _first_with_box(d).update(bbox=[5, 5, 10, 0]))
+    elif case == "category":
+        _coco_edit(root, "train", lambda d: _first_with_box(d).update(category_id=4))
+    elif case == "missing_image":
+        (root / "train" / "003.png").unlink()
+    elif case == "bad_image":
+        (root / "train" / "003.png").write_bytes(b"\x89PNG but not really")
+    elif case == "no_bbox":
+        _coco_edit(root, "train", lambda d: _first_with_box(d).pop("bbox"))
+    elif case == "short_bbox":
+        _coco_edit(root, "train", lambda d: _first_with_box(d).update(bbox=[1, 2, 3]))
+    elif case == "no_image_id":
+        _coco_edit(root, "train", lambda d: _first_with_box(d).update(image_id="100"))
+    elif case == "no_file_name":
+        _coco_edit(root, "train", lambda d: d["images"][2].pop("file_name"))
+    elif case == "not_an_object":
+        f.write_text("[1, 2, 3]")
+    elif case == "duplicate_image":
+        _coco_edit(root, "train", lambda d: d["images"].append(dict(d["images"][0], file_name="001.png")))
+    else:
+        _coco_edit(root, "train", lambda d: d["categories"].append({"id": 3, "name": "again"}))
+    with pytest.raises(DataError) as e:
+        load_detection(root)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_coco_images_without_annotations_are_counted_background(tmp_path, items):
+    root = write_coco(tmp_path / "c", items)
+    empty = sum(not lab for _, lab in items["train"] + items["val"])
+
+    def strip(d):  # the annotations of two images that had some go away: they become background images
+        keep = sorted({a["image_id"] for a in d["annotations"]})[:2]
+        d["annotations"] = [a for a in d["annotations"] if a["image_id"] not in keep]
+
+    _coco_edit(root, "train", strip)
+    ds = load_detection(root)
+    assert ds.info["background_images"] == empty + 2
+    assert len(ds.splits["train"]) == 12 and sum(r.n == 0 for r in ds.splits["train"]) == \
+        sum(not lab for _, lab in items["train"]) + 2
+
+
+def test_declared_size_that_differs_is_counted_and_the_file_wins(tmp_path, items):
+    root = write_coco(tmp_path / "c", items)
+    _coco_edit(root, "val", lambda d: d["images"][0].update(width=640, height=480))
+    ds = load_detection(root)
+    assert ds.info["size_mismatch"] == 1
+    r = ds.splits["val"][0]
+    assert (r.width, r.height) == (64, 64)
+    ref = load_detection(write_coco(tmp_path / "ref", items)).splits["val"][0]
+    np.testing.assert_allclose(r.boxes, ref.boxes)
+
+
+def _voc_with_box(root, split="train"):
+    return next(p for p in sorted((root / "Annotations").glob(f"{split}_*.xml")) if "<object>" in p.read_text())
+
+
+@pytest.mark.parametrize("case, needle", [
+    ("outside", "lies outside the image"),
+    ("zero_area", "has zero area"),
+    ("class_name", "class 'dog' is not among the names (disc, square, triangle, cross)"),
+    ("no_image", "has no image in"),
+    ("bad_image", "Can't decode image"),
+    ("not_numeric", "has a bndbox without numeric xmin/ymin/xmax/ymax"),
+    ("no_name", "an <object> without <name> or <bndbox>"),
+    ("listed_nothing", "lists 'train_999' but neither"),
+])
+def test_voc_bad_input(tmp_path, items, case, needle):
+    root = write_voc(tmp_path / "v", items)
+    x = _voc_with_box(root)
+    t = x.read_text()
+    if case == "outside":
+        x.write_text(t.replace("<xmax>", "<xmax>9", 1))  # 9NN px in a 64-px image
+    elif case == "zero_area":
+        xmin = int(re.search(r"<xmin>(\d+)</xmin>", t).group(1))  # VOC is 1-based: xmax = xmin - 1 is 0 wide
+        x.write_text(re.sub(r"<xmax>\d+</xmax>", f"<xmax>{xmin - 1}</xmax>", t, count=1))
+    elif case == "class_name":
+        x.write_text(re.sub(r"<name>\w+</name>", "<name>dog</name>", t, count=1))
+    elif case == "no_image":
+        (root / "JPEGImages" / f"{x.stem}.png").unlink()
+    elif case == "bad_image":
+        (root / "JPEGImages" / f"{x.stem}.png").write_bytes(b"GIF89a garbage")
+    elif case == "not_numeric":
+        x.write_text(t.replace("<ymin>", "<ymin>ten", 1))
+    elif case == "no_name":
+        x.write_text(t.replace("<bndbox>", "<box>", 1).replace("</bndbox>", "</box>", 1))
+    else:
+        (root / "ImageSets" / "Main" / "train.txt").write_text("train_999\n")
+    with pytest.raises(DataError) as e:
+        load_detection(root)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_voc_images_without_annotation_are_counted_background(tmp_path, items):
+    """Listed in an image set (or, without image sets, lying in JPEGImages) with no XML: a background image."""
+    root = write_voc(tmp_path / "v", items)
+    empty = sum(not lab for _, lab in items["train"] + items["val"])
+    x = _voc_with_box(root)
+    x.unlink()
+    ds = load_detection(root)
+    assert ds.info["background_images"] == empty + 1
+    assert [r.n for r in ds.splits["train"] if r.path.endswith(f"{x.stem}.png")] == [0]
+    import shutil
+
+    shutil.rmtree(root / "ImageSets")
+    ds = load_detection(root, seed=1)
+    assert sum(len(v) for v in ds.splits.values()) == 16  # every image, held-out splits cut from them
+    assert ds.info["background_images"] == empty + 1
+
+
+def test_malformed_voc_size_is_counted_not_a_traceback(tmp_path, items):
+    root = write_voc(tmp_path / "v", items)
+    x = _voc_with_box(root)
+    x.write_text(x.read_text().replace("<width>64</width>", "<width>sixty-four</width>"))
+    ds = load_detection(root)
+    assert ds.info["size_mismatch"] == 1
+    assert all((r.width, r.height) == (64, 64) for r in ds.splits["train"])
+
+
+def test_one_pixel_overhang_is_rounding_two_are_an_error(tmp_path, items):
+    """x + width = image width + 1 is the off-by-one of a VOC -> COCO conversion: accepted and clipped; 2 px out is
+    a box outside the image, said in pixels."""
+    root = write_coco(tmp_path / "c", items)
+    _coco_edit(root, "train", lambda d: _first_with_box(d).update(bbox=[40, 10, 25, 10]))  # to x = 65 in 64 px
+    r = next(r for r in load_detection(root).splits["train"] if r.n)
+    assert r.boxes.max() <= 1 and np.isclose(r.boxes[0, 2], 1.0)
+    _coco_edit(root, "train", lambda d: _first_with_box(d).update(bbox=[40, 10, 26, 10]))
+    with pytest.raises(DataError, match=r"box \[40.0, 10.0, 66.0, 20.0\] \(pixels x0,y0,x1,y1 in a 64x64 image\) "
+                                        r"lies outside the image"):
+        load_detection(root)
+    v = write_voc(tmp_path / "v", items)
+    x = _voc_with_box(v)
+    x.write_text(re.sub(r"<xmax>\d+</xmax>", "<xmax>65</xmax>", x.read_text(), count=1))
+    assert max(float(r.boxes.max(initial=0)) for r in load_detection(v).splits["train"]) <= 1
+
+
+def test_coco_exports_of_other_tools(tmp_path, items):
+    """CVAT: annotations/instances_default.json + images/ (one file: it is the training set, val and test are cut
+    from it); file names with a folder in them, relative to the dataset folder."""
+    import shutil
+
+    root = write_coco(tmp_path / "c", {"train": items["train"]})
+    (root / "train").rename(root / "images")
+    (root / "annotations" / "instances_train.json").rename(root / "annotations" / "instances_default.json")
+    ds = load_detection(root)
+    assert sorted(ds.splits) == ["test", "train", "val"] and sum(len(v) for v in ds.splits.values()) == 12
+    n_boxes = sum(len(lab) for _, lab in items["train"])
+    assert sum(r.n for v in ds.splits.values() for r in v) == n_boxes
+    shutil.move(root / "images", root / "pictures")
+
+    def prefix(d):
+        for im in d["images"]:
+            im["file_name"] = "pictures/" + im["file_name"]
+
+    _coco_edit(root, "default", prefix)
+    assert sum(r.n for v in load_detection(root).splits.values() for r in v) == n_boxes
+
+
+def test_a_folder_holding_one_dataset_is_that_dataset(tmp_path, items):
+    """VOCdevkit/VOC2012 (two levels down) loads from VOCdevkit's parent; a folder holding two datasets names them."""
+    from edgekit.data.detection import is_detection_data
+
+    voc = write_voc(tmp_path / "dl" / "VOCdevkit" / "VOC2012", items)
+    ds = load_detection(tmp_path / "dl")
+    assert ds.layout == "voc" and ds.labels == NAMES and len(ds.splits["train"]) == 12
+    assert is_detection_data(tmp_path / "dl") and is_detection_data(voc)
+    write_coco(tmp_path / "dl" / "coco", items)
+    with pytest.raises(DataError, match=r"holds 2 detection datasets \(.*VOC2012 \(voc\), .*coco \(coco\)\); give one"):
+        load_detection(tmp_path / "dl")
+    assert not is_detection_data(tmp_path / "dl")
+
+
+def test_voc_xml_naming_another_image_file_is_not_a_background_image(tmp_path, items):
+    """Without image sets, an image that an XML names through <filename> (not by its stem) carries that XML's boxes;
+    only images no XML names are background images."""
+    import shutil
+
+    root = write_voc(tmp_path / "v", {"train": items["train"]})
+    shutil.rmtree(root / "ImageSets")
+    x = _voc_with_box(root)
+    (root / "JPEGImages" / f"{x.stem}.png").rename(root / "JPEGImages" / "renamed.png")
+    x.write_text(x.read_text().replace(f"<filename>{x.stem}.png</filename>", "<filename>renamed.png</filename>"))
+    ds = load_detection(root)
+    recs = [r for v in ds.splits.values() for r in v]
+    assert len(recs) == 12
+    assert ds.info.get("background_images", 0) == sum(not lab for _, lab in items["train"])
+    assert [r.n for r in recs if r.path.endswith("renamed.png")] == [len(items["train"][int(x.stem[-3:])][1])]
