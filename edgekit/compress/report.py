@@ -145,7 +145,10 @@ HEADERS = {"size_kb": "size KB", "gzip_kb": "gzip KB", "size_x": "size x", "gzip
 
 
 def _columns(report: CompressReport) -> list[str]:
-    return KERAS_COLUMNS if report.mode is None else FOREIGN_COLUMNS
+    if report.mode is not None:
+        return FOREIGN_COLUMNS
+    key = next((k for k in report.steps.get("reference", {}) if k in UNITS), "top1")  # the judge's metric (map)
+    return [key if c == "top1" else c for c in KERAS_COLUMNS]
 
 
 def attempt_text(a: dict, mode: str | None = None) -> str:
@@ -199,9 +202,11 @@ def markdown(report: CompressReport) -> str:
                 "float model's top-1; prob err is the mean absolute difference of the softmax probabilities; size x "
                 "and speed-up against the float reference of the same format; p50 is 1 thread on this host.", ""]
     elif ref:
-        out += [f"Float reference: `{ref.get('model')}`, top-1 {ref.get('top1', 0):.4f} on the {ref.get('split')} "
-                "split. Drop is in top-1 points against it; size/gzip x and speed-up are against the float reference "
-                "artifact of the same format; p50 is 1 thread on this host.", ""]
+        key = next((k for k in ref if k in UNITS), "top1")
+        out += [f"Float reference: `{ref.get('model')}`, {ref.get('metric', 'top-1')} {ref.get(key, 0):.4f} on the "
+                f"{ref.get('split')} split. Drop is in {ref.get('unit', 'points of top-1')} against it; size/gzip x and "
+                "speed-up are against the float reference artifact of the same format; p50 is 1 thread on this host.",
+                ""]
     d = report.steps.get("distill")
     if d:
         out += [f"Distillation (T={d['temperature']}, alpha={d['alpha']}, {d['epochs']} epochs, seed "
