@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .run_report import save_figure
+
 SAMPLES = 8  # held-out images in the grid
 
 
@@ -81,12 +83,7 @@ def plot_pr(curves: dict, path: Path, split: str) -> Path:
     ax.set_ylim(0, 1.02)
     ax.set_title(f"Precision-recall at IoU 0.5 ({split} split, all classes)")
     ax.legend(fontsize=7, loc="lower left")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, ax, path)
 
 
 def plot_samples(images: np.ndarray, recs, dets, labels, path: Path, title: str, cols: int = 4) -> Path:
@@ -119,8 +116,4 @@ def plot_samples(images: np.ndarray, recs, dets, labels, path: Path, title: str,
             ax.text(b[0] * w, b[1] * h, f"{labels[int(c)]} {s:.2f}", color="white", fontsize=6,
                     bbox={"facecolor": "red", "alpha": 0.6, "pad": 0.5, "lw": 0})
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, None, path, dpi=100)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from .tables import format_table, markdown_table
 
-COLUMNS = ["format", "precision", "size_kb", "gzip_kb", "sparsity", "top1", "drop", "p50_ms", "p99_ms", "speedup",
+COLUMNS = ["format", "precision", "size_kb", "weights_x", "gzip_kb", "sparsity", "top1", "drop", "p50_ms", "p99_ms", "speedup",
            "gates"]
-HEADERS = {"size_kb": "size KB", "gzip_kb": "gzip KB", "drop": "drop (pt)", "p50_ms": "p50 ms", "p99_ms": "p99 ms",
+HEADERS = {"size_kb": "size KB", "weights_x": "weights x float", "gzip_kb": "gzip KB", "drop": "drop (pt)", "p50_ms": "p50 ms", "p99_ms": "p99 ms",
            "speedup": "speed-up vs float", "top1": "top-1"}
 
 
@@ -39,7 +39,7 @@ def table_rows(report: dict) -> list[dict]:
     for a in report["artifacts"]:
         failed = [k for k, g in a["gates"].items() if not g["passed"]]
         rows.append({"format": a["format"], "precision": a["precision"], "size_kb": a["size_bytes"] / 1024,
-                     "gzip_kb": (a.get("gzip_bytes") or 0) / 1024,
+                     "gzip_kb": (a.get("gzip_bytes") or 0) / 1024, "weights_x": a.get("weights_x"),
                      "sparsity": f"{a['sparsity']:.0%}" if a.get("sparsity") else "-",
                      key: a[key], "drop": a["drop"], "p50_ms": a["p50_ms"], "p99_ms": a["p99_ms"],
                      "speedup": a.get("speedup"),
@@ -87,10 +87,18 @@ def _scatter(report: dict, xkey: str, xlabel: str, path: Path) -> Path:
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
     ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
+    return save_figure(fig, ax, path)
+
+
+def save_figure(fig, ax, path: Path, dpi: int = 110) -> Path:
+    """A report plot's grid, layout and PNG file (its folder made), the figure closed."""
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 

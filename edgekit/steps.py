@@ -10,7 +10,7 @@ from . import formats
 from .artifact import model_size, read_meta
 from .compress import stages
 from .compress.gate import check_gates, judge
-from .compress.measure import gzip_size
+from .compress.measure import gzip_size, weight_bytes
 from .compress.report import ArtifactRow, relate_to_references
 from .compress.stages import bench_extra, jsonable
 from .errors import GateError
@@ -223,7 +223,8 @@ def _artifact_row(a: dict, evaluated: dict, bench: dict, reference: float, gates
     extra.update(bench_extra(bench))
     return ArtifactRow(a["path"], a["format"], a["precision"], "FAIL " + ",".join(missed) if missed else "pass",
                        metrics={key: top1, "drop": (reference - top1) * 100}, drop_unit=unit,
-                       size_bytes=a["size_bytes"], gzip_bytes=a.get("gzip_bytes"), p50_ms=bench["p50_ms"],
+                       size_bytes=a["size_bytes"], gzip_bytes=a.get("gzip_bytes"), weight_bytes=a.get("weight_bytes"),
+                       p50_ms=bench["p50_ms"],
                        p99_ms=bench["p99_ms"], remedy=a.get("remedy"), sparsity=a.get("sparsity"),
                        params=a.get("params"), gates=g, extra=extra)
 
@@ -376,7 +377,7 @@ def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_
     for (fmt, asked), got in q.passed.items():
         final = promote(got["path"], folder / f"model_{got['precision']}{formats.get(fmt).suffix}")
         arts.append({"format": fmt, "precision": got["precision"], "asked": asked, "path": _rel(run, final),
-                     "size_bytes": model_size(final), "gzip_bytes": gzip_size(final), "params": current.get("params"),
+                     "size_bytes": model_size(final), "gzip_bytes": gzip_size(final), "weight_bytes": weight_bytes(final), "params": current.get("params"),
                      "sparsity": read_meta(final).sparsity if read_meta(final) else None,
                      "remedy": got["remedy"]})
     shutil.rmtree(folder / ".stage", ignore_errors=True)
@@ -402,7 +403,7 @@ def _export_float(run: Run, ds: _Data, current: dict, reference_top1: float, fol
     arts = []
     for fmt, path in fg.passed.items():
         arts.append({"format": fmt, "precision": "float32", "path": _rel(run, path), "size_bytes": model_size(path),
-                     "gzip_bytes": gzip_size(path), "params": current.get("params"),
+                     "gzip_bytes": gzip_size(path), "weight_bytes": weight_bytes(path), "params": current.get("params"),
                      "sparsity": read_meta(path).sparsity, "verification": res.verification.get(fmt)})
     failures = [{"format": f["format"], "precision": "float32", "attempts": f["attempts"]} for f in fg.failures]
     return {"artifacts": arts, "failures": failures}

@@ -277,7 +277,7 @@ def measure_rows(entries, ds, split, ref_top1, bench_cfg: BenchConfig | None, ou
     when given: a detector's mAP) and its drop against ``ref_top1``, size, gzip size, sparsity, weight dtypes,
     latency by :func:`bench`; related to its format's float reference."""
     from ..artifact import model_size
-    from .measure import gzip_size, weight_dtypes, weight_sparsity
+    from .measure import gzip_size, weight_bytes, weight_dtypes, weight_sparsity
 
     rows = []
     for kind, fmt, path, params, extra in entries:
@@ -292,7 +292,8 @@ def measure_rows(entries, ds, split, ref_top1, bench_cfg: BenchConfig | None, ou
                                 drop_unit=score.unit if score is not None else "points of top-1", size_bytes=model_size(path), gzip_bytes=gzip_size(path),
                                 p50_ms=lat["p50_ms"] if lat else None, p99_ms=lat["p99_ms"] if lat else None,
                                 remedy=extra.get("remedy"), sparsity=round(weight_sparsity(path), 4),
-                                params=params, weights=weight_dtypes(path), extra=bench_extra(lat)))
+                                params=params, weights=weight_dtypes(path), weight_bytes=weight_bytes(path),
+                                extra=bench_extra(lat)))
     relate_to_references(rows)
     return rows
 
