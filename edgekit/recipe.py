@@ -390,8 +390,8 @@ def _check_detection(recipe: Recipe) -> None:
 
     opts = dict(recipe.model.options)
     size = opts.pop("input_size", 192)
-    if isinstance(size, bool) or not isinstance(size, int) or size < 32 or size % 8:
-        raise ConfigError(f"model.options.input_size must be a multiple of 8, at least 32 (the detector's input side); "
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"model.options.input_size must be a positive integer (the detector's input side, pixels); "
                           f"received {size!r}")
     _model_options("model.options", recipe.model.name, opts)
     if not is_detection_data(recipe.data.name):

@@ -241,8 +241,8 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     if quantize is not None:
         from .quantize import calibration_set, check_calibration
 
-        if calibration is not None:
-            check_calibration(calibration, ds.input_shape)
+        if calibration is not None:  # a detection set has no fixed example shape: the detector's input is it
+            check_calibration(calibration, getattr(ds, "input_shape", None) or tuple(src_model.inputs[0].shape[1:]))
         if getattr(ds, "task", None) == "detection" and calibration is None:
             from .quantize import detection_calibration
 

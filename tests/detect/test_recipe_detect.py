@@ -19,7 +19,7 @@ TINY = ["data.limit=40", "train.epochs=2", "train.batch_size=8", "model.options=
     (["data.name=digits"], "data.name: model 'centernet_mnv2' is a detector; 'digits' is not detection data"),
     (["steps=[{type: prune, sparsity: 0.5}, {type: quantize}]"], "steps.0: a prune step is not supported for a "
                                                                  "detector"),
-    (["model.options={input_size: 100}"], "model.options.input_size must be a multiple of 8"),
+    (["model.options={input_size: large}"], "model.options.input_size must be a positive integer"),
     (["data.options={voices: 3}"], "data.options: unknown option 'voices'"),
 ])
 def test_detect_recipe_mistakes_are_named_before_training(sets, message):
