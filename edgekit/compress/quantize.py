@@ -154,6 +154,28 @@ def has_feature_normalization(model) -> bool:
     return names_normalize_features(l.name for l in _all_layers(model))
 
 
+def first_and_heads(order: list, weighted: set, successors: dict) -> list:
+    """The float-sensitive nodes of a graph: its first weighted node and its output heads, the weighted nodes from
+    which no other weighted node is reachable (``successors``: node -> the nodes reading its outputs), in graph
+    order. A chain's head is its last weighted layer (a classifier's dense); a detector has several (CenterNet's
+    heatmap, offset and size convs), each as sensitive as a classifier's last layer."""
+    picks = [n for n in order if n in weighted][:1]
+    for n in order:
+        if n not in weighted:
+            continue
+        seen, stack = set(), list(successors.get(n, ()))
+        while stack:
+            m = stack.pop()
+            if m in weighted:
+                break
+            if m not in seen:
+                seen.add(m)
+                stack.extend(successors.get(m, ()))
+        else:
+            picks.append(n)
+    return list(dict.fromkeys(picks))
+
+
 def quant_meta(base, precision: str, details: dict, calib_n: int | None):
     q = {"precision": precision, **details}
     if calib_n is not None:

@@ -243,3 +243,18 @@ def test_the_map_judge_fixes_its_unit_from_the_float_model_before_the_first_atte
     box = Fake(None)
     box.kinds = {"float": "centernet"}
     assert box.reference(tmp_path / "float.tflite").value == 0.3 and box.unit == "points of mAP@[.5:.95]"
+
+
+def test_float_sensitive_keeps_the_first_weighted_node_and_every_output_head():
+    """A chain's head is its last weighted node; a detector's parallel head convs are all heads; a weighted node
+    with a weighted node downstream (through any path) is not."""
+    from edgekit.compress.quantize import first_and_heads
+
+    chain = ["in", "conv1", "relu", "conv2", "dense", "softmax"]
+    succ = {a: [b] for a, b in zip(chain, chain[1:])}
+    assert first_and_heads(chain, {"conv1", "conv2", "dense"}, succ) == ["conv1", "dense"]
+    # backbone -> neck -> three heads -> concat; a skip from the backbone to the concat does not make it a head
+    order = ["stem", "neck", "heat", "off", "size", "cat"]
+    succ = {"stem": ["neck", "cat"], "neck": ["heat", "off", "size"], "heat": ["cat"], "off": ["cat"], "size": ["cat"]}
+    assert first_and_heads(order, {"stem", "neck", "heat", "off", "size"}, succ) == ["stem", "heat", "off", "size"]
+    assert first_and_heads(order, set(), succ) == []
