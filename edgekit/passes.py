@@ -221,7 +221,8 @@ class QuantizeConfig(PassConfig):
 @dataclass
 class GateConfig(PassConfig):
     WHAT = "Gate"
-    max_drop: float = option(1.0, "Top-1 points an artifact may lose against the float model.", ge=0,
+    max_drop: float = option(1.0, "Top-1 points an artifact may lose against the float model (a detector: "
+                                  "points of mAP@[.5:.95], of centroid F1 for a FOMO model).", ge=0,
                              cli="--max-drop")
     # The same gates a recipe's `gates:` section has, so the command and recipes judge alike.
     min_top1: float | None = option(None, "Absolute top-1 floor of every compressed artifact.", ge=0, le=1,
