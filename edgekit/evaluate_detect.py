@@ -29,10 +29,12 @@ def _coco():
     return COCO, COCOeval
 
 
-def coco_map(records, detections, labels) -> dict:
+def coco_map(records, detections, labels, pr_curve: bool = False) -> dict:
     """mAP@[.5:.95], mAP@.5, mAP@.75 and per-class AP (COCO's 101-point interpolation, area "all", 100
     detections) of ``detections`` (per image, normalized boxes) against the ``records``' ground truth.
-    Ignored boxes (COCO iscrowd, VOC difficult) are crowd regions: neither misses nor false positives."""
+    Ignored boxes (COCO iscrowd, VOC difficult) are crowd regions: neither misses nor false positives.
+    ``pr_curve``: also ``pr50``, COCOeval's interpolated precision at IoU 0.5 on its 101 recall points, per class
+    and averaged over the classes that have boxes (``None`` where a class has no ground truth)."""
     COCO, COCOeval = _coco()
     images, anns, dets = [], [], []
     aid = 1
@@ -53,8 +55,12 @@ def coco_map(records, detections, labels) -> dict:
         gt.createIndex()
         if not dets or not anns:
             per = {str(n): (0.0 if anns else None) for n in labels}
-            return {"map": 0.0, "map50": 0.0, "map75": 0.0, "per_class": per, "images": len(images),
-                    "boxes": len(anns), "detections": len(dets)}
+            out = {"map": 0.0, "map50": 0.0, "map75": 0.0, "per_class": per, "images": len(images),
+                   "boxes": len(anns), "detections": len(dets)}
+            if pr_curve:
+                out["pr50"] = {"recall": np.linspace(0, 1, 101).round(2).tolist(), "all": [0.0] * 101,
+                               "per_class": {str(n): None for n in labels}}
+            return out
         dt = gt.loadRes(dets)
         ev = COCOeval(gt, dt, "bbox")
         ev.evaluate()
@@ -66,8 +72,15 @@ def coco_map(records, detections, labels) -> dict:
         p = prec[:, :, k, 0, -1]
         per[str(n)] = float(p[p > -1].mean()) if (p > -1).any() else None
     st = ev.stats
-    return {"map": float(max(st[0], 0.0)), "map50": float(max(st[1], 0.0)), "map75": float(max(st[2], 0.0)),
-            "per_class": per, "images": len(images), "boxes": len(anns), "detections": len(dets)}
+    out = {"map": float(max(st[0], 0.0)), "map50": float(max(st[1], 0.0)), "map75": float(max(st[2], 0.0)),
+           "per_class": per, "images": len(images), "boxes": len(anns), "detections": len(dets)}
+    if pr_curve:
+        p50 = prec[0, :, :, 0, -1]  # [recall points, classes] at IoU 0.5 (ev.params.iouThrs[0]); -1: no boxes
+        valid = (p50 > -1).all(0)
+        out["pr50"] = {"recall": [float(v) for v in ev.params.recThrs],
+                       "all": (p50[:, valid].mean(1) if valid.any() else np.zeros(len(p50))).tolist(),
+                       "per_class": {str(n): (p50[:, k].tolist() if valid[k] else None) for k, n in enumerate(labels)}}
+    return out
 
 
 def centroid_scores(records, detections, labels) -> dict:
@@ -163,8 +176,9 @@ class DetectorRunner:
             self.session.close()
 
 
-def score_outputs(outputs: np.ndarray, records, labels, post_params) -> dict:
-    """mAP (boxes) or centroid P/R/F1 of raw ``outputs`` with post-processing parameters ``post_params``."""
+def score_outputs(outputs: np.ndarray, records, labels, post_params, pr_curve: bool = False) -> dict:
+    """mAP (boxes) or centroid P/R/F1 of raw ``outputs`` with post-processing parameters ``post_params``
+    (``pr_curve``: with the box detector's precision-recall curve at IoU 0.5, :func:`coco_map`)."""
     from .runtime.boxes import Postprocess
 
     kind = post_params.get("kind", "centernet")
@@ -172,7 +186,7 @@ def score_outputs(outputs: np.ndarray, records, labels, post_params) -> dict:
     p = Postprocess(**{k: post_params[k] for k in keys if k in post_params})
     if kind == "centernet":
         p.score_threshold = float(post_params.get("min_score_eval", 0.01))  # the whole PR curve, as COCO expects
-        return coco_map(records, p(outputs), labels)
+        return coco_map(records, p(outputs), labels, pr_curve)
     return centroid_scores(records, p(outputs), labels)
 
 

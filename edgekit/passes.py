@@ -199,7 +199,7 @@ class QuantizeConfig(PassConfig):
                                        cli="--reduce-range/--no-reduce-range")
     keep_float: list[str] = option(factory=list, help="Layer/node names left in float (repeatable).",
                                    cli="--keep-float")
-    float_sensitive: bool = option(False, "Keep the first and last weighted layers in float.",
+    float_sensitive: bool = option(False, "Keep the first weighted layer and the output heads (a detector's head convs) in float.",
                                    cli="--float-sensitive")
     mixed_precision: bool = option(False, "int8 with the sensitive ops (LayerNorm, Softmax, the embedding's "
                                           "gather, first and last weighted layers) in float.",
@@ -221,7 +221,8 @@ class QuantizeConfig(PassConfig):
 @dataclass
 class GateConfig(PassConfig):
     WHAT = "Gate"
-    max_drop: float = option(1.0, "Top-1 points an artifact may lose against the float model.", ge=0,
+    max_drop: float = option(1.0, "Top-1 points an artifact may lose against the float model (a detector: "
+                                  "points of mAP@[.5:.95], of centroid F1 for a FOMO model).", ge=0,
                              cli="--max-drop")
     # The same gates a recipe's `gates:` section has, so the command and recipes judge alike.
     min_top1: float | None = option(None, "Absolute top-1 floor of every compressed artifact.", ge=0, le=1,

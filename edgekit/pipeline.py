@@ -56,10 +56,12 @@ def plan(recipe: Recipe) -> list[dict]:
 
 
 def _gates_text(r: Recipe) -> str:
+    from .steps import is_detection_recipe
+
     g = r.gates
     parts = []
     if g.max_drop is not None:
-        parts.append(f"drop <= {g.max_drop} pt")
+        parts.append(f"drop <= {g.max_drop} pt" + (" of mAP@[.5:.95]" if is_detection_recipe(r) else ""))
     if g.min_top1 is not None:
         parts.append(f"top1 >= {g.min_top1}")
     if g.max_size_kb is not None:

@@ -343,6 +343,10 @@ def check_names(recipe: Recipe) -> None:
     from .data import datasets
     from .zoo import models
 
+    from .steps import is_detection_recipe
+
+    if is_detection_recipe(recipe):
+        return _check_detection(recipe)
     if recipe.model.path is not None:
         _check_foreign_model(recipe)
     elif recipe.model.name not in models:
@@ -373,6 +377,31 @@ def check_names(recipe: Recipe) -> None:
         _check_data_path(Path(recipe.data.name))
     if recipe.data.name in datasets:
         check_options("data.options", datasets.get(recipe.data.name), recipe.data.options, skip=0)
+    if recipe.target:
+        from .devices import load_profile
+
+        load_profile(recipe.target)
+
+
+def _check_detection(recipe: Recipe) -> None:
+    """A detector's recipe: detection data (a built-in set, a YOLO / COCO / VOC folder), no pruning or
+    distillation step (their fine-tuning is classification training), loader options the detection loader takes."""
+    from .data.detection import is_detection_data, load_detection
+
+    opts = dict(recipe.model.options)
+    size = opts.pop("input_size", 192)
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ConfigError(f"model.options.input_size must be a positive integer (the detector's input side, pixels); "
+                          f"received {size!r}")
+    _model_options("model.options", recipe.model.name, opts)
+    if not is_detection_data(recipe.data.name):
+        raise ConfigError(f"data.name: model {recipe.model.name!r} is a detector; {recipe.data.name!r} is not detection "
+                          "data (a YOLO data.yaml, a COCO or VOC folder, or the built-in 'shapes')")
+    check_options("data.options", load_detection, recipe.data.options, skip=1)
+    for i, s in enumerate(recipe.steps):
+        if s.type != "quantize":
+            raise ConfigError(f"steps.{i}: a {s.type} step is not supported for a detector yet (its fine-tuning is "
+                              "classification training); a detector's recipe takes a quantize step")
     if recipe.target:
         from .devices import load_profile
 

@@ -10,27 +10,45 @@ from pathlib import Path
 
 from .tables import format_table, markdown_table
 
-COLUMNS = ["format", "precision", "size_kb", "gzip_kb", "sparsity", "top1", "drop", "p50_ms", "p99_ms", "speedup",
+COLUMNS = ["format", "precision", "size_kb", "weights_x", "gzip_kb", "sparsity", "top1", "drop", "p50_ms", "p99_ms", "speedup",
            "gates"]
-HEADERS = {"size_kb": "size KB", "gzip_kb": "gzip KB", "drop": "drop (pt)", "p50_ms": "p50 ms", "p99_ms": "p99 ms",
+HEADERS = {"size_kb": "size KB", "weights_x": "weights x float", "gzip_kb": "gzip KB", "drop": "drop (pt)", "p50_ms": "p50 ms", "p99_ms": "p99 ms",
            "speedup": "speed-up vs float", "top1": "top-1"}
 
 
+def metric(report: dict) -> tuple[str, str, float]:
+    """(key, name, float reference) of the run's headline metric: top-1, or a detector's mAP@[.5:.95]."""
+    m = report.get("metric") or {}
+    key = m.get("key", "top1")
+    return key, m.get("name", "top-1"), report[f"reference_{key}"]
+
+
+def columns(report: dict) -> list[str]:
+    key = metric(report)[0]
+    return [key if c == "top1" else c for c in COLUMNS]
+
+
+def headers(report: dict) -> dict:
+    key, name, _ = metric(report)
+    return {**HEADERS, key: name}
+
+
 def table_rows(report: dict) -> list[dict]:
+    key = metric(report)[0]
     rows = []
     for a in report["artifacts"]:
         failed = [k for k, g in a["gates"].items() if not g["passed"]]
         rows.append({"format": a["format"], "precision": a["precision"], "size_kb": a["size_bytes"] / 1024,
-                     "gzip_kb": (a.get("gzip_bytes") or 0) / 1024,
+                     "gzip_kb": (a.get("gzip_bytes") or 0) / 1024, "weights_x": a.get("weights_x"),
                      "sparsity": f"{a['sparsity']:.0%}" if a.get("sparsity") else "-",
-                     "top1": a["top1"], "drop": a["drop"], "p50_ms": a["p50_ms"], "p99_ms": a["p99_ms"],
+                     key: a[key], "drop": a["drop"], "p50_ms": a["p50_ms"], "p99_ms": a["p99_ms"],
                      "speedup": a.get("speedup"),
                      "gates": "pass" if not failed else "FAIL: " + ", ".join(failed)})
     return rows
 
 
 def terminal_table(report: dict) -> str:
-    return format_table(table_rows(report), COLUMNS, HEADERS)
+    return format_table(table_rows(report), columns(report), headers(report))
 
 
 def pareto(points: list[tuple[float, float]]) -> list[int]:
@@ -49,8 +67,9 @@ def _scatter(report: dict, xkey: str, xlabel: str, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     arts = report["artifacts"]
+    key, name, reference = metric(report)
     xs = [a[xkey] / 1024 if xkey == "size_bytes" else a[xkey] for a in arts]
-    ys = [a["top1"] * 100 for a in arts]
+    ys = [a[key] * 100 for a in arts]
     front = pareto(list(zip(xs, ys)))
     fig, ax = plt.subplots(figsize=(6, 4))
     markers = {"tflite": "o", "onnx": "s", "openvino": "^"}
@@ -61,17 +80,25 @@ def _scatter(report: dict, xkey: str, xlabel: str, path: Path) -> Path:
         ax.annotate(f"{a['format']}\n{a['precision']}", (x, y), textcoords="offset points", xytext=(5, 3), fontsize=7)
     fx, fy = [xs[i] for i in front], [ys[i] for i in front]
     ax.plot(fx, fy, "--", color="gray", label="Pareto front")
-    ax.axhline(report["reference_top1"] * 100, color="green", lw=0.8, label="Keras float")
+    ax.axhline(reference * 100, color="green", lw=0.8, label="Keras float")
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("top-1 (%)")
+    ax.set_ylabel(f"{name} (%)")
     ax.set_title(f"{report['recipe']}: accuracy vs {xlabel.split(' (')[0]}")
     handles, labels = ax.get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
     ax.legend(uniq.values(), uniq.keys(), fontsize=7, loc="lower right")
-    ax.grid(alpha=0.3)
+    return save_figure(fig, ax, path)
+
+
+def save_figure(fig, ax, path: Path, dpi: int = 110) -> Path:
+    """A report plot's grid, layout and PNG file (its folder made), the figure closed."""
+    import matplotlib.pyplot as plt
+
+    if ax is not None:
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -90,6 +117,10 @@ def render_reports(report: dict, out: Path) -> tuple[str, str]:
     size = _scatter(report, "size_bytes", "file size (KB)", plots / "accuracy_vs_size.png")
     report["plots"] = {"accuracy_vs_latency": str(lat.relative_to(out)), "accuracy_vs_size": str(size.relative_to(out))}
     rows = table_rows(report)
+    key, name, reference = metric(report)
+    COLS, HEADS = columns(report), headers(report)
+    figs = {k: out / v for k, v in ((report.get("detection") or {}).get("figures") or {}).items()
+            if k in ("pr_curve", "samples")}
     training = report.get("training", {})
     curves = [(name, out / t["curves"]) for name, t in training.items() if t.get("curves")]
     confusions = [(f"{a['format']} {a['precision']}", out / a["confusion"]) for a in report["artifacts"]
@@ -99,21 +130,21 @@ def render_reports(report: dict, out: Path) -> tuple[str, str]:
 
     md = [f"# {report['recipe']}", "", report.get("description") or "", "",
           f"Data: `{report['data']}` · model: `{report['model']}` · target: `{report.get('target') or '-'}` · "
-          f"reference (float, before compression) top-1: **{report['reference_top1']:.4f}** · "
+          f"reference (float, before compression) {name}: **{reference:.4f}** · "
           f"gates: **{'all passed' if all_pass else 'FAILED'}**",
-          "", "## Artifacts", "", markdown_table(rows, COLUMNS, HEADERS), ""]
+          "", "## Artifacts", "", markdown_table(rows, COLS, HEADS), ""]
     if best:
         md += [("Picked by the target profile's preference among the artifacts that pass the gates (p50 here is "
                 "indicative only)" if best.get("by") == "profile preference" else "Fastest artifact that passes the "
                 "gates") + f": **{best['format']} {best['precision']}** "
-               f"(`{best['path']}`, p50 {best['p50_ms']:.3f} ms, top-1 {best['top1']:.4f}).", ""]
+               f"(`{best['path']}`, p50 {best['p50_ms']:.3f} ms, {name} {best[key]:.4f}).", ""]
         if best.get("note"):
             md += [f"> {best['note']}", ""]
     notes = []  # the findings, shown in both reports
     for f in report.get("failures", []):
         last = f["attempts"][-1] if f["attempts"] else {}
-        notes.append(f"**{f['format']} {f.get('precision', 'int8')} missed the accuracy gate and was not written** (top-1 "
-                     f"{last.get('top1', float('nan')):.4f}, drop {last.get('drop', float('nan')):.2f} points; "
+        notes.append(f"**{f['format']} {f.get('precision', 'int8')} missed the accuracy gate and was not written** ({name} "
+                     f"{last.get(key, float('nan')):.4f}, drop {last.get('drop', float('nan')):.2f} points; "
                      f"rungs tried: {', '.join(a['remedy'] for a in f['attempts'])}).")
         md += [notes[-1], ""]
     for a in report["artifacts"]:
@@ -139,17 +170,19 @@ def render_reports(report: dict, out: Path) -> tuple[str, str]:
            "![accuracy vs size](plots/accuracy_vs_size.png)", ""]
     md += [f"![training curves: {n}]({p.relative_to(out)})" for n, p in curves]
     md += [""] + [f"![confusion: {n}]({p.relative_to(out)})" for n, p in confusions] + [""]
+    if figs:
+        md += ["## Detection", ""] + [f"![{k.replace('_', ' ')}]({p.relative_to(out)})" for k, p in figs.items()] + [""]
 
     def h(s):
         return html.escape(str(s))
 
-    table_html = ["<table><thead><tr>" + "".join(f"<th>{h(HEADERS.get(c, c))}</th>" for c in COLUMNS) + "</tr></thead><tbody>"]
+    table_html = ["<table><thead><tr>" + "".join(f"<th>{h(HEADS.get(c, c))}</th>" for c in COLS) + "</tr></thead><tbody>"]
     for r in rows:
         cls = "pass" if r["gates"] == "pass" else "fail"
         cells = []
-        for c in COLUMNS:
+        for c in COLS:
             v = r.get(c)
-            txt = f"{v:.4f}" if c == "top1" else (f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else v))
+            txt = f"{v:.4f}" if c == key else (f"{v:.3f}" if isinstance(v, float) else ("-" if v is None else v))
             cells.append(f'<td class="{cls if c == "gates" else ""}">{h(txt)}</td>')
         table_html.append("<tr>" + "".join(cells) + "</tr>")
     table_html.append("</tbody></table>")
@@ -169,8 +202,8 @@ img {{ max-width: 48%; margin: 4px; border: 1px solid #eee; }}
 </style></head><body>
 <h1>{h(report['recipe'])}</h1><p>{h(report.get('description') or '')}</p>
 <p class="banner">Data <code>{h(report['data'])}</code> · model <code>{h(report['model'])}</code> ·
-target <code>{h(report.get('target') or '-')}</code> · reference (float, before compression) top-1
-<b>{report['reference_top1']:.4f}</b> ·
+target <code>{h(report.get('target') or '-')}</code> · reference (float, before compression) {h(name)}
+<b>{reference:.4f}</b> ·
 gates <b id="gates-status">{'all passed' if all_pass else 'FAILED'}</b></p>
 <h2>Artifacts</h2>{''.join(table_html)}
 {f"<p>{'Picked by the target preference' if best.get('by') == 'profile preference' else 'Fastest passing artifact'}: <b>{h(best['format'])} {h(best['precision'])}</b> (p50 {best['p50_ms']:.3f} ms)</p>" if best else ''}
@@ -179,6 +212,7 @@ gates <b id="gates-status">{'all passed' if all_pass else 'FAILED'}</b></p>
 <h2>Accuracy vs latency and size</h2>{_img(lat)}{_img(size)}
 <h2>Training curves</h2>{''.join(_img(p) for _, p in curves if p.exists())}
 <h2>Confusion matrices</h2>{''.join(_img(p) for _, p in confusions if p.exists())}
+{("<h2>Detection: precision-recall and held-out predictions</h2>" + ''.join(_img(p) for p in figs.values() if p.exists())) if figs else ''}
 </body></html>
 """
     return "\n".join(md) + "\n", doc
@@ -211,7 +245,8 @@ def _training_md(report: dict) -> list[str]:
         return []
     lines = ["## Training", ""]
     for name, v in t.items():
-        lines.append(f"- {name}: `{v.get('label', name)}` top-1 {v.get('top1', float('nan')):.4f}"
+        key = "map" if "map" in v else "top1"
+        lines.append(f"- {name}: `{v.get('label', name)}` {v.get('metric', 'top-1')} {v.get(key, float('nan')):.4f}"
                      + (f", {v['train_seconds']:.0f} s" if v.get("train_seconds") else ""))
     for k, v in report.get("compression", {}).items():
         if isinstance(v, dict) and "top1" in v:

@@ -10,12 +10,25 @@ from . import formats
 from .artifact import model_size, read_meta
 from .compress import stages
 from .compress.gate import check_gates, judge
-from .compress.measure import gzip_size
+from .compress.measure import gzip_size, weight_bytes
 from .compress.report import ArtifactRow, relate_to_references
 from .compress.stages import bench_extra, jsonable
 from .errors import GateError
 from .passes import BenchConfig, DistillConfig, PruneConfig, QuantizeConfig, from_recipe_step
 from .runcache import Run, file_hash
+
+
+def is_detection_recipe(recipe) -> bool:
+    """A recipe that trains a detector (the zoo says the model's task): its data is a detection set and every
+    score is the detection judge's (mAP@[.5:.95], centroid F1 for a FOMO model) under the key ``map``."""
+    from .train_detect import is_detector
+
+    return recipe.model.name is not None and is_detector(recipe.model.name)
+
+
+def metric_key(recipe) -> str:
+    """The report key of a recipe's headline metric: ``top1``, or ``map`` for a detector."""
+    return "map" if is_detection_recipe(recipe) else "top1"
 
 
 class _Data:
@@ -24,10 +37,19 @@ class _Data:
     def __init__(self, recipe):
         self.spec = recipe.data
         self.augment = recipe.train.augment  # audio loaders augment the training split from raw clips
+        self.detection = is_detection_recipe(recipe)
+        self.seed = recipe.train.seed
         self._ds = None
 
     def get(self):
-        if self._ds is None:
+        if self._ds is None and self.detection:
+            from .data.detection import load_detection
+
+            ds = load_detection(self.spec.name, seed=self.seed, **self.spec.options)
+            if self.spec.limit:  # as train_detector's limit: the first images of every split
+                ds.splits = {k: v[:self.spec.limit] for k, v in ds.splits.items()}
+            self._ds = ds
+        elif self._ds is None:
             from .data import load_dataset
 
             self._ds = load_dataset(self.spec.name, limit=self.spec.limit, augment=self.augment, **self.spec.options)
@@ -46,6 +68,10 @@ def _train(run: Run, ds: _Data, model, epochs: int, label: str) -> dict:
     r = run.recipe
     cfg = {"model": model.model_dump(), "data": r.data.model_dump(), "train": r.train.model_dump(), "epochs": epochs}
 
+    if is_detection_recipe(r):
+        return run.step(f"train-{label}", cfg, {}, lambda folder: _train_detector(run, model, epochs, label,
+                                                                                 folder)).outputs
+
     def fn(folder: Path) -> dict:
         from .train import train
 
@@ -62,6 +88,23 @@ def _train(run: Run, ds: _Data, model, epochs: int, label: str) -> dict:
     return run.step(f"train-{label}", cfg, {}, fn).outputs
 
 
+def _train_detector(run: Run, model, epochs: int, label: str, folder: Path) -> dict:
+    """A detector trained by ``edgekit train``'s detection path; ``model.options.input_size`` is its input side."""
+    from .train_detect import DEFAULT_SIZE, train_detector
+
+    r = run.recipe
+    opts = dict(model.options)
+    size = int(opts.pop("input_size", DEFAULT_SIZE))
+    res = train_detector(model.name, r.data.name, epochs=epochs, out_dir=folder / "run", batch_size=r.train.batch_size,
+                         learning_rate=r.train.learning_rate, weight_decay=r.train.weight_decay, seed=r.train.seed,
+                         patience=r.train.patience, input_size=size, model_options=opts, limit=r.data.limit,
+                         augment=bool(r.train.augment), weights=r.train.weights, overwrite=True, quiet=run.quiet)
+    m = res.metrics
+    return {"model": _rel(run, res.model_path), "map": m["map"] if "map" in m else m["f1"],
+            "metric": "mAP@[.5:.95]" if "map" in m else "centroid F1", "map50": m.get("map50"), "label": label,
+            "params": m.get("params"), "macs": m.get("macs"), "train_seconds": m.get("train_seconds")}
+
+
 def execute(run: Run) -> dict:
     r = run.recipe
     if r.model.path is not None:
@@ -69,6 +112,7 @@ def execute(run: Run) -> dict:
     ds = _Data(r)
     report: dict = {"recipe": r.name, "description": r.description, "data": r.data.name, "model": r.model.name,
                     "target": r.target, "gates": r.gates.model_dump(), "training": {}, "compression": {}}
+    key = metric_key(r)
     distill = next((s for s in r.steps if s.type == "distill"), None)
     if distill:
         teacher = _train(run, ds, distill.teacher, distill.teacher_epochs, "teacher")
@@ -96,7 +140,7 @@ def execute(run: Run) -> dict:
             report["compression"][f"prune-{s.mode}"] = current
     report["final_keras"] = current
     base = report["training"].get("teacher") or report["training"].get("float")
-    if current is not base and r.gates.max_drop is not None:
+    if current is not base and r.gates.max_drop is not None:  # prune/distill: classifiers only (check_names)
         # A compressed float model that already misses the bar can't be rescued by int8 remedies.
         j = judge(float(current["top1"]), float(base["top1"]), r.gates.max_drop)
         lost = j["drop"]
@@ -114,20 +158,29 @@ def execute(run: Run) -> dict:
         # Every float artifact is gated as edgekit compress gates it (stages.gate_floats): a miss is no
         # quantization source and no artifact.
         rec = run.step("export-float", {"formats": r.export.formats, "max_drop": r.gates.max_drop,
-                                        "reference_top1": base["top1"]}, {"model": src_hash},
-                       lambda folder: _export_float(run, ds, current, float(base["top1"]), folder))
+                                        f"reference_{key}": base[key]}, {"model": src_hash},
+                       lambda folder: _export_float(run, ds, current, float(base[key]), folder))
         artifacts += rec.outputs["artifacts"]
         report["failures"] += rec.outputs.get("failures", [])
     if quant is not None:
         floats = {a["format"]: a["path"] for a in artifacts}
         rec = run.step(f"quantize-{'+'.join(quant.precision)}", {**quant.model_dump(), "formats": r.export.formats,
-                                         "max_drop": r.gates.max_drop, "reference_top1": base["top1"]},
+                                         "max_drop": r.gates.max_drop, f"reference_{key}": base[key]},
                        {"model": src_hash},
-                       lambda folder: _quantize(run, ds, current, quant, floats, base["top1"], folder))
+                       lambda folder: _quantize(run, ds, current, quant, floats, base[key], folder))
         artifacts += rec.outputs["artifacts"]
         report["failures"] += rec.outputs.get("failures", [])
         report["compression"]["quantize"] = {k: v for k, v in rec.outputs.items() if k != "artifacts"}
     keys = {a["path"]: file_hash(_abs(run, a["path"])) for a in artifacts}
+    if key == "map":
+        from .detect_report import evaluate_step
+
+        ev = run.step("evaluate-detection", {"split": "test", "limit": r.data.limit}, {"model": src_hash, **keys},
+                      lambda folder: evaluate_step(run, ds.get(), current, artifacts, folder))
+        report["metric"] = {"key": "map", "name": ev.outputs["metric"], "unit": f"points of {ev.outputs['metric']}"}
+        report["detection"] = {k: v for k, v in ev.outputs.items() if k != "results"}
+        report["compressed_keras_map"] = ev.outputs["reference_map"]
+        return _measure_gate_pick(run, report, artifacts, ev.outputs["results"], float(base[key]), keys)
     ev = run.step("evaluate", {"split": "test"}, {"model": src_hash, **keys},
                   lambda folder: _evaluate(run, ds, current, artifacts, folder))
     # The bar is the model before any compression: the float model the recipe trained, or the
@@ -143,31 +196,35 @@ def _measure_gate_pick(run: Run, report: dict, artifacts: list[dict], evaluated:
     r = run.recipe
     bench_cfg = r.bench.model_dump()
     bn = run.step("bench", bench_cfg, keys, lambda folder: _bench(run, artifacts, BenchConfig(**bench_cfg)))
-    rows = [_artifact_row(a, evaluated[a["path"]], bn.outputs["results"][a["path"]], reference, r.gates)
-            for a in artifacts]
+    metric = report.get("metric") or {}
+    rows = [_artifact_row(a, evaluated[a["path"]], bn.outputs["results"][a["path"]], reference, r.gates,
+                          metric.get("key", "top1"), metric.get("unit", "points of top-1")) for a in artifacts]
     relate_to_references(rows)
     rows = [row.to_dict() for row in rows]
     for row in rows:
         row["size_ratio"] = row.get("size_x")  # the recipe report's name for it, kept for its readers
-    report["reference_top1"] = reference
+    report[f"reference_{metric.get('key', 'top1')}"] = reference
     report["artifacts"] = rows
     report["best"] = _pick(rows, r.target)
     _publish(run, rows)
     return report
 
 
-def _artifact_row(a: dict, evaluated: dict, bench: dict, reference: float, gates) -> ArtifactRow:
-    """A recipe artifact as the one report row: top-1 on the test split and its drop against ``reference``,
-    latency from the bench step, every gate of the recipe."""
-    top1 = evaluated["top1"]
+def _artifact_row(a: dict, evaluated: dict, bench: dict, reference: float, gates, key: str = "top1",
+                  unit: str = "points of top-1") -> ArtifactRow:
+    """A recipe artifact as the one report row: top-1 (a detector's mAP: ``key``) on the test split and its drop
+    against ``reference``, latency from the bench step, every gate of the recipe."""
+    top1 = evaluated[key]
     g = check_gates(gates, top1=top1, reference_top1=reference, size_bytes=a["size_bytes"], p50_ms=bench["p50_ms"])
     missed = [k for k, v in g.items() if not v["passed"]]
     extra = {k: a[k] for k in ("path", "asked", "verification") if k in a}
     extra["confusion"] = evaluated.get("confusion_png")
+    extra.update({k: evaluated[k] for k in ("map50", "per_class") if k in evaluated and key == "map"})
     extra.update(bench_extra(bench))
     return ArtifactRow(a["path"], a["format"], a["precision"], "FAIL " + ",".join(missed) if missed else "pass",
-                       metrics={"top1": top1, "drop": (reference - top1) * 100}, drop_unit="points of top-1",
-                       size_bytes=a["size_bytes"], gzip_bytes=a.get("gzip_bytes"), p50_ms=bench["p50_ms"],
+                       metrics={key: top1, "drop": (reference - top1) * 100}, drop_unit=unit,
+                       size_bytes=a["size_bytes"], gzip_bytes=a.get("gzip_bytes"), weight_bytes=a.get("weight_bytes"),
+                       p50_ms=bench["p50_ms"],
                        p99_ms=bench["p99_ms"], remedy=a.get("remedy"), sparsity=a.get("sparsity"),
                        params=a.get("params"), gates=g, extra=extra)
 
@@ -307,7 +364,12 @@ def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_
     gate = _gate(r)
     split = _split(gate, data)
     ref = float(reference_top1)
-    calib_full = calibration_set(data, 10 ** 9, cfg.seed, None)
+    if getattr(data, "task", None) == "detection":
+        from .compress.quantize import detection_calibration
+
+        calib_full = detection_calibration(data, meta, cfg)
+    else:
+        calib_full = calibration_set(data, 10 ** 9, cfg.seed, None)
     float_paths = {fmt: _abs(run, p) for fmt, p in floats.items()}
     q = quantize_and_gate(model, r.export.formats, float_paths, folder / ".stage", "model", meta, cfg,
                           calib_full, data, split, ref, gate, run.say)
@@ -315,7 +377,7 @@ def _quantize(run: Run, ds: _Data, current: dict, spec, floats: dict, reference_
     for (fmt, asked), got in q.passed.items():
         final = promote(got["path"], folder / f"model_{got['precision']}{formats.get(fmt).suffix}")
         arts.append({"format": fmt, "precision": got["precision"], "asked": asked, "path": _rel(run, final),
-                     "size_bytes": model_size(final), "gzip_bytes": gzip_size(final), "params": current.get("params"),
+                     "size_bytes": model_size(final), "gzip_bytes": gzip_size(final), "weight_bytes": weight_bytes(final), "params": current.get("params"),
                      "sparsity": read_meta(final).sparsity if read_meta(final) else None,
                      "remedy": got["remedy"]})
     shutil.rmtree(folder / ".stage", ignore_errors=True)
@@ -331,11 +393,17 @@ def _export_float(run: Run, ds: _Data, current: dict, reference_top1: float, fol
     data = ds.get()
     res = export_model(_abs(run, current["model"]), r.export.formats, folder, name="model")
     gate = _gate(r)
-    fg = stages.gate_floats(res.artifacts, data, _split(gate, data), reference_top1, gate.max_drop, run.say)
+    score = None
+    if getattr(data, "task", None) == "detection":  # judged in the detection judge's points, as int8 will be
+        from .compress.gate import TaskScore
+
+        score = TaskScore(data, _split(gate, data))
+        score.reference(_abs(run, current["model"]))
+    fg = stages.gate_floats(res.artifacts, data, _split(gate, data), reference_top1, gate.max_drop, run.say, score)
     arts = []
     for fmt, path in fg.passed.items():
         arts.append({"format": fmt, "precision": "float32", "path": _rel(run, path), "size_bytes": model_size(path),
-                     "gzip_bytes": gzip_size(path), "params": current.get("params"),
+                     "gzip_bytes": gzip_size(path), "weight_bytes": weight_bytes(path), "params": current.get("params"),
                      "sparsity": read_meta(path).sparsity, "verification": res.verification.get(fmt)})
     failures = [{"format": f["format"], "precision": "float32", "attempts": f["attempts"]} for f in fg.failures]
     return {"artifacts": arts, "failures": failures}
@@ -390,8 +458,9 @@ def _pick(rows: list[dict], target: str | None) -> dict | None:
     if pick is None:
         return None
     best = pick.row
+    key = "map" if "map" in best else "top1"
     return {"format": best["format"], "precision": best["precision"], "path": best["path"], "p50_ms": best["p50_ms"],
-            "top1": best["top1"], "note": pick.note, "by": "latency here" if is_this_host(prof) else "profile preference"}
+            key: best[key], "note": pick.note, "by": "latency here" if is_this_host(prof) else "profile preference"}
 
 
 def _publish(run: Run, rows: list[dict]) -> None:

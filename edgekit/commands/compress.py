@@ -52,6 +52,10 @@ def compress(model, data, out_dir, teacher, calibration_path, formats, profile, 
     sensitive layers in float, QAT, mixed precision, int16 activations) and is never written if
     no rung passes. Prints a table and writes report.json and report.md to --out.
 
+    A detector (.keras from edgekit train with detection data) takes --data a detection set
+    (YOLO, COCO, VOC folder or shapes) and --quantize only: each rung is judged in points of
+    mAP@[.5:.95] (centroid F1 for FOMO) on held-out images; QAT is not on its ladder.
+
     MODEL may also be a model edgekit did not train (.onnx, .tflite or a SavedModel folder) with
     --quantize int8 and --data an image folder: class subfolders named after --labels give the
     accuracy gate; plain images give a fidelity gate against the float model (--min-agreement,

@@ -21,7 +21,7 @@ from ..artifact import ArtifactMeta, provenance, read_meta, write_meta
 from ..errors import ConfigError, DataError, GateError, ModelError
 from ..passes import BenchConfig, DistillConfig, GateConfig, PruneConfig, QuantizeConfig
 from . import stages
-from .gate import judge, promote, top1_of
+from .gate import TaskScore, judge, promote, top1_of
 from .report import CompressReport, write_compress_report
 # The stages, importable from here as before.
 from .stages import (DevicePick, QuantizeOutcome, export_float, is_this_host, jsonable, keras_source,  # noqa: F401
@@ -84,14 +84,49 @@ def _data_options(meta) -> dict:
 
 
 def _load_data(data, meta):
+    """The dataset of the model's task: a detection set (YOLO, COCO, VOC or a built-in) for a detector, else a
+    classification dataset; the other kind is a one-line DataError."""
     from ..data import Dataset, load_dataset
+    from ..data.detection import DetectionSet, is_detection_data, load_detection
 
-    if isinstance(data, Dataset):
-        return data
-    return load_dataset(data, **_data_options(meta))
+    detector = meta is not None and meta.task == "detection"
+    if isinstance(data, (Dataset, DetectionSet)):
+        ds = data
+    elif detector:
+        if not is_detection_data(data):
+            raise DataError(f"The model is a detector; --data must be a detection dataset (a YOLO data.yaml, a COCO "
+                            f"or VOC folder, or shapes); received {data}")
+        ds = load_detection(data, seed=int((meta.provenance or {}).get("seed") or 0))
+        if isinstance(data, (str, os.PathLike)):
+            ds.name = str(data)  # as training recorded it: export's box check reloads held-out images from it
+        return ds
+    elif is_detection_data(data):
+        raise DataError(f"{data} is a detection dataset, but the model is not a detector (task "
+                        f"{getattr(meta, 'task', None) or 'classification'!r}); compress a detector on it")
+    else:
+        ds = load_dataset(data, **_data_options(meta))
+    if (getattr(ds, "task", None) == "detection") != detector:
+        raise DataError(f"Dataset {ds.name!r} is {'a detection' if not detector else 'not a detection'} dataset but "
+                        f"the model {'is' if detector else 'is not'} a detector")
+    return ds
+
+
+def _check_detector_data(model, meta, ds) -> None:
+    size = tuple(int(v) for v in (meta.preprocessing or {}).get("size") or ())
+    want = tuple(model.inputs[0].shape[1:3])
+    if size and want != size:
+        raise DataError(f"Detector input {want} differs from its recorded preprocessing size {size}")
+    if meta.labels and list(meta.labels) != list(ds.labels):
+        raise DataError(f"Detector labels ({', '.join(map(str, meta.labels[:6]))}) differ from dataset "
+                        f"{ds.name!r} labels ({', '.join(map(str, ds.labels[:6]))})")
+    if "postprocess" not in (meta.extra or {}):
+        raise ModelError("The detector's metadata has no extra.postprocess (its box decoding); re-export it with "
+                         "edgekit train")
 
 
 def _check_model_data(model, meta, ds) -> None:
+    if getattr(ds, "task", None) == "detection":
+        return _check_detector_data(model, meta, ds)
     want = tuple(model.inputs[0].shape[1:])
     if want != tuple(ds.input_shape):
         raise DataError(f"Model input shape {want} doesn't match dataset {ds.name!r} examples {ds.input_shape}")
@@ -138,7 +173,7 @@ def pick_for_profile(rows, profile) -> dict | None:
             "note": pick.note}
 
 
-def _inputs(model, data, teacher, distill):
+def _inputs(model, data, teacher, distill, prune=None):
     """The model to compress (a zoo name is a distillation student), its teacher and the data, loaded and
     checked against each other: (student_is_name, model, meta, path, teacher, teacher meta, teacher path, ds)."""
     t_model = t_meta = t_path = None
@@ -156,6 +191,9 @@ def _inputs(model, data, teacher, distill):
     else:
         src_model, src_meta, src_path = _load_model(model)
         ds = _load_data(data, src_meta)
+    if getattr(ds, "task", None) == "detection" and (distill is not None or prune is not None):
+        raise ConfigError(f"{'Distillation' if distill is not None else 'Pruning'} of a detector is not supported "
+                          "yet (its fine-tuning is classification training); give --quantize only")
     _check_model_data(src_model, src_meta, ds)
     if distill is not None:
         from .distill import check_teacher
@@ -198,14 +236,19 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
 
     # Inputs, all checked before any training or conversion.
     student_is_name, src_model, src_meta, src_path, t_model, t_meta, t_path, ds = _inputs(model, data, teacher,
-                                                                                          distill)
+                                                                                          distill, prune)
     calib_full = None
     if quantize is not None:
         from .quantize import calibration_set, check_calibration
 
-        if calibration is not None:
-            check_calibration(calibration, ds.input_shape)
-        calib_full = calibration_set(ds, 10 ** 9, quantize.seed, calibration)
+        if calibration is not None:  # a detection set has no fixed example shape: the detector's input is it
+            check_calibration(calibration, getattr(ds, "input_shape", None) or tuple(src_model.inputs[0].shape[1:]))
+        if getattr(ds, "task", None) == "detection" and calibration is None:
+            from .quantize import detection_calibration
+
+            calib_full = detection_calibration(ds, src_meta, quantize)
+        else:
+            calib_full = calibration_set(ds, 10 ** 9, quantize.seed, calibration)
     split = export.gate.split if export.gate.split in ds.splits else "val"
     name = export.name or (src_path.stem if src_path is not None else str(getattr(src_model, "name", "model")))
     meta0 = base_meta(src_meta, ds, src_path or model)
@@ -227,9 +270,11 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
             changed = True
         # The float reference: the model as given (for distillation, the teacher is the bar).
         ref_model = t_model if student_is_name else src_model
-        ref_top1 = top1_of(ref_model, ds, split)
-        steps["reference"] = {"top1": ref_top1, "split": split, "model": str(src_path or t_path or name)}
-        say(f"float reference top-1 on {split}: {ref_top1:.4f}")
+        score = TaskScore(ds, split, t_meta if student_is_name else src_meta)
+        ref_top1 = score.reference(ref_model)
+        steps["reference"] = {score.key: ref_top1, "metric": score.name, "unit": score.unit, "split": split,
+                              "model": str(src_path or t_path or name)}
+        say(f"float reference {score.name} on {split}: {ref_top1:.4f}")
 
         # Reference float artifacts (for size, latency and speed-up comparisons).
         ref_dir = out_dir / "reference"
@@ -250,7 +295,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
         if changed:
             # The compressed Keras model is gated first: if it already misses, no export or int8 can
             # rescue it, and it is not saved.
-            j = judge(top1_of(current, ds, split), ref_top1, export.gate.max_drop)
+            j = judge(score(current), ref_top1, export.gate.max_drop)
             steps["compressed_keras"] = j
             say(f"compressed float model: top-1 {j['top1']:.4f}, drop {j['drop']:.2f} points -> "
                 + ("pass" if j["passed"] else "miss"))
@@ -268,7 +313,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
             _save_keras(current, out_dir / f"{name}_compressed.keras", comp_meta.copy(format="keras"))
             say(f"exporting the compressed float model ({params:,} parameters) ...")
             staged = export_float(current, export.formats, stage_root / "float", name, comp_meta, say)
-            fg = stages.gate_floats(staged, ds, split, ref_top1, export.gate.max_drop, say)
+            fg = stages.gate_floats(staged, ds, split, ref_top1, export.gate.max_drop, say, score)
             for fmt, p in fg.passed.items():
                 float_src[fmt] = promote(p, out_dir / f"{name}_float{formats.get(fmt).suffix}")
                 entries.append(("compressed", fmt, float_src[fmt], params, {"precision": "float32"}))
@@ -291,8 +336,8 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
                                                                    "remedy": got["remedy"]}))
 
         say("measuring artifacts (accuracy, size, gzip, sparsity, latency) ...")
-        rows = measure_rows(entries, ds, split, ref_top1, export.bench, out_dir, say)
-        failures += stages.measured_gates(rows, export.gate, ref_top1, out_dir)
+        rows = measure_rows(entries, ds, split, ref_top1, export.bench, out_dir, say, score)
+        failures += stages.measured_gates(rows, export.gate, ref_top1, out_dir, score.key)
         notes = stages.speed_notes(rows)
         chosen = pick_for_profile(rows, profile) if profile is not None else None
         steps["seconds"] = round(time.time() - t_start, 1)
@@ -301,11 +346,12 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
     if failures:
-        raise _gate_error(failures, export.gate.max_drop, out_dir, result)
+        raise _gate_error(failures, export.gate.max_drop, out_dir, result, score.key, score.unit)
     return result
 
 
-def _gate_error(failures: list, max_drop: float, out_dir: Path, result: CompressReport) -> GateError:
+def _gate_error(failures: list, max_drop: float, out_dir: Path, result: CompressReport, key: str = "top1",
+                unit: str = "points of top-1") -> GateError:
     """One error naming every artifact that missed a gate (after the report is written)."""
     lines = []
     for f in failures:
@@ -315,8 +361,8 @@ def _gate_error(failures: list, max_drop: float, out_dir: Path, result: Compress
             continue
         last = f["attempts"][-1]
         tried = ", ".join(a["remedy"] for a in f["attempts"])
-        lines.append(f"{f['artifact']}: top-1 {last.get('top1', float('nan')):.4f}, drop {last.get('drop', 0):.2f} "
-                     f"points (max {max_drop:g}); tried {tried}")
+        lines.append(f"{f['artifact']}: {key} {last.get(key, float('nan')):.4f}, drop {last.get('drop', 0):.2f} "
+                     f"{unit} (max {max_drop:g}); tried {tried}")
     what = "the accuracy gate" if not any(f.get("gates") for f in failures) else "a gate"
     err = GateError(f"Artifact(s) missed {what} and were not written: " + "; ".join(lines)
                     + f". Report: {out_dir / 'report.md'}")

@@ -22,10 +22,53 @@ def top1_of(model_or_path, ds, split: str) -> float:
     return float(evaluate(model_or_path, ds, split=split)["top1"])
 
 
-def judge(top1: float, reference_top1: float, max_drop: float) -> dict:
+def is_detection(ds) -> bool:
+    return getattr(ds, "task", None) == "detection"
+
+
+def task_judge(ds, split: str, meta=None):
+    """The judge of ``ds``'s task (top-1, or mAP for a detection set), ``meta`` the float model's when the
+    judge reads a Keras model in memory (a detector's post-processing parameters)."""
+    from . import task_judges  # noqa: F401  (registers the judges of tasks beyond classification)
+    from .judge import judge_for
+
+    j = judge_for(ds, split)
+    if meta is not None and hasattr(j, "meta"):
+        j.meta = meta
+    return j
+
+
+class TaskScore:
+    """The headline metric of ``ds``'s task on ``ds[split]``, as a fraction: top-1 (:func:`top1_of`), or for a
+    detection set mAP@[.5:.95] (centroid F1 for a FOMO model) through the device runtime and the one box decoding.
+    ``reference(float model)`` fixes the metric (a detector's kind) and must come first; then ``key`` (the report
+    column), ``name`` and ``unit`` (of drops) are known and ``__call__(artifact)`` scores any artifact."""
+
+    def __init__(self, ds, split: str, meta=None):
+        self.ds, self.split = ds, split
+        self.judge = task_judge(ds, split, meta) if is_detection(ds) else None
+        self.key = self.judge.key if self.judge else "top1"
+        self.unit = "points of top-1"
+        self.name = "top-1"
+
+    def reference(self, model_or_path) -> float:
+        if self.judge is None:
+            return top1_of(model_or_path, self.ds, self.split)
+        s = self.judge.reference(model_or_path)
+        self.unit, self.name = self.judge.unit, s.unit
+        return s.value
+
+    def __call__(self, model_or_path) -> float:
+        if self.judge is None:
+            return top1_of(model_or_path, self.ds, self.split)
+        return self.judge.score(model_or_path).value
+
+
+def judge(top1: float, reference_top1: float, max_drop: float, key: str = "top1") -> dict:
+    """``top1`` (or the task's metric, reported under ``key``) against the reference: drop in points, passed."""
     drop = 100.0 * (reference_top1 - top1)
     # A rounding hair must not fail an artifact that matches the reference exactly.
-    return {"top1": top1, "drop": drop, "passed": bool(drop <= max_drop + 1e-9)}
+    return {key: top1, "drop": drop, "passed": bool(drop <= max_drop + 1e-9)}
 
 
 def check_gates(gates, *, top1: float, reference_top1: float, size_bytes: int, p50_ms: float | None) -> dict:

@@ -80,6 +80,28 @@ def calibration_set(ds, n: int, seed: int = 0, data: np.ndarray | None = None) -
     return np.ascontiguousarray(x, dtype=np.float32) if x.dtype.kind == "f" else x
 
 
+# A detector's calibration pool: its images are large (192-320 px), so the pool holds what the ladder can ask for
+# (200 by default, the more-calibration rung up to this) rather than the whole training split in float32.
+DETECTION_CALIBRATION_POOL = 400
+
+
+def detection_calibration(ds, meta, cfg: QuantizeConfig, pool: int = DETECTION_CALIBRATION_POOL) -> np.ndarray:
+    """Calibration images of a detection set's training split: a seeded draw of up to ``max(pool,
+    calibration_samples)`` images, resized to the detector's input and scaled as its preprocessing says."""
+    pre = meta.preprocessing or {}
+    size = int((pre.get("size") or [0])[0])
+    recs = ds.splits.get("train") or []
+    if not recs:
+        raise DataError(f"Detection set {ds.name!r} has no training images to calibrate on")
+    n = min(len(recs), max(pool, cfg.calibration_samples))
+    keep = np.sort(np.random.default_rng(cfg.seed).permutation(len(recs))[:n])
+    from ..data.detection import DetectionSet
+
+    sub = DetectionSet(ds.name, ds.labels, {"train": [recs[i] for i in keep]}, ds.layout)
+    x, _ = sub.images("train", size)
+    return x.astype(np.float32) * float(pre.get("scale", 1 / 255))  # as DetectorRunner feeds it
+
+
 def check_calibration(x: np.ndarray, input_shape: tuple, what: str = "Calibration data") -> None:
     got = tuple(np.asarray(x).shape[1:])
     if np.asarray(x).ndim < 1 or len(x) == 0:
@@ -130,6 +152,28 @@ def has_feature_normalization(model) -> bool:
         return False
 
     return names_normalize_features(l.name for l in _all_layers(model))
+
+
+def first_and_heads(order: list, weighted: set, successors: dict) -> list:
+    """The float-sensitive nodes of a graph: its first weighted node and its output heads, the weighted nodes from
+    which no other weighted node is reachable (``successors``: node -> the nodes reading its outputs), in graph
+    order. A chain's head is its last weighted layer (a classifier's dense); a detector has several (CenterNet's
+    heatmap, offset and size convs), each as sensitive as a classifier's last layer."""
+    picks = [n for n in order if n in weighted][:1]
+    for n in order:
+        if n not in weighted:
+            continue
+        seen, stack = set(), list(successors.get(n, ()))
+        while stack:
+            m = stack.pop()
+            if m in weighted:
+                break
+            if m not in seen:
+                seen.add(m)
+                stack.extend(successors.get(m, ()))
+        else:
+            picks.append(n)
+    return list(dict.fromkeys(picks))
 
 
 def quant_meta(base, precision: str, details: dict, calib_n: int | None):

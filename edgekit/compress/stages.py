@@ -69,14 +69,16 @@ class FloatGate:
 
 
 def gate_floats(staged: dict, ds, split: str, ref_top1: float, max_drop: float,
-                say: Callable[[str], None] = lambda s: None) -> FloatGate:
+                say: Callable[[str], None] = lambda s: None, score=None) -> FloatGate:
     """Every exported float artifact judged on ``ds[split]`` against ``ref_top1`` (points of top-1, as the
     int8 gate): a miss is deleted and is no quantization source. The rule of both faces (recipes gated only
-    their Keras model before)."""
+    their Keras model before). ``score`` (a :class:`~edgekit.compress.gate.TaskScore` whose reference was taken)
+    judges another task's metric (a detector's mAP) in its points."""
     out = FloatGate({}, [])
+    key, name = (score.key, score.name) if score is not None else ("top1", "top-1")
     for fmt, p in staged.items():
-        j = judge(top1_of(p, ds, split), ref_top1, max_drop)
-        say(f"float {fmt}: top-1 {j['top1']:.4f}, drop {j['drop']:.2f} points -> " + ("pass" if j["passed"] else "miss"))
+        j = judge(score(p) if score is not None else top1_of(p, ds, split), ref_top1, max_drop, key)
+        say(f"float {fmt}: {name} {j[key]:.4f}, drop {j['drop']:.2f} points -> " + ("pass" if j["passed"] else "miss"))
         if j["passed"]:
             out.passed[fmt] = Path(p)
         else:
@@ -246,7 +248,8 @@ def _not_preferred(profile, pref, precs, best, rows, ok, fmts, here: bool = True
 
 
 
-def measured_gates(rows: list[ArtifactRow], gate: GateConfig, ref_top1: float, out_dir: Path) -> list:
+def measured_gates(rows: list[ArtifactRow], gate: GateConfig, ref_top1: float, out_dir: Path,
+                   key: str = "top1") -> list:
     """The gates measured after the ladder (min_top1, max_size_kb, max_p50_ms; as a recipe's): a compressed
     artifact that misses one is deleted, its row says which, and it is a failure."""
     from .gate import check_gates
@@ -257,7 +260,7 @@ def measured_gates(rows: list[ArtifactRow], gate: GateConfig, ref_top1: float, o
     for r in rows:
         if r.gate == "reference":
             continue
-        g = check_gates(gate, top1=r.metrics["top1"], reference_top1=ref_top1, size_bytes=r.size_bytes,
+        g = check_gates(gate, top1=r.metrics[key], reference_top1=ref_top1, size_bytes=r.size_bytes,
                         p50_ms=r.p50_ms)
         missed = [k for k, v in g.items() if not v["passed"]]
         if missed:
@@ -269,26 +272,28 @@ def measured_gates(rows: list[ArtifactRow], gate: GateConfig, ref_top1: float, o
 
 
 def measure_rows(entries, ds, split, ref_top1, bench_cfg: BenchConfig | None, out_dir: Path,
-                 say=lambda s: None) -> list[ArtifactRow]:
-    """Every artifact of ``entries`` ((kind, format, path, params, extra)) measured: top-1 and its drop against
-    ``ref_top1``, size, gzip size, sparsity, weight dtypes, latency by :func:`bench`; related to its format's
-    float reference."""
+                 say=lambda s: None, score=None) -> list[ArtifactRow]:
+    """Every artifact of ``entries`` ((kind, format, path, params, extra)) measured: top-1 (``score``'s metric
+    when given: a detector's mAP) and its drop against ``ref_top1``, size, gzip size, sparsity, weight dtypes,
+    latency by :func:`bench`; related to its format's float reference."""
     from ..artifact import model_size
-    from .measure import gzip_size, weight_dtypes, weight_sparsity
+    from .measure import gzip_size, weight_bytes, weight_dtypes, weight_sparsity
 
     rows = []
     for kind, fmt, path, params, extra in entries:
         path = Path(path)
         say(f"measuring {path.name} ...")
-        top1 = top1_of(path, ds, split)
+        top1 = score(path) if score is not None else top1_of(path, ds, split)
         lat = bench(path, bench_cfg)
         rows.append(ArtifactRow(str(path.relative_to(out_dir)), fmt, extra.get("precision", "float32"),
                                 gate="reference" if kind == "reference" else "pass",
-                                metrics={"top1": top1, "drop": 100.0 * (ref_top1 - top1)},
-                                drop_unit="points of top-1", size_bytes=model_size(path), gzip_bytes=gzip_size(path),
+                                metrics={score.key if score is not None else "top1": top1,
+                                         "drop": 100.0 * (ref_top1 - top1)},
+                                drop_unit=score.unit if score is not None else "points of top-1", size_bytes=model_size(path), gzip_bytes=gzip_size(path),
                                 p50_ms=lat["p50_ms"] if lat else None, p99_ms=lat["p99_ms"] if lat else None,
                                 remedy=extra.get("remedy"), sparsity=round(weight_sparsity(path), 4),
-                                params=params, weights=weight_dtypes(path), extra=bench_extra(lat)))
+                                params=params, weights=weight_dtypes(path), weight_bytes=weight_bytes(path),
+                                extra=bench_extra(lat)))
     relate_to_references(rows)
     return rows
 
@@ -320,7 +325,7 @@ def speed_notes(rows: list[ArtifactRow]) -> list:
     return notes
 
 
-def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig) -> list[str]:
+def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig, detection: bool = False) -> list[str]:
     """The rungs tried for ``precision`` in ``fmt``, in order, after the plain attempt ("none").
 
     int8: the configured remedies; int16x8 only where the format makes it and it was not asked for on its
@@ -328,9 +333,11 @@ def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig) -> l
     """
     if precision == "int8":
         f = formats.get(fmt)
+        # QAT retrains with the classification loss: a detector's ladder stops before it.
+        rem = [r for r in gate.remedies if r != "qat" or not detection]
         # With --int8-io the caller wants int8 tensors at the edges; 16x8 would hand back float ones.
-        return [r for r in gate.remedies if r != "int16x8" or ("int16x8" in f.precisions and not cfg.int8_io
-                                                               and "int16x8" not in cfg.precision)]
+        return [r for r in rem if r != "int16x8" or ("int16x8" in f.precisions and not cfg.int8_io
+                                                     and "int16x8" not in cfg.precision)]
     if precision == "int16x8":
         return [r for r in gate.remedies if r in ("more-calibration", "per-channel")]
     return []
@@ -348,7 +355,8 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     from .quantizers import QuantizeJob
 
     plan = [Rung(remedy, c, "int16x8" if remedy == "int16x8" else precision)
-            for remedy, c in rungs(cfg, ladder(fmt, precision, cfg, gate), len(calib_full))]
+            for remedy, c in rungs(cfg, ladder(fmt, precision, cfg, gate, getattr(ds, "task", None) == "detection"),
+                                   len(calib_full))]
 
     def make(i: int, rung: Rung) -> Path:
         c, prec = rung.config, rung.precision

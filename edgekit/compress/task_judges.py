@@ -32,8 +32,9 @@ class MapJudge(Judge):
     METRICS = {"centernet": ("mAP@[.5:.95]", "points of mAP@[.5:.95]"),
                "fomo": ("centroid F1", "points of centroid F1")}
 
-    def __init__(self, ds, split: str = "test", limit: int | None = None):
+    def __init__(self, ds, split: str = "test", limit: int | None = None, meta=None):
         self.ds, self.split, self.limit = ds, split, limit
+        self.meta = meta  # the float model's metadata, for a keras.Model in memory (a file carries its own)
         self.kind: str | None = None  # set by reference()
         self.unit = self.METRICS["centernet"][1]  # a box detector's until reference() reads the float model
 
@@ -41,7 +42,7 @@ class MapJudge(Judge):
         """(post-processing kind, score_outputs' numbers, images) of ``model`` on the judge's split."""
         from ..evaluate_detect import DetectorRunner, score_outputs
 
-        runner = DetectorRunner(model)
+        runner = DetectorRunner(model, meta=None if isinstance(model, (str, Path)) else self.meta)
         try:
             x, recs = self.ds.images(self.split, runner.size, self.limit)
             post = runner.meta.extra["postprocess"]

@@ -81,6 +81,6 @@ def test_cli_bad_recipes_exit_2_before_training(cli, tmp_path):
         assert "Traceback" not in proc.stderr
         assert not out.exists(), f"{label}: a run folder was created before validation passed"
     proc = cli("run", "no-such-recipe")
-    assert proc.returncode == 2 and "Shipped: image-mobilenet, kws-ds-cnn, kws-transformer" in proc.stderr
+    assert proc.returncode == 2 and "Shipped: detect-centernet, image-mobilenet, kws-ds-cnn, kws-transformer" in proc.stderr
     proc = cli("run", str(write_recipe(tmp_path, BASE)), "--set", "train.nope=1")
     assert proc.returncode == 2 and "does not exist" in proc.stderr

@@ -67,9 +67,16 @@ _WEIGHTED = ("Conv", "MatMul", "Gemm")
 def onnx_sensitive_nodes(model_path: Path) -> list[str]:
     import onnx
 
+    from ..quantize import first_and_heads
+
     m = onnx.load(str(model_path), load_external_data=False)
-    weighted = [n.name for n in m.graph.node if n.op_type in _WEIGHTED]
-    return list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
+    readers: dict = {}
+    for n in m.graph.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n.name)
+    succ = {n.name: [r for t in n.output for r in readers.get(t, ())] for n in m.graph.node}
+    return first_and_heads([n.name for n in m.graph.node], {n.name for n in m.graph.node if n.op_type in _WEIGHTED},
+                           succ)
 
 
 def onnx_front_nodes(model_path: Path) -> list[str]:

@@ -66,9 +66,15 @@ def quantize(source, job) -> Path:
 
 
 def _first_and_last_weighted(float_path: Path, model) -> list[str]:
-    """The float-sensitive layers of an OpenVINO model: its first and last weighted ops."""
-    weighted = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in _WEIGHTED]
-    return list(dict.fromkeys([weighted[0], weighted[-1]])) if weighted else []
+    """The float-sensitive layers of an OpenVINO model: its first weighted op and its output heads
+    (:func:`~edgekit.compress.quantize.first_and_heads`)."""
+    from ..quantize import first_and_heads
+
+    ops = model.get_ordered_ops()
+    succ = {op.get_friendly_name(): [i.get_node().get_friendly_name() for o in op.outputs() for i in o.get_target_inputs()]
+            for op in ops}
+    return first_and_heads([op.get_friendly_name() for op in ops],
+                           {op.get_friendly_name() for op in ops if op.get_type_name() in _WEIGHTED}, succ)
 
 
 def _from_float_ir(float_xml: Path, out: Path, m, opts: dict, record: dict) -> Path:

@@ -35,7 +35,7 @@ def quantize(source, job) -> Path:
     if calibrated:
         details.update(per_channel=cfg.per_channel or precision == "int16x8", kept_float=list(cfg.keep_float))
         if cfg.float_sensitive and not cfg.keep_float:
-            details["kept_float"] = "first and last weighted layers"
+            details["kept_float"] = "first weighted layer and the output heads"
         if cfg.mixed_precision and precision == "int8":
             details["kept_float"] = f"ops {', '.join(SENSITIVE_TFLITE_OPS)}, first and last weighted layers"
         if front:
@@ -141,7 +141,8 @@ def _tflite_kept_nodes(conv, rep, *, sensitive: bool, front: bool) -> list[str]:
     fully quantized model (one probe conversion): ``front``, every op from the input through the first
     weighted op but the input's QUANTIZE (ds_cnn_s's time_mean_norm, reshape and first conv: on the demo's
     pruned ds_cnn_s, seed 3, int8 lost 0.88 points with them quantized, -0.10 with them and the last layer
-    float); ``sensitive``, the first conv and the last fully connected op."""
+    float); ``sensitive``, the first conv and the output heads (a classifier's last fully connected op; a
+    detector's parallel head convs)."""
     if not (sensitive or front):
         return []
     import tensorflow as tf
@@ -155,6 +156,13 @@ def _tflite_kept_nodes(conv, rep, *, sensitive: bool, front: bool) -> list[str]:
     if not weighted:
         return []
     picks = [o for o in ops[:weighted[0] + 1] if o["op_name"] != "QUANTIZE"] if front else []
-    if sensitive:
-        picks += [ops[weighted[0]], ops[weighted[-1]]]
+    if sensitive:  # the first weighted op and the output heads (a detector has several)
+        from ..quantize import first_and_heads
+
+        readers: dict = {}
+        for i, o in enumerate(ops):
+            for t in o["inputs"]:
+                readers.setdefault(int(t), []).append(i)
+        succ = {i: [r for t in o["outputs"] for r in readers.get(int(t), ())] for i, o in enumerate(ops)}
+        picks += [ops[i] for i in first_and_heads(list(range(len(ops))), set(weighted), succ)]
     return list(dict.fromkeys(tensors[o["outputs"][0]] for o in picks))
