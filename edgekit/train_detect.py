@@ -27,8 +27,9 @@ DETECTORS = ("centernet_lite0", "centernet_mnv2", "fomo_mnv2")
 # detector's backbone from scratch on a few thousand images (measured on ``shapes``: see README, Detect objects).
 PRETRAINED_BY_DEFAULT = ("centernet_lite0",)
 DEFAULT_SIZE = 192
-# Default budget: ~2,400 optimizer steps, 10-60 epochs (early stopping ends a converged run sooner).
-AUTO_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 2400, 10, 60
+# Default budget: ~1,000 optimizer steps, 10-60 epochs (early stopping ends a converged run sooner). From the
+# ImageNet backbone, shapes' validation mAP@.5 passed 0.85 by step 400 of 1,000 (about 25 minutes on 2 cores).
+AUTO_STEPS, AUTO_MIN_EPOCHS, AUTO_MAX_EPOCHS = 1000, 10, 60
 
 
 def is_detector(model_name: str) -> bool:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 
+@pytest.mark.heavy  # the shared tiny detector trains ~40 s: CI runs it after the default suite (-m heavy)
 def test_detector_pairings_are_one_line_errors(tiny_detector, keras_classifier, tiny_yolo, invoke_cli, tmp_path):
     r, root = tiny_detector
     cases = [([str(r.model_path), "-d", "digits", "--quantize", "int8"], "The model is a detector; --data must be"),
@@ -75,6 +76,10 @@ def gated(pseudo_labelled, tmp_path_factory):
     return good, bad, bar, str(e.value)
 
 
+# Slow, not heavy: the one-epoch detector's heatmap sits near its 0.1 prior, so even a well calibrated int8 loses
+# ~89 points of its own boxes against ~96 for the miscalibrated one; a margin that thin may flip on another CPU's
+# int8 kernels. The heavy recipe tests gate a detector in all three formats in CI.
+@pytest.mark.slow
 def test_detector_int8_climb_is_gated_by_map(gated):
     good, bad, bar, err = gated
     rep = _report(good)
