@@ -16,7 +16,7 @@ TINY = ["data.limit=40", "train.epochs=2", "train.batch_size=8", "model.options=
 
 
 @pytest.mark.parametrize("sets,message", [
-    (["data.name=digits"], "data.name: model 'centernet_mnv2' is a detector; 'digits' is not detection data"),
+    (["data.name=digits"], "data.name: model 'centernet_lite0' is a detector; 'digits' is not detection data"),
     (["steps=[{type: prune, sparsity: 0.5}, {type: quantize}]"], "steps.0: a prune step is not supported for a "
                                                                  "detector"),
     (["model.options={input_size: large}"], "model.options.input_size must be a positive integer"),
