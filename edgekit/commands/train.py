@@ -14,8 +14,9 @@ from .data import data_option, parse_options
 @click.option("--epochs", "-e", type=Number(int, min=1, max=100_000),
               help="Epoch budget (default: sized to the data, 12-120 epochs).")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Run folder to create.")
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--lr", "learning_rate", type=float, default=3e-3, show_default=True, help="Peak learning rate (cosine decay).")
+@click.option("--batch-size", type=int, help="Examples per step (default: 64; detectors 32).")
+@click.option("--lr", "learning_rate", type=float, help="Peak learning rate, cosine decay (default: 0.003; detectors "
+              "0.004).")
 @click.option("--seed", type=Number(int, min=0, max=2**32 - 1), default=0, show_default=True)
 @click.option("--patience", type=int, help="Early stopping after this many epochs without improvement "
               "(default: a quarter of the budget, at least 8; 0 turns it off).")
@@ -54,15 +55,16 @@ def train(model_name, data, epochs, out_dir, batch_size, learning_rate, seed, pa
     from ..data.detection import is_detection_data
     from ..train_detect import is_detector
 
+    # Unset: each trainer's own default (a detector's differ from a classifier's).
+    given = {k: v for k, v in (("batch_size", batch_size), ("learning_rate", learning_rate)) if v is not None}
     if is_detector(model_name) or is_detection_data(data):
         from ..train_detect import train_cli
 
-        return train_cli(model_name, data, epochs, out_dir, batch_size=batch_size, learning_rate=learning_rate,
-                         seed=seed, patience=patience, limit=limit, augment=not no_augment, weights=weights,
+        return train_cli(model_name, data, epochs, out_dir, **given, seed=seed, patience=patience, limit=limit, augment=not no_augment, weights=weights,
                          model_options=parse_options(model_options), overwrite=overwrite, quiet=quiet,
                          json_path=json_path, unused={"--augment-option": augment_options, "--freeze-epochs":
                                                       freeze_epochs, "--option": options})
-    r = run(model_name, data, epochs, out_dir, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+    r = run(model_name, data, epochs, out_dir, **given, seed=seed,
             patience=patience, limit=limit, augment=False if no_augment else augment, strategy=strategy,
             weights=weights, freeze_epochs=freeze_epochs,
             model_options=parse_options(model_options), data_options=parse_options(options), overwrite=overwrite,
