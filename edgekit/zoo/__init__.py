@@ -47,7 +47,7 @@ DESCRIPTIONS = {
     "kwt": ("audio-classification", (49, 40), "Keyword transformer: feature frames as tokens"),
     "text_transformer": ("text-classification", (32,), "Token embedding + 2 encoder blocks"),
     "centernet_lite0": ("detection", (192, 192, 3), "Box detector: EfficientNet-Lite0 (ImageNet weights) + FPN, "
-                                                     "CenterNet head at 1/8"),
+                                                     "CenterNet head at 1/4"),
     "centernet_mnv2": ("detection", (192, 192, 3), "Box detector: MobileNetV2 0.35 + FPN, CenterNet head at 1/8"),
     "fomo_mnv2": ("detection", (192, 192, 3), "FOMO-style centroids: MobileNetV2 0.35 cut at 1/8, heatmap"),
 }
