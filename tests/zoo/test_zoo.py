@@ -148,7 +148,7 @@ def test_width_multiplier_shrinks_mobilenet():
 
 
 def test_errors():
-    with pytest.raises(ConfigError, match="Unknown model 'ds_cnn_xl'. Available: centernet_mnv2, ds_cnn_l"):
+    with pytest.raises(ConfigError, match="Unknown model 'ds_cnn_xl'. Available: centernet_lite0, centernet_mnv2, ds_cnn_l"):
         build_model("ds_cnn_xl", (49, 10), 12)
     with pytest.raises(ConfigError, match="input shape"):
         build_model("ds_cnn_s", (16000,), 12)
