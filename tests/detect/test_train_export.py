@@ -44,6 +44,7 @@ def test_every_float_export_draws_the_keras_boxes(exported):
         assert b["boxes"] > 0, fmt  # not vacuous: the reference drew boxes
         assert b["fraction"] >= 0.99 and b["passed"], (fmt, b)
         assert b["min_iou"] >= 0.9
+        assert b["max_score_diff"] <= b["max_score_diff_allowed"] == 0.01 and v["max_abs_diff"] <= v["atol"]
 
 
 def test_eval_is_the_same_in_every_format(tiny_detector, exported):
