@@ -232,13 +232,18 @@ def map_judge(artifact_path, dataset=None, split: str = "test", limit: int | Non
     return 100.0 * (r["map"] if r["kind"] == "centernet" else r["f1"])
 
 
-def verify_boxes(reference: np.ndarray, got: np.ndarray, meta, min_fraction: float = 0.99, iou: float = 0.9) -> dict:
+def verify_boxes(reference: np.ndarray, got: np.ndarray, meta, min_fraction: float = 0.99, iou: float = 0.9,
+                 score_tol: float = 0.01) -> dict:
     """Boxes decoded from an export's raw output against those from the source model's: the fraction of reference
-    boxes matched (same class, IoU >= ``iou``); the export check requires ``min_fraction``."""
+    boxes matched (same class, IoU >= ``iou``); the export check requires ``min_fraction``. The export's boxes are
+    decoded ``score_tol`` under the score threshold, the score difference the check allows: a box at 0.301 in
+    Keras and 0.299 in TFLite is the same box, not a lost one (float TFLite of centernet_lite0 lost 1.2 % of the
+    boxes that way)."""
     from .runtime.boxes import Postprocess, match_detections
 
     post = Postprocess.from_meta(meta)
-    ref, new = post(reference), post(np.asarray(got).reshape(reference.shape))
+    low = Postprocess.from_meta(meta, score_threshold=max(0.0, post.score_threshold - score_tol))
+    ref, new = post(reference), low(np.asarray(got).reshape(reference.shape))
     m = match_detections(ref, new, iou)
     m["min_fraction"] = min_fraction
     m["passed"] = bool(m["fraction"] >= min_fraction)
