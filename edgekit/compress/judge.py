@@ -55,6 +55,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+
+def top1_of(model_or_path, ds, split: str) -> float:
+    """Top-1 on ``ds[split]`` through edgekit.evaluate (runtime sessions for exported files)."""
+    from ..evaluate import evaluate
+
+    return float(evaluate(model_or_path, ds, split=split)["top1"])
+
+
 # A rounding hair must not fail an artifact that matches the reference exactly.
 EPS = 1e-9
 
@@ -125,8 +133,6 @@ class AccuracyJudge(Judge):
 
     @classmethod
     def on_dataset(cls, ds, split: str) -> "AccuracyJudge":
-        from .gate import top1_of
-
         return cls(lambda m: top1_of(m, ds, split))
 
     def reference(self, float_artifact) -> Score:
