@@ -43,13 +43,11 @@ def check_detections(got: dict, want: dict) -> dict:
     box matched (same class, IoU >= ``want["iou"]``)."""
     if want.get("skipped"):
         return {"passed": True, "skipped": want["skipped"]}
-    import types
-
     import numpy as np
 
     from edgekit.runtime.boxes import Detections, Postprocess, match_detections
 
-    post = Postprocess.from_meta(types.SimpleNamespace(extra={"postprocess": want["postprocess"]}, task="detection"))
+    post = Postprocess.from_params(want["postprocess"])
     mine = post(got[want["output"]])[0]
     ref = Detections(np.asarray(want["boxes"], np.float32).reshape(-1, 4), np.asarray(want["scores"], np.float32),
                      np.asarray(want["classes"], np.int64))

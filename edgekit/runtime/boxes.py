@@ -90,10 +90,16 @@ class Postprocess:
 
     @classmethod
     def from_meta(cls, meta, **overrides) -> "Postprocess":
-        p = dict(((getattr(meta, "extra", None) or {}).get("postprocess") or {}))
+        p = (getattr(meta, "extra", None) or {}).get("postprocess")
         if not p:
             raise ModelError("This model carries no detection post-processing in its metadata (task "
                              f"{getattr(meta, 'task', None)!r}); a detector exported by edgekit does")
+        return cls.from_params(p, **overrides)
+
+    @classmethod
+    def from_params(cls, p: dict, **overrides) -> "Postprocess":
+        """From the ``postprocess`` mapping a detector's metadata (or a bundle's smoke reference) carries."""
+        p = dict(p or {})
         if p.get("kind") not in KINDS:
             raise ModelError(f"Unknown post-processing kind {p.get('kind')!r}. Available: {', '.join(KINDS)}")
         kw = {k: p[k] for k in ("kind", "num_classes", "score_threshold", "nms_iou", "max_detections", "peak_kernel")
