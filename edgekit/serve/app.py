@@ -55,6 +55,7 @@ class App:
         self.max_json = min(self.max_body, int(config.max_json_mb * 1024 * 1024))
         self.max_pixels = int(config.max_image_mp * 1e6)
         self.draining = False
+        self.active = 0  # HTTP requests in progress (from their headers to their answer)
         self._openapi = None
         # Image decoding and big JSON parses run here, off the event loop, so health checks and other
         # requests keep being answered; two workers bound the memory such work can take at once.
@@ -82,6 +83,13 @@ class App:
                 return
 
     async def _http(self, scope, receive, send):
+        self.active += 1
+        try:
+            await self._answer(scope, receive, send)
+        finally:
+            self.active -= 1
+
+    async def _answer(self, scope, receive, send):
         t0 = time.perf_counter()
         labels = ["", "", "other"]
         try:
@@ -233,7 +241,7 @@ class App:
     # -- inference ---------------------------------------------------------------------------
     async def _run(self, model, feed, rows, key, timeout_s, outputs=None):
         loop = asyncio.get_running_loop()
-        fut = model.batcher.submit(feed, rows, key, time.perf_counter() + timeout_s, outputs)
+        fut = model.batcher.submit(feed, rows, key, time.perf_counter() + timeout_s, outputs, alone=self.active == 1)
         # A timer instead of asyncio.wait_for: no extra task per request on the hot path.
         timer = loop.call_later(timeout_s, _expire, fut, timeout_s)
         self.metrics.inflight += 1

@@ -1,10 +1,18 @@
 """Dynamic batching on one worker thread per model version.
 
-The event loop never runs a model: it validates a request, appends a Job to a bounded queue
-(full → Overloaded at once, so memory stays flat under overload) and awaits a future. The worker
-takes the oldest job, waits up to ``max_delay_s`` for compatible jobs to fill ``max_batch_size``
-rows, runs one concatenated batch and hands each caller its slice. One thread per session also
-serialises calls, which the LiteRT interpreter needs (it is not thread-safe).
+The event loop validates a request, appends a Job to a bounded queue (full → Overloaded at once, so
+memory stays flat under overload) and awaits a future. The worker takes the oldest job, waits up to
+``max_delay_s`` for compatible jobs to fill ``max_batch_size`` rows, runs one concatenated batch and
+hands each caller its slice. One lock per session serialises calls, which the LiteRT interpreter
+needs (it is not thread-safe).
+
+One exception, for latency: a request that finds the server otherwise idle (no other request in
+progress, nothing queued, the worker idle) runs on the event loop's own thread, if the model has
+lately run one job within ``inline_max_s``. The hand-off to the worker and back costs two thread
+wake-ups, and the worker reads a tensor the loop's core has just received: measured at concurrency 1
+on a 2-core machine (MobileNetV3-Small, 1.9 ms a run), 0.4 ms of the 0.9 ms the server added. The loop is
+blocked for at most about ``inline_max_s`` (health probes and timers wait that long); with another
+request in progress the worker runs the model, so reading and inference overlap as before.
 """
 
 from __future__ import annotations
@@ -50,7 +58,7 @@ def _deliver_all(pairs):
 
 class Batcher:
     def __init__(self, session, *, max_batch_size: int = 8, max_delay_s: float = 0.0, max_queue: int = 64,
-                 batchable: bool = True, metrics=None, labels: tuple = ()):
+                 batchable: bool = True, metrics=None, labels: tuple = (), inline_max_s: float = 0.0):
         self.session = session
         self.max_batch = max(1, int(max_batch_size)) if batchable else 1
         self.max_delay = max(0.0, float(max_delay_s))
@@ -60,7 +68,11 @@ class Batcher:
         self._q: deque[Job] = deque()
         self._cv = threading.Condition()
         self._stopping = False
-        self._busy = 0  # jobs taken by the worker and not yet answered
+        self._busy = 0  # jobs taken by the worker (or run inline) and not yet answered
+        self._run_lock = threading.Lock()  # one session call at a time, the worker's or an inline one
+        # Inline runs need a model known to be quick (a recent run of one job), and no batching delay to honour.
+        self.inline_max_s = float(inline_max_s) if self.max_delay == 0 else 0.0
+        self.last_run_s = None  # a moving average of one job's run time
         self._thread = threading.Thread(target=self._loop, name=f"edgekit-batcher-{'-'.join(labels)}", daemon=True)
         self._thread.start()
 
@@ -73,16 +85,32 @@ class Batcher:
     def pending(self) -> int:
         return len(self._q) + self._busy
 
-    def submit(self, feed: dict, rows: int, key, deadline: float, outputs=None) -> asyncio.Future:
+    def submit(self, feed: dict, rows: int, key, deadline: float, outputs=None, alone: bool = False) -> asyncio.Future:
+        """A future for the job's outputs. ``alone``: no other request is in progress on this server, so the
+        job may run here, on the loop's thread (the module doc says when); the future is then done on return."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        job = Job(feed, rows, key, fut, loop, deadline, outputs)
         with self._cv:
             if self._stopping:
                 raise ShuttingDown("The server is shutting down")
-            if len(self._q) >= self.max_queue:
-                raise Overloaded(f"Queue full ({self.max_queue} requests waiting); retry later")
-            self._q.append(Job(feed, rows, key, fut, loop, deadline, outputs))
-            self._cv.notify()
+            inline = (alone and not self._q and not self._busy and self.last_run_s is not None
+                      and self.last_run_s <= self.inline_max_s and self._run_lock.acquire(blocking=False))
+            if not inline:
+                # Waiting means behind a run: with the worker idle, the head of the queue is as good as running
+                # (it is taken the moment the worker wakes), so how many are served does not depend on how fast
+                # the worker thread wins the GIL back after a burst begins.
+                if len(self._q) - (1 if self._q and not self._busy else 0) >= self.max_queue:
+                    raise Overloaded(f"Queue full ({self.max_queue} requests waiting); retry later")
+                self._q.append(job)
+                self._cv.notify()
+                return fut
+            self._busy = 1
+        try:
+            self._process([job], inline=True)
+        finally:
+            self._busy = 0
+            self._run_lock.release()
         return fut
 
     def stop(self, timeout: float | None = None) -> bool:
@@ -132,11 +160,12 @@ class Batcher:
             if jobs is None:
                 return
             try:
-                self._process(jobs)
+                with self._run_lock:
+                    self._process(jobs)
             finally:
                 self._busy = 0
 
-    def _process(self, jobs: list[Job]):
+    def _process(self, jobs: list[Job], inline: bool = False):
         now = time.perf_counter()
         live = []
         for j in jobs:
@@ -172,9 +201,17 @@ class Batcher:
             self._finish(live[0], None, e if isinstance(e, EdgekitError) else RuntimeError(f"{type(e).__name__}: {e}"))
             return
         done = time.perf_counter()
+        if len(live) == 1:
+            took = done - now
+            self.last_run_s = took if self.last_run_s is None else 0.8 * self.last_run_s + 0.2 * took
         if m is not None:
+            if inline:
+                m.inline_runs.inc(self.labels)
             m.inference_seconds.observe(done - now, self.labels)
             m.batch_size.observe(sum(j.rows for j in live), self.labels)
+        if inline:  # on the loop's thread: the caller finds its future done
+            _deliver_all([(j.future, part) for j, part in zip(live, parts)])
+            return
         # One wake-up of the event loop for the whole batch (each call_soon_threadsafe writes to its self-pipe).
         loops = {j.loop for j in live}
         if len(loops) == 1:

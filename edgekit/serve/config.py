@@ -18,6 +18,9 @@ class ServeConfig:
     max_batch_size: int = 8  # rows per run for models with a dynamic batch dimension; 1 disables batching
     max_queue_delay_ms: float = 0.0  # extra wait for a batch to fill; 0 batches only what is already queued
     max_queue: int = 64  # requests waiting per model version before 503
+    # A request that finds no other in progress runs its model on the event loop's thread, without the hop to
+    # the model thread and back, if the model has lately run one request within this; 0: always the model thread.
+    inline_max_ms: float = 5.0
     timeout_ms: float = 10000.0  # per request: queue + run
     max_body_mb: float = 64.0
     # JSON tensors cost ~10x their text in Python objects while parsed; big tensors belong in the binary
@@ -43,6 +46,7 @@ class ServeConfig:
         "max_batch_size": (65536, True, False),
         "max_queue_delay_ms": (60_000, False, True),
         "max_queue": (1_000_000, True, False),
+        "inline_max_ms": (1000, False, True),
         "timeout_ms": (86_400_000, False, False),
         "max_body_mb": (16384, False, False),
         "max_json_mb": (16384, False, False),

@@ -62,6 +62,26 @@ EVICTABLE_RATE = 64 * 1024
 PROBE_PATHS = frozenset({b"/v2/health/live", b"/v2/health/ready", b"/metrics"})
 
 
+# Where a binary tensor starts in the body buffer: a multiple of this (the tensor is read in place).
+TENSOR_ALIGN = 64
+
+
+def body_buffer(n: int, json_len: bytes | None) -> memoryview:
+    """A buffer for an ``n``-byte body, not zero-filled (50 us for 600 KB: every byte is written before the app
+    sees it, and pages are taken as bytes arrive). With the binary tensor extension, the tensor that follows the
+    ``json_len``-byte JSON header starts on a TENSOR_ALIGN boundary: the model reads it in place, where a
+    misaligned one cost a 224x224x3 float model 0.26 ms more per run (LiteRT, 1.92 -> 2.18 ms)."""
+    try:
+        head = int(json_len) if json_len is not None else 0
+    except ValueError:
+        head = 0  # the app refuses the header with its own message
+    if not 0 < head < n:
+        return memoryview(np.empty(n, np.uint8))
+    raw = np.empty(n + TENSOR_ALIGN, np.uint8)
+    skip = -(raw.ctypes.data + head) % TENSOR_ALIGN
+    return memoryview(raw)[skip:skip + n]
+
+
 class _Refuse(Exception):
     """Raised inside a parser callback to stop parsing; the reply is in ``protocol._refusal``."""
 
@@ -328,12 +348,14 @@ class GuardedProtocol(HttpToolsProtocol):
         self._body_deadline = now + self.body_timeout_s
         self._body_t0 = self._last_body_at = now
         self._body_got = 0
-        length = chunked = None
+        length = chunked = json_len = None
         for k, v in self.headers:
             if k == b"content-length":
                 length = v
             elif k == b"transfer-encoding":
                 chunked = v
+            elif k == b"inference-header-content-length":
+                json_len = v
         cycle = self.cycle
         if cycle is None or cycle.scope is not self.scope:
             return
@@ -347,8 +369,8 @@ class GuardedProtocol(HttpToolsProtocol):
                 # From here on the body goes straight into one buffer of its size: what came with the headers
                 # through on_body, the rest by the socket's reads into it (get_buffer).
                 cycle.__class__ = _WholeBody
-                self._buf = memoryview(np.empty(n, np.uint8))  # not zero-filled (50 us for 600 KB): every
-                self._left = n  # byte is written before the app sees it; pages are taken as bytes arrive
+                self._buf = body_buffer(n, json_len)
+                self._left = n
 
     def _body_done(self):
         """The body buffer is whole: it becomes the cycle's body (if that cycle still wants it)."""

@@ -122,9 +122,11 @@ class Metrics:
         self.queue_seconds = Histogram("edgekit_queue_duration_seconds", "Time requests wait for the worker.", mv)
         self.inference_seconds = Histogram("edgekit_inference_duration_seconds", "Model run time per batch.", mv)
         self.batch_size = Histogram("edgekit_batch_size", "Rows per executed batch.", mv, BATCH_BUCKETS)
+        self.inline_runs = Counter("edgekit_inline_runs_total", "Runs done on the event loop (the server was "
+                                   "otherwise idle and the model quick: --inline-max-ms), not on the model thread.", mv)
         self.inflight = 0
         self._all = [self.requests, self.errors, self.request_seconds, self.queue_seconds,
-                     self.inference_seconds, self.batch_size,
+                     self.inference_seconds, self.batch_size, self.inline_runs,
                      Gauge("edgekit_inflight_requests", "Inference requests being handled now.", (),
                            lambda: [((), self.inflight)])]
 

@@ -223,13 +223,13 @@ class Repository:
 
 def load_repository(specs: list[ModelSpec], *, device: str = "cpu", threads: int | None = None,
                     max_batch_size: int = 8, max_delay_s: float = 0.0, max_queue: int = 64,
-                    metrics=None) -> Repository:
+                    metrics=None, inline_max_s: float = 0.0) -> Repository:
     from ..runtime import load
     from .batcher import Batcher
 
     def factory(m: ServedModel) -> Batcher:
         return Batcher(m.session, max_batch_size=max_batch_size, max_delay_s=max_delay_s, max_queue=max_queue,
-                       batchable=m.batchable, metrics=metrics, labels=(m.name, m.version))
+                       batchable=m.batchable, metrics=metrics, labels=(m.name, m.version), inline_max_s=inline_max_s)
 
     models = []
     try:

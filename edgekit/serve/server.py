@@ -31,7 +31,7 @@ def build(sources, config: ServeConfig):
     metrics = Metrics()
     repo = load_repository(specs, device=config.device, threads=config.threads,
                            max_batch_size=config.max_batch_size, max_delay_s=config.max_queue_delay_ms / 1000.0,
-                           max_queue=config.max_queue, metrics=metrics)
+                           max_queue=config.max_queue, metrics=metrics, inline_max_s=config.inline_max_ms / 1000.0)
     metrics.attach(repo)
     return App(repo, config, metrics), repo, metrics
 

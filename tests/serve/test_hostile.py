@@ -171,7 +171,7 @@ def test_drain_with_a_stalled_client_answers_503_and_exits_cleanly(serve):
 
 
 # -- numeric flags ---------------------------------------------------------------------------------------
-NUMERIC = ["--max-batch-size", "--max-queue-delay-ms", "--max-queue", "--timeout-ms", "--max-body-mb",
+NUMERIC = ["--max-batch-size", "--max-queue-delay-ms", "--max-queue", "--inline-max-ms", "--timeout-ms", "--max-body-mb",
            "--max-json-mb", "--max-image-mp", "--max-header-kb", "--max-connections", "--header-timeout-s",
            "--body-timeout-s", "--min-body-rate-kb", "--keep-alive-s", "--drain-timeout-s", "--threads"]
 
