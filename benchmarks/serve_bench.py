@@ -1,10 +1,11 @@
 """Benchmark ``edgekit serve`` against in-process Session calls on a MobileNetV3-Small-size model.
 
-Prints, measured interleaved (each round: in-process, server at concurrency 8, server at concurrency 1):
+Prints, measured interleaved (each round: in-process, the floor, server at concurrency 8, server at concurrency 1):
 server throughput at concurrency 8 vs in-process Session throughput with the same threads (goal >= 0.90x)
 and the latency the server adds at concurrency 1 over an in-process call (goal <= +0.5 ms), as two
-"GOAL" lines; CPU per request (event loop and model thread apart); p50/p99 latency at concurrency 1, 8,
-32; server RSS growth over 20,000 requests (goal <= 10%); start-up-to-ready time (goal <= 1.5 s).
+"GOAL" lines; the floor under that latency (the same load generator and request against a server that
+does no work) and so the server's own share; CPU per request (event loop and model thread apart); p50/p99
+latency at concurrency 1, 8, 32; server RSS growth over 20,000 requests (goal <= 10%); start-up-to-ready time (goal <= 1.5 s).
 On a shared machine the absolute figures move with the load; the ratios are taken round by round.
 
     python benchmarks/serve_bench.py                      # builds MobileNetV3-Small 224x224 (TF, in a subprocess)
@@ -88,6 +89,68 @@ def start_server(model: Path, threads: int, extra: list[str], src: Path | None =
         proc.kill()
         raise SystemExit(f"server did not start: {line!r}")
     return proc, m.group(1), ready
+
+
+# The floor: a server that does nothing but read a request and write back a canned answer (the real server's
+# answer to the same request). What the load generator and the kernel cost at concurrency 1, before any
+# server work: moving a 224x224x3 float32 tensor (600 KB) through loopback alone is ~0.2 ms on a small VM.
+FLOOR = r"""
+import asyncio, re, sys
+ANSWER = open(sys.argv[1], "rb").read()
+BUF = memoryview(bytearray(4 << 20))
+class Floor(asyncio.BufferedProtocol):
+    def connection_made(self, t):
+        self.t, self.left, self.head = t, None, b""
+    def get_buffer(self, n):
+        return BUF
+    def buffer_updated(self, n):
+        while n:
+            if self.left is None:
+                self.head += bytes(BUF[:n])
+                i = self.head.find(b"\r\n\r\n")
+                if i < 0:
+                    return
+                m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", self.head[:i])
+                self.left = int(m.group(1)) if m else 0
+                n = len(self.head) - i - 4
+                self.head = b""
+            took = min(n, self.left)
+            self.left -= took
+            n -= took
+            if self.left == 0:
+                self.left = None
+                self.t.write(ANSWER)
+                if n:
+                    return  # pipelining is not used by this load generator
+async def main():
+    srv = await asyncio.get_running_loop().create_server(Floor, "127.0.0.1", 0)
+    print(srv.sockets[0].getsockname()[1], flush=True)
+    await asyncio.Event().wait()
+try:
+    import uvloop
+    uvloop.install()
+except ImportError:
+    pass
+asyncio.run(main())
+"""
+
+
+def start_floor(host: str, port: int, req: bytes, workdir: Path) -> tuple[subprocess.Popen, int]:
+    """The floor server, answering what the real server at host:port answers to ``req``."""
+    async def grab():
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            n = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+            return head + await reader.readexactly(n)
+        finally:
+            writer.close()
+
+    answer = workdir / "floor-answer.bin"
+    answer.write_bytes(asyncio.run(grab()))
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR, str(answer)], stdout=subprocess.PIPE, text=True)
+    return proc, int(proc.stdout.readline())
 
 
 def cpu_s(pid: int) -> float:
@@ -199,6 +262,12 @@ def main(argv=None):
                     "edgekit | tar -x -C DIR`): its server is measured in the same rounds, for a before/after")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
+    try:  # the load generator's own cost is in every latency it measures: the lean event loop, as the server's
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
 
     model = a.model or build_model(Path(tempfile.gettempdir()) / "edgekit-bench-mnv3s224.tflite")
     from edgekit.runtime import load
@@ -228,6 +297,9 @@ def main(argv=None):
         op, ourl, _ = start_server(model, a.threads, a.server_args.split(), a.against)
         ohost, oport = ourl.removeprefix("http://").rsplit(":", 1)
         other = (op, ohost, int(oport), encode_request(t_in.name, x, t_out.name, ohost, int(oport), model.stem))
+    tmp = tempfile.TemporaryDirectory()
+    fproc, fport = start_floor(host, port, req, Path(tmp.name))
+    freq = req.replace(f"Host: {host}:{port}".encode(), f"Host: {host}:{fport}".encode(), 1)
     results = {"model": str(model), "threads": a.threads, "startup_to_ready_s": sorted(starts)}
     try:
         print(f"server start-up to ready (process start to 'ready' line): median {statistics.median(starts):.2f} s, "
@@ -238,10 +310,11 @@ def main(argv=None):
         o8, o1 = [], []
         # Other work shares this machine: alternate in-process and server rounds so both see the same
         # conditions, and compare the best round of each (the least disturbed).
-        bases, c8, c1 = [], [], []
+        bases, c8, c1, floor = [], [], [], []
         for i in range(a.rounds):
             bases.append(inprocess(model, a.threads, a.seconds, x))
             n1 = max(200, a.requests // 4)
+            floor.append(asyncio.run(load_test(host, fport, freq, expect, 1, n1)))
             if other is not None and i % 2:  # the other server first in every other round
                 o8.append(measured(other[0], other[1], other[2], other[3], expect, 8, a.requests))
                 o1.append(measured(other[0], other[1], other[2], other[3], expect, 1, n1))
@@ -274,6 +347,13 @@ def main(argv=None):
               f"{', '.join(f'{v:+.2f}' for v in added)}; server p50 {statistics.median(r['p50_ms'] for r in c1):.2f} ms, "
               f"in-process {statistics.median(b['p50_ms'] for b in bases):.2f} ms) - goal <= +0.5 ms: "
               f"{'met' if med_added <= 0.5 else 'MISSED'}")
+        floor_rounds = [f["p50_ms"] for f in floor]
+        floor_p50 = statistics.median(floor_rounds)
+        print(f"floor at concurrency 1 (this load generator and request against a server that only reads the request "
+              f"and writes back the same answer): p50 {floor_p50:.2f} ms (rounds: "
+              f"{', '.join(f'{v:.2f}' for v in floor_rounds)}); edgekit serve's own share of the added latency: "
+              f"{med_added - floor_p50:+.2f} ms")
+        results.update(floor_c1=floor, floor_p50_ms=floor_p50, own_added_ms_c1=med_added - floor_p50)
         if other is not None:
             def med(rows, k):
                 return statistics.median(r[k] for r in rows)
@@ -304,9 +384,10 @@ def main(argv=None):
                        cpu_efficiency=in_cpu / srv_cpu, points={str(k): v for k, v in points.items()},
                        rss_kb=[rss0, rss1], peak_rss_kb=[hwm0, hwm1], rss_growth=growth, rss_run=r)
     finally:
-        for p in [proc] + ([other[0]] if other is not None else []):
+        for p in [proc, fproc] + ([other[0]] if other is not None else []):
             p.terminate()
             p.wait(30)
+        tmp.cleanup()
     if a.json:
         a.json.write_text(json.dumps(results, indent=2))
     return results
