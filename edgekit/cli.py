@@ -74,9 +74,14 @@ def cli(verbose):
 
 # TensorFlow's C++ start-up lines (absl / TF logging before Python logging exists; TF_CPP_MIN_LOG_LEVEL does
 # not reach them): "WARNING: All log messages before absl::InitializeLog() ...", "I0000 00:00:... port.cc:153]
-# oneDNN custom operations are on ...", the cpu_feature_guard notice and its second line.
+# oneDNN custom operations are on ...", the cpu_feature_guard notice and its second line; and, once per epoch of
+# every Keras training on tf.data, an error-level line that is not an error: "E0000 ... node_def_util.cc:682]
+# NodeDef mentions attribute use_unbounded_threadpool which is not in the op definition ... Unknown attributes
+# will be ignored" (a graph attribute newer than the op registry; TensorFlow ignores it). Other E lines stay.
 NATIVE_NOISE = re.compile(rb"^(WARNING: All log messages before absl::InitializeLog\(\)|"
                           rb"[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] |"
+                          rb"E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ node_def_util\.cc:\d+\] NodeDef mentions attribute "
+                          rb"use_unbounded_threadpool which is not in the op definition|"
                           rb"To enable the following instructions: .*rebuild TensorFlow)")
 
 

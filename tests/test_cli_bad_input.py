@@ -650,7 +650,11 @@ NATIVE_BANNERS = (b"WARNING: All log messages before absl::InitializeLog() is ca
                   b"I0000 00:00:1796589151.837264   30091 port.cc:153] oneDNN custom operations are on. You may see\n"
                   b"I0000 00:00:1796589152.1   30091 cpu_feature_guard.cc:227] This TensorFlow binary is optimized\n"
                   b"To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow with the "
-                  b"appropriate compiler flags.\n")
+                  b"appropriate compiler flags.\n"
+                  b"E0000 00:00:1796616861.342151   26801 node_def_util.cc:682] NodeDef mentions attribute "
+                  b"use_unbounded_threadpool which is not in the op definition: Op<name=MapDataset; ...> This may be "
+                  b"expected if your graph generating binary is newer  than this binary. Unknown attributes will be "
+                  b"ignored. NodeDef: {{node ParallelMapDatasetV2/_14}}\n")
 
 
 def test_native_tensorflow_banners_are_dropped_and_everything_else_kept():
