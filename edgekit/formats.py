@@ -29,6 +29,8 @@ class Format:
     # What each model source can become in this format: (source kind, made?, how / why not). A source is a
     # model edgekit compresses (SOURCES); this column is what `edgekit compress --help` and its errors say.
     sources: tuple[tuple[str, bool, str], ...] = ()
+    # Ladder remedies only this format's quantizer has (passes.FORMAT_REMEDIES); the others skip those rungs.
+    remedies: tuple[str, ...] = ()
 
 
 # Precisions an artifact can ship beside float32 (the reference): full int8, int16 activations with int8
@@ -57,10 +59,11 @@ TABLE: tuple[Format, ...] = (
     Format("onnx", ".onnx", (), "onnxruntime", "onnx", "ONNX",
            "edgekit.export.onnx:ONNXExporter", "edgekit.runtime.onnxruntime:ORTBackend",
            "edgekit.compress.quantizers.onnx:quantize", PRECISIONS, (),
-           (("keras", True, "every precision through tf2onnx and ONNX Runtime quantization"),
+           (("keras", True, "every precision through tf2onnx and ONNX Runtime quantization (NNCF's on the nncf rung)"),
             ("savedmodel", True, "float through tf2onnx, int8 through ONNX Runtime static quantization"),
             ("onnx", True, "int8 through ONNX Runtime static quantization (QDQ)"),
-            ("tflite", False, "no converter here turns a .tflite into ONNX with a parity check; give the SavedModel"))),
+            ("tflite", False, "no converter here turns a .tflite into ONNX with a parity check; give the SavedModel")),
+           ("nncf",)),
     Format("openvino", ".xml", (".bin",), "openvino", "openvino", "OpenVINO IR",
            "edgekit.export.openvino:OpenVINOExporter", "edgekit.runtime.openvino:OpenVINOBackend",
            "edgekit.compress.quantizers.openvino:quantize", ("int8", "fp16", "int8-weights"),

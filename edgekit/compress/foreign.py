@@ -376,7 +376,8 @@ def foreign_plan(cfg: QuantizeConfig, gate: GateConfig, train_size: int):
     from .ladder import Rung
     from .quantize import rungs
 
-    plan = ["accuracy-control" if r == "qat" else r for r in gate.remedies if r not in ("mixed-precision", "int16x8")]
+    plan = ["accuracy-control" if r == "qat" else r for r in gate.remedies
+            if r not in ("mixed-precision", "int16x8", "nncf")]  # (accuracy control is NNCF's own, on ONNX too)
     return [Rung(remedy, c, "int8") for remedy, c in rungs(cfg, plan, train_size)]
 
 

@@ -205,7 +205,7 @@ def rungs(cfg: QuantizeConfig, remedies, train_size: int):
     yield "none", cfg
     current = cfg
     for remedy in remedies:
-        if remedy in ("qat", "accuracy-control"):
+        if remedy in ("qat", "accuracy-control", "nncf"):  # nncf: another quantizer (QuantizeJob.engine), one rung
             yield remedy, current
         elif remedy == "int16x8":
             yield remedy, replace(current, float_sensitive=False, mixed_precision=False)

@@ -331,10 +331,13 @@ def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig, dete
     int8: the configured remedies; int16x8 only where the format makes it and it was not asked for on its
     own (then it is gated on its own). int16x8: the calibration remedies. fp16 and int8-weights: none.
     """
+    from ..passes import FORMAT_REMEDIES
+
     if precision == "int8":
         f = formats.get(fmt)
         # QAT retrains with the classification loss: a detector's ladder stops before it.
-        rem = [r for r in gate.remedies if r != "qat" or not detection]
+        rem = [r for r in gate.remedies if (r != "qat" or not detection)
+               and (r not in FORMAT_REMEDIES or r in f.remedies)]
         # With --int8-io the caller wants int8 tensors at the edges; 16x8 would hand back float ones.
         return [r for r in rem if r != "int16x8" or ("int16x8" in f.precisions and not cfg.int8_io
                                                      and "int16x8" not in cfg.precision)]
@@ -361,7 +364,8 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     def make(i: int, rung: Rung) -> Path:
         c, prec = rung.config, rung.precision
         job = QuantizeJob(stage / f"try{i}", f"{name}_{prec}", meta, c,
-                          calibration_set(None, c.calibration_samples, c.seed, calib_full), prec, say)
+                          calibration_set(None, c.calibration_samples, c.seed, calib_full), prec, say,
+                          engine="nncf" if rung.remedy == "nncf" else "default")
         if rung.remedy == "qat":
             # Trained once, shared by every format that needs it.
             if qat_cache.get("model") is None:

@@ -58,6 +58,7 @@ class QuantizeJob:
     precision: str = "int8"
     progress: Callable[[str], None] = _quiet
     control: AccuracyControl | None = None
+    engine: str = "default"  # "nncf": the ladder's rung of that name (a format whose Format.remedies has it)
 
     def out(self, suffix: str) -> Path:
         return self.stage / f"{self.name}{suffix}"

@@ -1,5 +1,6 @@
 """ONNX: int8 is static QDQ with ``onnxruntime.quantization`` after ``quant_pre_process``, the activation type
-and ``reduce_range`` following the target CPU (``quantize.ort_activation_settings``); int16x8 the same QDQ with
+and ``reduce_range`` following the target CPU (``quantize.ort_activation_settings``), or, on the ladder's "nncf"
+rung, QDQ by NNCF's post-training quantization (``quantize_onnx_nncf``); int16x8 the same QDQ with
 int16 activations (opset 21 Q/DQ); fp16 is ``onnxruntime.transformers.float16`` with float32 I/O kept;
 int8-weights is ``quantize_dynamic`` (int8 weights, activations quantized at run time)."""
 
@@ -32,8 +33,10 @@ def quantize(source, job) -> Path:
         from .accuracy_control import accuracy_control
 
         return accuracy_control("onnx", Path(float_artifact), out, job, lambda path, _m: onnx_sensitive_nodes(path))
-    say(f"quantizing onnx ({precision}) ...")
-    if precision in ("int8", "int16x8"):
+    say(f"quantizing onnx ({precision}{', NNCF' if precision == 'int8' and job.engine == 'nncf' else ''}) ...")
+    if precision == "int8" and job.engine == "nncf":
+        details = quantize_onnx_nncf(float_artifact, out, cfg, calib, transformer=source.transformer)
+    elif precision in ("int8", "int16x8"):
         details = quantize_onnx(float_artifact, out, cfg, calib, transformer=source.transformer, precision=precision)
     elif precision == "fp16":
         details = onnx_fp16(float_artifact, out)
@@ -197,6 +200,40 @@ def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: 
     compact_onnx_names(out_path)
     return {"scheme": "QDQ static", "preprocess": pre_note, "names": "compacted",
             "activation_type": act["activation_type"], "reduce_range": act["reduce_range"], "why": act["reason"], "per_channel": cfg.per_channel,
+            "kept_float": keep}
+
+
+def quantize_onnx_nncf(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: np.ndarray, *,
+                       transformer: bool = False) -> dict:
+    """int8 QDQ by NNCF's post-training quantization (the ladder's "nncf" rung, passes.REMEDIES says why):
+    per-channel symmetric weights, quantizers placed by OpenVINO's fused patterns, fast bias correction. The
+    nodes the config keeps float (--keep-float, float-sensitive, a feature-normalizing front) are its ignored
+    scope; returns the settings used."""
+    try:
+        import nncf
+        import onnx
+    except ImportError as e:
+        raise MissingDependencyError(e.name or "nncf", "onnx", what="ONNX int8 quantization with NNCF") from None
+    out_path = Path(out_path)
+    m = onnx.load(str(float_path))
+    in_name = m.graph.input[0].name
+    keep = list(cfg.keep_float) or (onnx_mixed_nodes(float_path) if cfg.mixed_precision else
+                                    onnx_sensitive_nodes(float_path) if cfg.float_sensitive else [])
+    if not cfg.keep_float:
+        keep = list(dict.fromkeys(onnx_front_nodes(float_path) + keep))
+    kw = {"ignored_scope": nncf.IgnoredScope(names=keep, validate=False)} if keep else {}
+    if transformer:
+        kw["model_type"] = nncf.ModelType.TRANSFORMER
+    try:
+        q = nncf.quantize(m, nncf.Dataset([{in_name: calib[i:i + 1]} for i in range(len(calib))]),
+                          subset_size=len(calib), **kw)
+        onnx.save(q, str(out_path))
+    except (ModelError, DataError):
+        raise
+    except Exception as e:
+        raise ModelError(f"NNCF could not quantize {float_path}: {first_line(e)[:300]}") from None
+    compact_onnx_names(out_path)
+    return {"scheme": "QDQ static, NNCF PTQ (fast bias correction)", "names": "compacted", "per_channel": True,
             "kept_float": keep}
 
 
