@@ -9,8 +9,10 @@ needs (it is not thread-safe).
 One exception, for latency: a request that finds the server otherwise idle (no other request in
 progress, nothing queued, the worker idle) runs on the event loop's own thread, if the model has
 lately run one job within ``inline_max_s``. The hand-off to the worker and back costs two thread
-wake-ups, and the worker reads a tensor the loop's core has just received: measured at concurrency 1
-on a 2-core machine (MobileNetV3-Small, 1.9 ms a run), 0.4 ms of the 0.9 ms the server added. The loop is
+wake-ups (0.08 + 0.10 ms timed inside the server at concurrency 1 on a 2-core machine, MobileNetV3-Small at
+1.9 ms a run), and the worker reads a tensor the loop's core has just received (0.1-0.2 ms more per run,
+measured in process). With the aligned body buffer (guard.body_buffer), benchmarks/serve_bench.py's
+concurrency-1 p50 went from 2.58 to 2.38 ms against the previous server in the same rounds. The loop is
 blocked for at most about ``inline_max_s`` (health probes and timers wait that long); with another
 request in progress the worker runs the model, so reading and inference overlap as before.
 """
