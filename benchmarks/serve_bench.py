@@ -92,11 +92,14 @@ def start_server(model: Path, threads: int, extra: list[str], src: Path | None =
 
 
 # The floor: a server that does nothing but read a request and write back a canned answer (the real server's
-# answer to the same request). What the load generator and the kernel cost at concurrency 1, before any
-# server work: moving a 224x224x3 float32 tensor (600 KB) through loopback alone is ~0.2 ms on a small VM.
+# answer to the same request), optionally after a busy wait as long as the model's in-process run. Without
+# the wait, what the load generator and the kernel cost at concurrency 1 (moving a 224x224x3 float32 tensor,
+# 600 KB, through loopback is ~0.2 ms on a small VM); with it, what a server with no overhead of its own would
+# add over an in-process call here (a client that waited 2 ms wakes up slower than one that waited 0.2 ms).
 FLOOR = r"""
-import asyncio, re, sys
+import asyncio, re, sys, time
 ANSWER = open(sys.argv[1], "rb").read()
+SPIN = float(sys.argv[2])
 BUF = memoryview(bytearray(4 << 20))
 class Floor(asyncio.BufferedProtocol):
     def connection_made(self, t):
@@ -119,6 +122,9 @@ class Floor(asyncio.BufferedProtocol):
             n -= took
             if self.left == 0:
                 self.left = None
+                t0 = time.perf_counter()
+                while time.perf_counter() - t0 < SPIN:
+                    pass
                 self.t.write(ANSWER)
                 if n:
                     return  # pipelining is not used by this load generator
@@ -135,8 +141,8 @@ asyncio.run(main())
 """
 
 
-def start_floor(host: str, port: int, req: bytes, workdir: Path) -> tuple[subprocess.Popen, int]:
-    """The floor server, answering what the real server at host:port answers to ``req``."""
+def start_floor(host: str, port: int, req: bytes, workdir: Path, spin_s: float = 0.0) -> tuple[subprocess.Popen, int]:
+    """The floor server, answering what the real server at host:port answers to ``req`` (after ``spin_s``)."""
     async def grab():
         reader, writer = await asyncio.open_connection(host, port)
         try:
@@ -149,7 +155,7 @@ def start_floor(host: str, port: int, req: bytes, workdir: Path) -> tuple[subpro
 
     answer = workdir / "floor-answer.bin"
     answer.write_bytes(asyncio.run(grab()))
-    proc = subprocess.Popen([sys.executable, "-c", FLOOR, str(answer)], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", FLOOR, str(answer), repr(spin_s)], stdout=subprocess.PIPE, text=True)
     return proc, int(proc.stdout.readline())
 
 
@@ -299,7 +305,10 @@ def main(argv=None):
         other = (op, ohost, int(oport), encode_request(t_in.name, x, t_out.name, ohost, int(oport), model.stem))
     tmp = tempfile.TemporaryDirectory()
     fproc, fport = start_floor(host, port, req, Path(tmp.name))
+    spin_ms = inprocess(model, a.threads, 1.0, x)["p50_ms"]
+    sproc, sport = start_floor(host, port, req, Path(tmp.name), spin_ms / 1000.0)
     freq = req.replace(f"Host: {host}:{port}".encode(), f"Host: {host}:{fport}".encode(), 1)
+    sreq = req.replace(f"Host: {host}:{port}".encode(), f"Host: {host}:{sport}".encode(), 1)
     results = {"model": str(model), "threads": a.threads, "startup_to_ready_s": sorted(starts)}
     try:
         print(f"server start-up to ready (process start to 'ready' line): median {statistics.median(starts):.2f} s, "
@@ -310,11 +319,12 @@ def main(argv=None):
         o8, o1 = [], []
         # Other work shares this machine: alternate in-process and server rounds so both see the same
         # conditions, and compare the best round of each (the least disturbed).
-        bases, c8, c1, floor = [], [], [], []
+        bases, c8, c1, floor, spun = [], [], [], [], []
         for i in range(a.rounds):
             bases.append(inprocess(model, a.threads, a.seconds, x))
             n1 = max(200, a.requests // 4)
             floor.append(asyncio.run(load_test(host, fport, freq, expect, 1, n1)))
+            spun.append(asyncio.run(load_test(host, sport, sreq, expect, 1, n1)))
             if other is not None and i % 2:  # the other server first in every other round
                 o8.append(measured(other[0], other[1], other[2], other[3], expect, 8, a.requests))
                 o1.append(measured(other[0], other[1], other[2], other[3], expect, 1, n1))
@@ -349,11 +359,16 @@ def main(argv=None):
               f"{'met' if med_added <= 0.5 else 'MISSED'}")
         floor_rounds = [f["p50_ms"] for f in floor]
         floor_p50 = statistics.median(floor_rounds)
+        spun_rounds = [f["p50_ms"] - b["p50_ms"] for f, b in zip(spun, bases)]
+        spun_added = statistics.median(spun_rounds)
         print(f"floor at concurrency 1 (this load generator and request against a server that only reads the request "
               f"and writes back the same answer): p50 {floor_p50:.2f} ms (rounds: "
-              f"{', '.join(f'{v:.2f}' for v in floor_rounds)}); edgekit serve's own share of the added latency: "
-              f"{med_added - floor_p50:+.2f} ms")
-        results.update(floor_c1=floor, floor_p50_ms=floor_p50, own_added_ms_c1=med_added - floor_p50)
+              f"{', '.join(f'{v:.2f}' for v in floor_rounds)}); the same after a {spin_ms:.2f} ms busy wait (the model's "
+              f"in-process p50): {spun_added:+.2f} ms over in-process (rounds: "
+              f"{', '.join(f'{v:+.2f}' for v in spun_rounds)}), what a server with no overhead of its own adds here; "
+              f"edgekit serve's own share: {med_added - spun_added:+.2f} ms")
+        results.update(floor_c1=floor, floor_p50_ms=floor_p50, floor_spin_ms=spin_ms, floor_spin_c1=spun,
+                       floor_added_ms_c1=spun_added, own_added_ms_c1=med_added - spun_added)
         if other is not None:
             def med(rows, k):
                 return statistics.median(r[k] for r in rows)
@@ -384,7 +399,7 @@ def main(argv=None):
                        cpu_efficiency=in_cpu / srv_cpu, points={str(k): v for k, v in points.items()},
                        rss_kb=[rss0, rss1], peak_rss_kb=[hwm0, hwm1], rss_growth=growth, rss_run=r)
     finally:
-        for p in [proc, fproc] + ([other[0]] if other is not None else []):
+        for p in [proc, fproc, sproc] + ([other[0]] if other is not None else []):
             p.terminate()
             p.wait(30)
         tmp.cleanup()
