@@ -395,7 +395,7 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, plan, x_cal, judge,
     """One format of a foreign model up the shared ladder (:func:`edgekit.compress.ladder.climb`)."""
     from .ladder import climb
     from .quantize import calibration_set
-    from .quantizers import AccuracyControl, QuantizeJob, quantize
+    from .quantizers import AccuracyControl, QuantizeJob, quantize, weight_only_variants
 
     source = foreign_source(src, fmt, float_path)
 
@@ -426,7 +426,8 @@ def _quantize_gated(src, fmt, float_path, stage, name, meta, plan, x_cal, judge,
                      f"float (more than {MAX_REVERTED:.0%}; file {a.extra['size_x']:.2f}x the float one): not an "
                      "int8 model")
 
-    path, attempts = climb(plan, make, judge, ref, max_drop, say, fmt, check=check)
+    path, attempts = climb(plan, make, judge, ref, max_drop, say, fmt, check=check,
+                           shrink=lambda rung, p: weight_only_variants(fmt, rung, p))
     return {"path": path, "attempts": [a.to_dict() for a in attempts]}
 
 

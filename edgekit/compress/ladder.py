@@ -3,7 +3,10 @@
 A plan is the list of rungs (:func:`edgekit.compress.quantize.rungs`: the plain attempt, then each remedy
 on top of the ones before); ``make`` builds one rung's artifact in a staging folder; a judge
 (:mod:`edgekit.compress.judge`) scores it against the float reference. The first rung that passes is kept
-(staged; the caller promotes it), every miss is deleted, and every try is an :class:`Attempt`.
+(staged; the caller promotes it), every miss is deleted, and every try is an :class:`Attempt`. A passing rung
+that kept layers in float is then offered ``shrink``'s smaller variants of it (their weights int8, activations
+still float: :func:`edgekit.compress.quantizers.weight_only_variants`); the first the judge passes replaces it.
+The last attempt is always the kept artifact's.
 ``edgekit compress`` (Keras models), recipe steps and foreign models (ONNX, TFLite, SavedModel) all climb
 here; what differs between them is only the plan, ``make`` and the judge.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..errors import ModelError, first_line
 from .judge import Judge, Score
@@ -67,7 +70,8 @@ def config_fields(c) -> dict:
 
 def climb(plan: list[Rung], make: Callable[[int, Rung], Path], judge: Judge, ref: Score, max_drop: float,
           say: Callable[[str], None], label: str, check: Callable[[Rung, Path, Attempt], None] | None = None,
-          discard: Callable[[Path], None] | None = None) -> tuple[Path | None, list[Attempt]]:
+          discard: Callable[[Path], None] | None = None,
+          shrink: Callable[[Rung, Path], Iterator[tuple[str, Path]]] | None = None) -> tuple[Path | None, list[Attempt]]:
     """Try the rungs of ``plan`` in order; return (the staged artifact of the first that passes, or None; every
     attempt). ``make(i, rung)`` builds rung ``i`` (a ModelError is a failed attempt, and the climb goes on);
     ``check`` may fail a made artifact for a reason the judge doesn't see (it sets ``passed``/``why``)."""
@@ -76,31 +80,67 @@ def climb(plan: list[Rung], make: Callable[[int, Rung], Path], judge: Judge, ref
     attempts: list[Attempt] = []
     for i, rung in enumerate(plan):
         say(f"{label} {rung.precision}" + (f" (rung: {rung.remedy})" if rung.remedy != "none" else "") + " ...")
-        base = dict(remedy=rung.remedy, precision=rung.precision, key=judge.key, unit=judge.unit,
-                    config=config_fields(rung.config), details_key=judge.details_key)
+        base = _base(rung, rung.remedy, judge)
         try:
             path = make(i, rung)
         except ModelError as e:
             attempts.append(Attempt(passed=False, error=str(e)[:300], **base))
             continue
-        try:
-            s = judge.score(path)
-        except Exception as e:  # noqa: BLE001 - converted, yet its runtime refuses it (an op with no int16 kernel)
-            attempts.append(Attempt(passed=False, error=f"converted, but does not run in the runtime: "
-                                                        f"{first_line(e)[:300]}", **base))
-            say(f"{label} {rung.precision}: does not run ({first_line(e)[:120]}) -> miss")
+        a = _judged(judge, ref, max_drop, path, base, check, rung)
+        attempts.append(a)
+        if a.error is not None:
+            say(f"{label} {rung.precision}: does not run ({_why_not(a)}) -> miss")
             discard(path)
             continue
-        drop = judge.drop(ref, s)
-        why = judge.veto(s)
-        a = Attempt(passed=judge.passes(drop, max_drop) and why is None, value=s.value, drop=drop,
-                    details=dict(s.details), why=why, **base)
-        if check is not None:
-            check(rung, path, a)
-        attempts.append(a)
-        say(f"{label} {rung.precision}: {judge.key} {s.value:.4f}, drop {drop:.2f} {judge.unit}"
+        say(f"{label} {rung.precision}: {judge.key} {a.value:.4f}, drop {a.drop:.2f} {judge.unit}"
             + (f" ({a.why})" if a.why else "") + " -> " + ("pass" if a.passed else "miss"))
         if a.passed:
+            if shrink is not None:
+                path = _smaller(rung, path, shrink, judge, ref, max_drop, say, label, check, discard, attempts)
             return path, attempts
         discard(path)
     return None, attempts
+
+
+def _base(rung: Rung, remedy: str, judge: Judge) -> dict:
+    return dict(remedy=remedy, precision=rung.precision, key=judge.key, unit=judge.unit,
+                config=config_fields(rung.config), details_key=judge.details_key)
+
+
+def _why_not(a: Attempt) -> str:
+    return (a.error or "").split("runtime: ", 1)[-1][:120]
+
+
+def _judged(judge, ref, max_drop, path, base: dict, check, rung) -> Attempt:
+    """One made artifact scored: an Attempt that passed or not, or one with ``error`` when it does not run."""
+    try:
+        s = judge.score(path)
+    except Exception as e:  # noqa: BLE001 - converted, yet its runtime refuses it (an op with no int16 kernel)
+        return Attempt(passed=False, error=f"converted, but does not run in the runtime: {first_line(e)[:300]}",
+                       **base)
+    drop = judge.drop(ref, s)
+    why = judge.veto(s)
+    a = Attempt(passed=judge.passes(drop, max_drop) and why is None, value=s.value, drop=drop,
+                details=dict(s.details), why=why, **base)
+    if check is not None:
+        check(rung, path, a)
+    return a
+
+
+def _smaller(rung, path, shrink, judge, ref, max_drop, say, label, check, discard, attempts) -> Path:
+    """Keep float only what must be: the variants ``shrink(rung, path)`` yields of a passing artifact are judged
+    in turn; the first that passes replaces it. A variant that misses is recorded before the kept attempt."""
+    for tag, cand in shrink(rung, path):
+        remedy = f"{rung.remedy}+{tag}"
+        say(f"{label} {rung.precision} (rung: {remedy}) ...")
+        a = _judged(judge, ref, max_drop, cand, _base(rung, remedy, judge), check, rung)
+        say(f"{label} {rung.precision}: " + (f"does not run ({_why_not(a)})" if a.error is not None else
+                                             f"{judge.key} {a.value:.4f}, drop {a.drop:.2f} {judge.unit}")
+            + (f" ({a.why})" if a.why else "") + " -> " + ("smaller, kept" if a.passed else "miss, float weights stay"))
+        if a.passed:
+            attempts.append(a)
+            discard(path)
+            return cand
+        attempts.insert(len(attempts) - 1, a)
+        discard(cand)
+    return path

@@ -355,7 +355,7 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     from .judge import AccuracyJudge, Score, judge_for
     from .ladder import Rung, climb
     from .quantize import calibration_set, rungs
-    from .quantizers import QuantizeJob
+    from .quantizers import QuantizeJob, weight_only_variants
 
     plan = [Rung(remedy, c, "int16x8" if remedy == "int16x8" else precision)
             for remedy, c in rungs(cfg, ladder(fmt, precision, cfg, gate, getattr(ds, "task", None) == "detection"),
@@ -380,7 +380,8 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     # Top-1's bar is the model before compression (ref_top1); another task's judge sets its own on the float
     # artifact of this format.
     ref = Score(float(ref_top1), "top-1") if isinstance(judge, AccuracyJudge) else judge.reference(float_artifact)
-    path, attempts = climb(plan, make, judge, ref, gate.max_drop, say, fmt)
+    path, attempts = climb(plan, make, judge, ref, gate.max_drop, say, fmt,
+                           shrink=lambda rung, p: weight_only_variants(fmt, rung, p))
     return {"path": path, "attempts": [a.to_dict() for a in attempts]}
 
 

@@ -264,3 +264,48 @@ def test_float_sensitive_keeps_the_first_weighted_node_and_every_output_head():
     succ = {"stem": ["neck", "cat"], "neck": ["heat", "off", "size"], "heat": ["cat"], "off": ["cat"], "size": ["cat"]}
     assert first_and_heads(order, {"stem", "neck", "heat", "off", "size"}, succ) == ["stem", "heat", "off", "size"]
     assert first_and_heads(order, set(), succ) == []
+
+
+def test_a_passing_rung_that_kept_layers_float_is_replaced_by_its_first_smaller_variant_that_passes(tmp_path):
+    """Keep float only what must be: the variants shrink yields (their float layers' weights int8) are judged in
+    turn; a miss is recorded and deleted, the first pass replaces the rung's artifact, whose attempt stays,
+    and the kept artifact's attempt is last."""
+    cfg = QuantizeConfig().validate()
+    plan = [Rung(r, cfg, "int8") for r in ("none", "float-sensitive")]
+    variants = []
+
+    def shrink(rung, path):
+        for k, v in enumerate(("0.5", "0.899")):  # every float layer int8 loses it; the largest alone does not
+            p = path.parent / f"smaller{k}" / path.name
+            p.parent.mkdir()
+            p.write_text(v)
+            variants.append(p)
+            yield "int8-weights", p
+
+    judge = ScriptedJudge()
+    path, attempts = climb(plan, _maker(tmp_path, {"none": 0.5, "float-sensitive": 0.895}, []), judge,
+                           judge.reference(None), 1.0, lambda s: None, "onnx", shrink=shrink)
+    assert path == variants[1] and path.exists()
+    assert not variants[0].exists() and not (tmp_path / "try1" / "m.tflite").exists()
+    assert [(a.remedy, a.passed) for a in attempts] == [
+        ("none", False), ("float-sensitive+int8-weights", False), ("float-sensitive", True),
+        ("float-sensitive+int8-weights", True)]
+    assert attempts[-1].value == pytest.approx(0.899)
+
+
+def test_no_variant_passes_and_the_rung_keeps_its_float_weights(tmp_path):
+    cfg = QuantizeConfig().validate()
+
+    def shrink(rung, path):
+        p = path.parent / "smaller0" / path.name
+        p.parent.mkdir()
+        p.write_text("crash")  # a variant that does not run is a miss too
+        yield "int8-weights", p
+
+    judge = ScriptedJudge()
+    path, attempts = climb([Rung("accuracy-control", cfg, "int8")], _maker(tmp_path, {"accuracy-control": 0.9}, []),
+                           judge, judge.reference(None), 1.0, lambda s: None, "onnx", shrink=shrink)
+    assert path == tmp_path / "try0" / "m.tflite" and path.exists()
+    assert [(a.remedy, a.passed) for a in attempts] == [("accuracy-control+int8-weights", False),
+                                                        ("accuracy-control", True)]
+    assert attempts[0].error.startswith("converted, but does not run") and not any(tmp_path.rglob("smaller0/*"))

@@ -268,3 +268,73 @@ def compact_onnx_names(path: Path) -> None:
     for vi in g.value_info:
         vi.name = short(vi.name)
     onnx.save(m, str(path))
+
+
+_WEIGHT_AXIS = {"Conv": 0, "MatMul": 1}  # the output-channel axis of the weight (Gemm: by transB)
+
+
+def onnx_float_weighted(path: Path) -> list[tuple[str, int]]:
+    """The weighted nodes of an ONNX model whose weight is still a float initializer (a layer a rung kept in
+    float): (node name, weight elements), largest first."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    inits = {t.name: t for t in m.graph.initializer}
+    out = []
+    for n in m.graph.node:
+        if (n.op_type in ("Conv", "MatMul", "Gemm") and len(n.input) > 1 and n.input[1] in inits
+                and inits[n.input[1]].data_type == onnx.TensorProto.FLOAT):
+            a = numpy_helper.to_array(inits[n.input[1]])
+            if a.ndim >= 2 and a.size >= 256:
+                out.append((n.name, int(a.size)))
+    return sorted(out, key=lambda t: -t[1])
+
+
+def onnx_float_weights_int8(path: Path, out_path: Path, nodes: list[str]) -> list[str]:
+    """Weight-only int8 for the named float layers of a quantized ONNX model: each weight stored as per-channel
+    symmetric int8 behind a DequantizeLinear, activations left float (what made the rung keep the layer float
+    may be its activations alone: EfficientNet-Lite0's 1280x1000 classifier, measured). Returns the nodes done."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    m = onnx.load(str(path))
+    if max((o.version for o in m.opset_import if o.domain in ("", "ai.onnx")), default=0) < 13:
+        return []  # per-axis DequantizeLinear is opset 13
+    inits = {t.name: t for t in m.graph.initializer}
+    users: dict[str, int] = {}
+    for n in m.graph.node:
+        for i in n.input:
+            users[i] = users.get(i, 0) + 1
+    done, new_nodes = [], []
+    for n in m.graph.node:
+        if n.name not in nodes or n.input[1] not in inits or users.get(n.input[1], 0) != 1:
+            continue
+        w = numpy_helper.to_array(inits[n.input[1]])
+        axis = _WEIGHT_AXIS.get(n.op_type)
+        if n.op_type == "Gemm":
+            axis = 0 if any(a.name == "transB" and a.i for a in n.attribute) else 1
+        if axis is None or w.dtype != np.float32 or (n.op_type == "MatMul" and w.ndim != 2):
+            continue
+        red = tuple(d for d in range(w.ndim) if d != axis)
+        scale = np.abs(w).max(axis=red) / 127.0
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        shape = [1] * w.ndim
+        shape[axis] = -1
+        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        name = n.input[1]
+        m.graph.initializer.remove(inits[name])
+        m.graph.initializer.extend([numpy_helper.from_array(q, name + "_w8"),
+                                    numpy_helper.from_array(scale, name + "_w8_scale"),
+                                    numpy_helper.from_array(np.zeros_like(scale, dtype=np.int8), name + "_w8_zp")])
+        new_nodes.append(helper.make_node("DequantizeLinear", [name + "_w8", name + "_w8_scale", name + "_w8_zp"],
+                                          [name], axis=axis, name=name + "_w8_dq"))
+        done.append(n.name)
+    if not done:
+        return []
+    nodes_now = list(m.graph.node)
+    del m.graph.node[:]
+    m.graph.node.extend(new_nodes + nodes_now)  # constants first: the graph stays topologically sorted
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(m, str(out_path))
+    return done

@@ -152,3 +152,42 @@ def openvino_transform(cfg: QuantizeConfig, calib: np.ndarray, *, transformer: b
         return q
 
     return transform
+
+
+def openvino_float_weighted(path: Path) -> list[tuple[str, int]]:
+    """The weighted ops of an IR whose weight is still a float Constant (a layer a rung kept in float; a
+    quantized one reads its weight through a FakeQuantize): (op name, weight elements), largest first."""
+    import openvino as ov
+
+    out = []
+    for op in ov.Core().read_model(str(path)).get_ops():
+        if op.get_type_name() not in _WEIGHTED:
+            continue
+        src = op.input_value(1).get_node()
+        if src.get_type_name() == "Constant" and src.get_element_type() == ov.Type.f32:
+            n = int(np.prod(list(src.get_output_shape(0))))
+            if len(src.get_output_shape(0)) >= 2 and n >= 256:
+                out.append((op.get_friendly_name(), n))
+    return sorted(out, key=lambda t: -t[1])
+
+
+def openvino_float_weights_int8(path: Path, out: Path, nodes: list[str]) -> list[str]:
+    """Weight-only int8 (NNCF's weight compression, INT8_ASYM, per output channel) for the named float layers
+    of a quantized IR, activations left float; every other layer as it was. Returns the ops done."""
+    try:
+        import nncf
+        import openvino as ov
+    except ImportError:
+        raise MissingDependencyError("nncf", "train", what="OpenVINO weight compression") from None
+    floats = openvino_float_weighted(path)
+    todo = [n for n, _ in floats if n in nodes]
+    if not todo:
+        return []
+    model = ov.Core().read_model(str(path))
+    others = [op.get_friendly_name() for op in model.get_ops()
+              if op.get_type_name() in _WEIGHTED + ("Gather",) and op.get_friendly_name() not in todo]
+    scope = nncf.IgnoredScope(names=others, validate=False) if others else None
+    q = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM, ignored_scope=scope)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(q, str(out), compress_to_fp16=False)
+    return todo
