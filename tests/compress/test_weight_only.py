@@ -114,5 +114,3 @@ def test_variants_all_float_layers_first_then_the_largest_and_none_for_user_kept
     assert read_meta(got[1][1]).quantization["scheme"] == "QDQ static"
     kept = QuantizeConfig(keep_float=["classifier"]).validate()
     assert list(weight_only_variants("onnx", Rung("none", kept, "int8"), p)) == []
-    assert list(weight_only_variants("tflite", Rung("float-sensitive", QuantizeConfig().validate(), "int8"),
-                                     p)) == []

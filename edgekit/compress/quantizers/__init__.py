@@ -82,13 +82,18 @@ def _weight_only(fmt: str):
         from .openvino import openvino_float_weighted, openvino_float_weights_int8
 
         return openvino_float_weighted, openvino_float_weights_int8
-    return None  # TFLite: a float op of a full-int8 graph keeps float weights (no hybrid kernels mixed in here)
+    if fmt == "tflite":
+        from .tflite import tflite_float_weighted, tflite_float_weights_int8
+
+        return tflite_float_weighted, tflite_float_weights_int8
+    return None
 
 
 def weight_only_variants(fmt: str, rung, path: Path):
     """Smaller variants of a passing int8 artifact whose rung kept weighted layers in float (float-sensitive,
     mixed precision, accuracy control): those layers' weights stored int8 per output channel, their
-    activations still float. First all of them, then the largest alone: a layer kept float for its
+    activations still float (ONNX: a DequantizeLinear; OpenVINO: NNCF's weight compression; TFLite: the
+    op's hybrid kernel, fully connected and conv). First all of them, then the largest alone: a layer kept float for its
     activations loses nothing (EfficientNet-Lite0's 1280x1000 classifier: agreement 0.938 -> 0.942 in
     OpenVINO, 0.926 -> 0.924 in ONNX, 500 crops), one kept float for its weights does (the five convolutions
     NNCF reverted with it: 0.938 -> 0.872). Layers the user kept float (--keep-float) stay as asked.

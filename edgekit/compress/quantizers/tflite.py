@@ -165,4 +165,92 @@ def _tflite_kept_nodes(conv, rep, *, sensitive: bool, front: bool) -> list[str]:
                 readers.setdefault(int(t), []).append(i)
         succ = {i: [r for t in o["outputs"] for r in readers.get(int(t), ())] for i, o in enumerate(ops)}
         picks += [ops[i] for i in first_and_heads(list(range(len(ops))), set(weighted), succ)]
-    return list(dict.fromkeys(tensors[o["outputs"][0]] for o in picks))
+    return float_node_names(probe, [tensors[o["outputs"][0]] for o in picks])
+
+
+def float_node_names(debugger, names: list[str]) -> list[str]:
+    """The denylist's names for output tensors read off a quantized model: the converter's node names are the
+    float (calibrated) model's, and quantizing renames a tensor whose float name another op took over (a model
+    output's DEQUANTIZE keeps "StatefulPartitionedCall_1:0", the int8 FULLY_CONNECTED before it becomes
+    "...:01"; a BatchNorm'd conv's "batchnorm/sub" becomes "batchnorm/sub1"). Unmapped, the name matches no
+    node and the layer silently stays int8: the float-sensitive rung kept no classifier head float that way."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    known = {t["name"] for t in Interpreter(model_content=debugger.calibrated_model).get_tensor_details()}
+    out = []
+    for n in names:
+        n = n if n in known else n[:-1] if n[:-1] in known else n
+        if n not in out:
+            out.append(n)
+    return out
+
+
+# Weight-only int8 for the layers a rung kept float: TFLite's hybrid kernels take float activations and int8
+# weights with a scale per output channel (what dynamic-range quantization makes), so a float op's weight
+# tensor can be stored int8 in place. (output-channel axis of the weight)
+_HYBRID_AXIS = {"FULLY_CONNECTED": 0, "CONV_2D": 0}
+
+
+def _load_fb(path: Path):
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(Path(path).read_bytes(), 0))
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    return schema, model, names
+
+
+def _float_weighted_ops(schema, model, names):
+    """(op output tensor name, op name, weight tensor) of subgraph 0's weighted ops whose input and constant
+    weight are float32."""
+    g = model.subgraphs[0]
+    for op in g.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        if kind not in _HYBRID_AXIS or len(op.inputs) < 2:
+            continue
+        x, w = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]]
+        buf = model.buffers[w.buffer].data if w.buffer < len(model.buffers) else None
+        if (x.type == schema.TensorType.FLOAT32 and w.type == schema.TensorType.FLOAT32 and buf is not None
+                and len(buf) >= 4 * 256):
+            yield g.tensors[op.outputs[0]].name.decode(), kind, w
+
+
+def tflite_float_weighted(path: Path) -> list[tuple[str, int]]:
+    """The float FULLY_CONNECTED and CONV_2D ops of a .tflite (a layer a rung kept in float), named by their
+    output tensor: (name, weight elements), largest first."""
+    schema, model, names = _load_fb(path)
+    out = [(n, int(np.prod(w.shape))) for n, _, w in _float_weighted_ops(schema, model, names)]
+    return sorted(out, key=lambda t: -t[1])
+
+
+def tflite_float_weights_int8(path: Path, out_path: Path, nodes: list[str]) -> list[str]:
+    """Weight-only int8 for the named float ops of a .tflite: each weight tensor stored as symmetric int8 with a
+    scale per output channel, which makes the op a hybrid one (float in and out). Returns the ops done."""
+    import flatbuffers
+
+    schema, model, names = _load_fb(path)
+    done = []
+    for n, kind, w in list(_float_weighted_ops(schema, model, names)):
+        if n not in nodes:
+            continue
+        buf = model.buffers[w.buffer]
+        a = np.frombuffer(np.asarray(buf.data, dtype=np.uint8).tobytes(), dtype=np.float32).reshape(list(w.shape))
+        axis = _HYBRID_AXIS[kind]
+        scale = np.abs(a).max(axis=tuple(d for d in range(a.ndim) if d != axis)) / 127.0
+        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+        shape = [1] * a.ndim
+        shape[axis] = -1
+        q = np.clip(np.round(a / scale.reshape(shape)), -127, 127).astype(np.int8)
+        buf.data = np.frombuffer(q.tobytes(), dtype=np.uint8)
+        w.type = schema.TensorType.INT8
+        qp = schema.QuantizationParametersT()
+        qp.scale, qp.zeroPoint, qp.quantizedDimension = scale.tolist(), [0] * len(scale), axis
+        w.quantization = qp
+        done.append(n)
+    if not done:
+        return []
+    fb = flatbuffers.Builder(1024)
+    fb.Finish(model.Pack(fb), file_identifier=b"TFL3")
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_path).write_bytes(bytes(fb.Output()))
+    return done
