@@ -78,3 +78,15 @@ def test_their_weights_stored_int8_run_as_hybrid_ops_close_to_keras(classifier, 
     # Symmetric int8 per output channel (and the hybrid kernel's int8 inputs): within 2 % of the output range,
     # and no more than 3x the error the float head had (the int8 conv before it dominates both).
     assert 0 < err <= 0.02 * np.abs(ref).max() and err <= 3 * np.abs(before - ref).max()
+
+
+def test_a_float_conv_runs_as_a_hybrid_conv_too(classifier, tmp_path):
+    from edgekit.compress.quantizers.tflite import tflite_float_weighted, tflite_float_weights_int8
+
+    model, path, x = classifier
+    names = [n for n, _ in tflite_float_weighted(path)]
+    out = tmp_path / "all8.tflite"
+    assert sorted(tflite_float_weights_int8(path, out, names)) == sorted(names)
+    assert tflite_float_weighted(out) == [] and ("CONV_2D", np.float32, np.int8) in _ops(out)
+    ref = model.predict(x, verbose=0)
+    assert np.abs(_run(out, x) - ref).max() <= 0.03 * np.abs(ref).max()
