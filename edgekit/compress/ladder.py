@@ -92,8 +92,7 @@ def climb(plan: list[Rung], make: Callable[[int, Rung], Path], judge: Judge, ref
             say(f"{label} {rung.precision}: does not run ({_why_not(a)}) -> miss")
             discard(path)
             continue
-        say(f"{label} {rung.precision}: {judge.key} {a.value:.4f}, drop {a.drop:.2f} {judge.unit}"
-            + (f" ({a.why})" if a.why else "") + " -> " + ("pass" if a.passed else "miss"))
+        say(f"{label} {rung.precision}: {_scored(a, judge)} -> " + ("pass" if a.passed else "miss"))
         if a.passed:
             if shrink is not None:
                 path = _smaller(rung, path, shrink, judge, ref, max_drop, say, label, check, discard, attempts)
@@ -109,6 +108,10 @@ def _base(rung: Rung, remedy: str, judge: Judge) -> dict:
 
 def _why_not(a: Attempt) -> str:
     return (a.error or "").split("runtime: ", 1)[-1][:120]
+
+
+def _scored(a: Attempt, judge: Judge) -> str:
+    return f"{judge.key} {a.value:.4f}, drop {a.drop:.2f} {judge.unit}" + (f" ({a.why})" if a.why else "")
 
 
 def _judged(judge, ref, max_drop, path, base: dict, check, rung) -> Attempt:
@@ -135,8 +138,8 @@ def _smaller(rung, path, shrink, judge, ref, max_drop, say, label, check, discar
         say(f"{label} {rung.precision} (rung: {remedy}) ...")
         a = _judged(judge, ref, max_drop, cand, _base(rung, remedy, judge), check, rung)
         say(f"{label} {rung.precision}: " + (f"does not run ({_why_not(a)})" if a.error is not None else
-                                             f"{judge.key} {a.value:.4f}, drop {a.drop:.2f} {judge.unit}")
-            + (f" ({a.why})" if a.why else "") + " -> " + ("smaller, kept" if a.passed else "miss, float weights stay"))
+                                             _scored(a, judge))
+            + " -> " + ("smaller, kept" if a.passed else "miss, float weights stay"))
         if a.passed:
             attempts.append(a)
             discard(path)

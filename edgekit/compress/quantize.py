@@ -176,6 +176,16 @@ def first_and_heads(order: list, weighted: set, successors: dict) -> list:
     return list(dict.fromkeys(picks))
 
 
+def symmetric_int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """``w`` as symmetric int8 with one scale per index of ``axis`` (the output channel): (int8 weights, float32
+    scales), an all-zero channel scaled 1. The weight-only step's quantizer in every format."""
+    scale = np.abs(w).max(axis=tuple(d for d in range(w.ndim) if d != axis)) / 127.0
+    scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    return np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8), scale
+
+
 def quant_meta(base, precision: str, details: dict, calib_n: int | None):
     q = {"precision": precision, **details}
     if calib_n is not None:

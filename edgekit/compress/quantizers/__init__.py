@@ -99,7 +99,7 @@ def weight_only_variants(fmt: str, rung, path: Path):
     NNCF reverted with it: 0.938 -> 0.872). Layers the user kept float (--keep-float) stay as asked.
     Yields (tag, staged path)."""
     impl = _weight_only(fmt)
-    if impl is None or list(getattr(rung.config, "keep_float", None) or []):
+    if impl is None or rung.config.keep_float:
         return
     from ...artifact import read_meta
     from .accuracy_control import _embed

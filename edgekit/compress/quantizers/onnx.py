@@ -13,7 +13,7 @@ import numpy as np
 from ...artifact import read_meta, write_meta
 from ...errors import DataError, MissingDependencyError, ModelError, first_line
 from ...passes import QuantizeConfig
-from ..quantize import SENSITIVE_ONNX_OPS, ort_activation_settings, quant_meta
+from ..quantize import SENSITIVE_ONNX_OPS, ort_activation_settings, quant_meta, symmetric_int8
 
 
 def quantize(source, job) -> Path:
@@ -316,12 +316,7 @@ def onnx_float_weights_int8(path: Path, out_path: Path, nodes: list[str]) -> lis
             axis = 0 if any(a.name == "transB" and a.i for a in n.attribute) else 1
         if axis is None or w.dtype != np.float32 or (n.op_type == "MatMul" and w.ndim != 2):
             continue
-        red = tuple(d for d in range(w.ndim) if d != axis)
-        scale = np.abs(w).max(axis=red) / 127.0
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        shape = [1] * w.ndim
-        shape[axis] = -1
-        q = np.clip(np.round(w / scale.reshape(shape)), -127, 127).astype(np.int8)
+        q, scale = symmetric_int8(w, axis)
         name = n.input[1]
         m.graph.initializer.remove(inits[name])
         m.graph.initializer.extend([numpy_helper.from_array(q, name + "_w8"),

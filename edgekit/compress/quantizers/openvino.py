@@ -159,8 +159,14 @@ def openvino_float_weighted(path: Path) -> list[tuple[str, int]]:
     quantized one reads its weight through a FakeQuantize): (op name, weight elements), largest first."""
     import openvino as ov
 
+    return _float_weighted_ops(ov.Core().read_model(str(path)))
+
+
+def _float_weighted_ops(model) -> list[tuple[str, int]]:
+    import openvino as ov
+
     out = []
-    for op in ov.Core().read_model(str(path)).get_ops():
+    for op in model.get_ops():
         if op.get_type_name() not in _WEIGHTED:
             continue
         src = op.input_value(1).get_node()
@@ -179,11 +185,10 @@ def openvino_float_weights_int8(path: Path, out: Path, nodes: list[str]) -> list
         import openvino as ov
     except ImportError:
         raise MissingDependencyError("nncf", "train", what="OpenVINO weight compression") from None
-    floats = openvino_float_weighted(path)
-    todo = [n for n, _ in floats if n in nodes]
+    model = ov.Core().read_model(str(path))
+    todo = [n for n, _ in _float_weighted_ops(model) if n in nodes]
     if not todo:
         return []
-    model = ov.Core().read_model(str(path))
     others = [op.get_friendly_name() for op in model.get_ops()
               if op.get_type_name() in _WEIGHTED + ("Gather",) and op.get_friendly_name() not in todo]
     scope = nncf.IgnoredScope(names=others, validate=False) if others else None

@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from ...passes import QuantizeConfig
-from ..quantize import SENSITIVE_TFLITE_OPS, has_feature_normalization, quant_meta
+from ..quantize import SENSITIVE_TFLITE_OPS, has_feature_normalization, quant_meta, symmetric_int8
 
 SCHEMES = {"int8": "TFLite full-integer PTQ", "int16x8": "TFLite 16x8 PTQ (int16 activations, int8 weights)",
            "fp16": "TFLite float16 weights", "int8-weights": "TFLite dynamic-range int8 weights"}
@@ -236,11 +236,7 @@ def tflite_float_weights_int8(path: Path, out_path: Path, nodes: list[str]) -> l
         buf = model.buffers[w.buffer]
         a = np.frombuffer(np.asarray(buf.data, dtype=np.uint8).tobytes(), dtype=np.float32).reshape(list(w.shape))
         axis = _HYBRID_AXIS[kind]
-        scale = np.abs(a).max(axis=tuple(d for d in range(a.ndim) if d != axis)) / 127.0
-        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)
-        shape = [1] * a.ndim
-        shape[axis] = -1
-        q = np.clip(np.round(a / scale.reshape(shape)), -127, 127).astype(np.int8)
+        q, scale = symmetric_int8(a, axis)
         buf.data = np.frombuffer(q.tobytes(), dtype=np.uint8)
         w.type = schema.TensorType.INT8
         qp = schema.QuantizationParametersT()
