@@ -55,7 +55,11 @@ class App:
         self.max_json = min(self.max_body, int(config.max_json_mb * 1024 * 1024))
         self.max_pixels = int(config.max_image_mp * 1e6)
         self.draining = False
-        self.active = 0  # HTTP requests in progress (from their headers to their answer)
+        self.active = 0  # HTTP requests in progress in this app (from their first await to their answer)
+        # Requests in progress on the server, counted from their headers (the HTTP layer's request tasks, set by
+        # server._make_server): a request whose task exists but has not run yet is not in ``active``, and a
+        # model run "alone" on the loop would then serialise the whole load (see _run).
+        self.in_flight = None
         self._openapi = None
         # Image decoding and big JSON parses run here, off the event loop, so health checks and other
         # requests keep being answered; two workers bound the memory such work can take at once.
@@ -241,7 +245,11 @@ class App:
     # -- inference ---------------------------------------------------------------------------
     async def _run(self, model, feed, rows, key, timeout_s, outputs=None):
         loop = asyncio.get_running_loop()
-        fut = model.batcher.submit(feed, rows, key, time.perf_counter() + timeout_s, outputs, alone=self.active == 1)
+        # Alone: no other request has its headers in. Counting only requests that have reached the app, at
+        # concurrency 8 each request found the others still unstarted, ran on the loop, and reading and
+        # inference stopped overlapping: 0.77x of in-process throughput instead of >= 0.9x.
+        busy = self.active if self.in_flight is None else max(self.active, len(self.in_flight))
+        fut = model.batcher.submit(feed, rows, key, time.perf_counter() + timeout_s, outputs, alone=busy == 1)
         # A timer instead of asyncio.wait_for: no extra task per request on the hot path.
         timer = loop.call_later(timeout_s, _expire, fut, timeout_s)
         self.metrics.inflight += 1

@@ -77,7 +77,9 @@ def _make_server(app, config: ServeConfig, on_ready):
                           limit_concurrency=config.max_connections, server_header=False,
                           timeout_keep_alive=config.keep_alive_s, http=protocol_for(config), ws="none",
                           proxy_headers=False)  # nothing here reads the client address: no middleware per request
-    return _Server(ucfg)
+    server = _Server(ucfg)
+    app.in_flight = server.server_state.tasks  # one task per request from its headers on (App._run reads it)
+    return server
 
 
 def _url_host(host: str) -> str:
