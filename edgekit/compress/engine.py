@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from .. import formats
 from ..artifact import ArtifactMeta, provenance, read_meta, write_meta
 from ..errors import ConfigError, DataError, GateError, ModelError
+from ..fsutil import owned_partial
 from ..passes import BenchConfig, DistillConfig, GateConfig, PruneConfig, QuantizeConfig
 from . import stages
 from .gate import TaskScore, judge, promote, top1_of
@@ -253,7 +253,7 @@ def compress(model, data, out_dir, *, prune: PruneConfig | None = None, distill:
     name = export.name or (src_path.stem if src_path is not None else str(getattr(src_model, "name", "model")))
     meta0 = base_meta(src_meta, ds, src_path or model)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stage_root = Path(tempfile.mkdtemp(prefix=".compress-", dir=out_dir))
+    stage_root = owned_partial(out_dir, "compress")  # and sweeps those a killed compress left behind
     steps: dict[str, Any] = {}
     failures: list = []
     entries: list = []  # (kind, fmt, path, params, extra)

@@ -22,7 +22,6 @@ accuracy-aware quantization (layers that cost the metric most go back to float) 
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import numpy as np
 from .. import formats
 from ..artifact import ArtifactMeta, model_size, provenance, read_labels, read_meta
 from ..errors import ConfigError, GateError, ModelError, first_line
+from ..fsutil import owned_partial
 from ..passes import GateConfig, QuantizeConfig
 from .report import ArtifactRow, CompressReport, attempt_text, relate_to_references, write_compress_report
 from .judge import fidelity, predict  # noqa: F401  (the judges' numbers; callers import them from here too)
@@ -310,7 +310,7 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
 
     t0 = time.time()
     out_dir.mkdir(parents=True, exist_ok=True)
-    stage_root = Path(tempfile.mkdtemp(prefix=".compress-", dir=out_dir))
+    stage_root = owned_partial(out_dir, "compress")  # and sweeps those a killed compress left behind
     rows, failures, steps = [], [], {"mode": mode, "preprocessing": pre, "inferred": inferred,
                                      "calibration": len(x_cal), "held_out": len(x_test), "formats": targets}
     from .gate import promote
