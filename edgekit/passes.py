@@ -25,7 +25,7 @@ from .formats import PRECISIONS
 # The ladder an int8 miss climbs, in order: the int8 remedies, then mixed precision (the sensitive ops in
 # float), then int16 activations (in the formats that make them). "nncf" is ONNX's second quantizer: NNCF's
 # post-training quantization (quantizers where OpenVINO's fused patterns need them, per-channel symmetric
-# weights, fast bias correction) in place of ONNX Runtime's static QDQ. On centernet_lite0 (shapes, 400 test
+# weights, bias correction) in place of ONNX Runtime's static QDQ. On centernet_lite0 (shapes, 400 test
 # images) ONNX Runtime's int8 lost 7.0 points of mAP@[.5:.95] on every rung, int16 activations included; NNCF's
 # lost 0.17.
 REMEDIES = ("more-calibration", "per-channel", "nncf", "float-sensitive", "qat", "mixed-precision", "int16x8")
