@@ -158,10 +158,17 @@ def test_accuracy_control_is_the_last_remedy_and_puts_costly_layers_back_in_floa
                          gate=GateConfig(min_agreement=0.97, remedies=["qat"]), formats_=("openvino",),
                          explicit_formats=True, preprocess="imagenet", bench_runs=0)
     tries = r.steps["quantize"]["openvino"]
-    assert [a["remedy"] for a in tries] == ["none", "accuracy-control"]
+    remedies = [a["remedy"] for a in tries]
+    # Where NNCF reverted layers to float, the weight-only step may follow (their weights int8, judged by the same
+    # gate): kept when it passes (last), listed before the kept rung when it misses. NNCF's reverts vary from run
+    # to run here, so both orders occur.
+    assert remedies[0] == "none" and "accuracy-control" in remedies, remedies
+    assert set(remedies[1:]) <= {"accuracy-control", "accuracy-control+int8-weights"}, remedies
+    ac = next(a for a in tries if a["remedy"] == "accuracy-control")
     assert tries[0]["passed"] is False and tries[0]["fidelity"]["agreement"] < 0.8
-    assert tries[1]["passed"] is True and tries[1]["fidelity"]["agreement"] >= 0.97
-    assert tries[1]["fidelity"]["agreement"] - tries[0]["fidelity"]["agreement"] > 0.15
+    assert ac["passed"] is True and ac["fidelity"]["agreement"] >= 0.97
+    assert ac["fidelity"]["agreement"] - tries[0]["fidelity"]["agreement"] > 0.15
+    assert tries[-1]["passed"] is True and tries[-1]["fidelity"]["agreement"] >= 0.97
     q = read_meta(tmp_path / "o" / "photo_cnn_int8.xml").quantization
     assert q["scheme"] == "NNCF accuracy control" and q["quantizers"] > 0
     # What NNCF put back in float is recorded ("none" when the whole model already met it).
