@@ -169,6 +169,23 @@ def cli_in_process():
     return run_cli_in_process
 
 
+@pytest.fixture
+def leftover_partials():
+    """leftover_partials(out, stem, file) -> (stale, live): two ``.{stem}.PID.XXXX.partial`` folders in ``out``, each
+    holding a half-written ``file``: one whose process has ended (an interrupted run's, to be swept) and one of
+    this live process (never to be touched)."""
+    def make(out: Path, stem: str, file: str):
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        stale = out / f".{stem}.{dead.pid}.abcd.partial"
+        live = out / f".{stem}.{os.getpid()}.efgh.partial"
+        for d in (stale, live):
+            (d / file).parent.mkdir(parents=True)
+            (d / file).write_bytes(b"half")
+        return stale, live
+    return make
+
+
 @pytest.fixture(scope="session")
 def byom(tmp_path_factory) -> dict:
     """A model edgekit did not train (NCHW ONNX, logits, ImageNet mean/std, no metadata), image folders of

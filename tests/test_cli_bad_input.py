@@ -730,17 +730,12 @@ def test_demo_url_answers_are_bounded(name, expect, hostile_server, assets, invo
     assert len(error_lines(err)) == 1 and re.search(expect, error_lines(err)[0]), err
 
 
-def test_an_interrupted_exports_partial_folder_is_swept_by_the_next_run(assets, invoke_cli, tmp_path):
+def test_an_interrupted_exports_partial_folder_is_swept_by_the_next_run(assets, invoke_cli, tmp_path,
+                                                                        leftover_partials):
     """Issue 25: a killed export leaves .model.tflite.PID.XXXX.partial behind; the next export of the same
     name removes those whose process is gone (and never one a live process owns)."""
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     out = tmp_path / "exp"
-    stale = out / f".model.tflite.{dead.pid}.abcd.partial"
-    live = out / f".model.tflite.{os.getpid()}.efgh.partial"
-    for d in (stale, live):
-        d.mkdir(parents=True)
-        (d / "model.tflite").write_bytes(b"half")
+    stale, live = leftover_partials(out, "model.tflite", "model.tflite")
     code, so, err = invoke_cli(["export", assets["keras"], "--to", "tflite", "--out", str(out), "-q"])
     assert code == 0, err
     assert not stale.exists() and live.exists() and (out / "model.tflite").is_file()

@@ -313,22 +313,13 @@ def test_channel_pruning_in_rounds_reaches_the_same_widths_and_tracks_original_f
         PruneConfig(stages=0).validate()
 
 
-def test_a_killed_compress_leaves_its_stage_folder_for_the_next_run_to_sweep(digits_cnn, cli, tmp_path):
+def test_a_killed_compress_leaves_its_stage_folder_for_the_next_run_to_sweep(digits_cnn, cli, tmp_path,
+                                                                              leftover_partials):
     """Issue 25's leftovers: compress staged in a ``.compress-XXXX`` folder removed only by its own ``finally``,
     so one killed mid-ladder stayed for ever. Stage folders now carry the pid; the next compress into the same
     folder removes those whose process is gone, and never one a live process owns."""
-    import os
-    import subprocess
-    import sys
-
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     out = tmp_path / "c"
-    stale = out / f".compress.{dead.pid}.abcd.partial"
-    live = out / f".compress.{os.getpid()}.efgh.partial"
-    for d in (stale, live):
-        (d / "float").mkdir(parents=True)
-        (d / "float" / "model.tflite").write_bytes(b"half")
+    stale, live = leftover_partials(out, "compress", "float/model.tflite")
     p = cli("compress", str(digits_cnn), "--data", "digits", "--quantize", "int8", "--formats", "tflite",
             "--max-drop", "100", "--bench-runs", "0", "--out", str(out), "-q")
     assert p.returncode == 0, p.stderr
