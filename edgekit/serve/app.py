@@ -55,11 +55,9 @@ class App:
         self.max_json = min(self.max_body, int(config.max_json_mb * 1024 * 1024))
         self.max_pixels = int(config.max_image_mp * 1e6)
         self.draining = False
-        self.active = 0  # HTTP requests in progress in this app (from their first await to their answer)
-        # Requests in progress on the server, counted from their headers (the HTTP layer's request tasks, set by
-        # server._make_server): a request whose task exists but has not run yet is not in ``active``, and a
-        # model run "alone" on the loop would then serialise the whole load (see _run).
-        self.in_flight = None
+        # Requests in progress on the server, counted from their headers: the HTTP layer's request tasks, set by
+        # server._make_server (every request this app answers runs in one). Left empty, nothing runs inline.
+        self.in_flight: set | frozenset = frozenset()
         self._openapi = None
         # Image decoding and big JSON parses run here, off the event loop, so health checks and other
         # requests keep being answered; two workers bound the memory such work can take at once.
@@ -69,7 +67,7 @@ class App:
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._answer(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
 
@@ -85,13 +83,6 @@ class App:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    async def _http(self, scope, receive, send):
-        self.active += 1
-        try:
-            await self._answer(scope, receive, send)
-        finally:
-            self.active -= 1
 
     async def _answer(self, scope, receive, send):
         t0 = time.perf_counter()
@@ -245,11 +236,11 @@ class App:
     # -- inference ---------------------------------------------------------------------------
     async def _run(self, model, feed, rows, key, timeout_s, outputs=None):
         loop = asyncio.get_running_loop()
-        # Alone: no other request has its headers in. Counting only requests that have reached the app, at
-        # concurrency 8 each request found the others still unstarted, ran on the loop, and reading and
+        # Alone: no other request has its headers in. Counting only requests that had reached the app, at
+        # concurrency 8 each request found the others' tasks not yet started, ran on the loop, and reading and
         # inference stopped overlapping: 0.77x of in-process throughput instead of >= 0.9x.
-        busy = self.active if self.in_flight is None else max(self.active, len(self.in_flight))
-        fut = model.batcher.submit(feed, rows, key, time.perf_counter() + timeout_s, outputs, alone=busy == 1)
+        alone = len(self.in_flight) == 1
+        fut = model.batcher.submit(feed, rows, key, time.perf_counter() + timeout_s, outputs, alone=alone)
         # A timer instead of asyncio.wait_for: no extra task per request on the hot path.
         timer = loop.call_later(timeout_s, _expire, fut, timeout_s)
         self.metrics.inflight += 1
