@@ -4,7 +4,6 @@ the binary tensor lands aligned in the body buffer so the model reads it in plac
 from __future__ import annotations
 
 import asyncio
-import re
 
 import httpx
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 
 from edgekit.serve.guard import TENSOR_ALIGN, body_buffer
 
-from .test_load import binary_request, decode_binary, metric
+from .test_load import _http, binary_request, decode_binary, metric
 
 
 @pytest.mark.parametrize("json_len", [1, 63, 64, 65, 203, 4095])
@@ -112,21 +111,14 @@ def test_requests_arriving_together_overlap_on_the_model_thread_instead_of_queue
     host, port = urlsplit(srv.url).hostname, urlsplit(srv.url).port
     x = np.random.default_rng(4).random((1, 32, 32, 3), dtype=np.float32)
     body, headers = binary_request({tiny.inputs[0].name: x})
-    req = (f"POST /v2/models/m/infer HTTP/1.1\r\nhost: {host}\r\n"
-           + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-           + f"content-length: {len(body)}\r\n\r\n").encode() + body
     rounds, conc = 20, 8
 
     async def main():
         conns = [await asyncio.open_connection(host, port) for _ in range(conc)]
-        for _ in range(rounds):
-            for _, w in conns:
-                w.write(req)
-            for r, _ in conns:
-                head = await r.readuntil(b"\r\n\r\n")
-                assert head.startswith(b"HTTP/1.1 200"), head
-                n = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
-                await r.readexactly(n)
+        for _ in range(rounds):  # gather writes all eight requests before any answer is read
+            answers = await asyncio.gather(*[_http(r, w, host, port, "/v2/models/m/infer", body, headers)
+                                             for r, w in conns])
+            assert [a[0] for a in answers] == [200] * conc, answers[0][2][:200]
         for _, w in conns:
             w.close()
 
