@@ -55,7 +55,8 @@ TABLE: tuple[Format, ...] = (
             ("savedmodel", True, "float and int8 through the TFLite converter"),
             ("onnx", False, _NO_ONNX2TF),
             ("tflite", False, "int8 TFLite needs the source graph (a SavedModel); a .tflite file no longer has it. "
-                              "Give the SavedModel, or take the OpenVINO IR"))),
+                              "Give the SavedModel, or take the OpenVINO IR")),
+           ("bias-correction",)),
     Format("onnx", ".onnx", (), "onnxruntime", "onnx", "ONNX",
            "edgekit.export.onnx:ONNXExporter", "edgekit.runtime.onnxruntime:ORTBackend",
            "edgekit.compress.quantizers.onnx:quantize", PRECISIONS, (),

@@ -24,7 +24,7 @@ def test_recipe_steps_expose_every_recipe_field_with_the_schema_default():
             assert f.name in step.model_fields, (step.__name__, f.name)
             if not f.metadata["required_in_recipe"] and f.default is not dataclasses.MISSING:
                 assert step.model_fields[f.name].default == f.default, (step.__name__, f.name)
-    assert len(passes.recipe_fields(passes.QuantizeConfig)) == len(dataclasses.fields(passes.QuantizeConfig)) == 11
+    assert len(passes.recipe_fields(passes.QuantizeConfig)) == len(dataclasses.fields(passes.QuantizeConfig)) == 12
     assert DistillStep.model_fields["alpha"].default == passes.DistillConfig().alpha == 0.3
 
 

@@ -329,8 +329,8 @@ def compress_foreign(model, data, out_dir, *, quantize: QuantizeConfig | None = 
         steps["reference"] = {"model": str(ref_path), "top1": ref_top1, "split": "test"}
         for fmt, p in refs.items():
             rows.append(_row(p, out_dir, fmt, "float32", "reference", fidelity(ref_out, predict(p, x_test)), None))
-        plan = foreign_plan(cfg, gate, len(x_cal))
         for fmt in targets:
+            plan = foreign_plan(cfg, gate, len(x_cal), fmt)
             res = _quantize_gated(src, fmt, refs[fmt], stage_root / f"int8-{fmt}", name + "_int8", meta, plan,
                                   x_cal, judge, ref, max_drop, say)
             steps.setdefault("quantize", {})[fmt] = res["attempts"]
@@ -369,15 +369,19 @@ def _last_tried(attempts: list) -> dict:
     return tried[-1] if tried else attempts[-1]
 
 
-def foreign_plan(cfg: QuantizeConfig, gate: GateConfig, train_size: int):
-    """The foreign ladder: the engine's int8 remedies in its order, with NNCF's accuracy control in QAT's place
-    (QAT trains a Keras model that a foreign input doesn't have). Mixed precision is left out (accuracy control
-    already puts the layers that cost the metric back in float) and int16x8 isn't offered to foreign models."""
+def foreign_plan(cfg: QuantizeConfig, gate: GateConfig, train_size: int, fmt: str):
+    """The foreign ladder of ``fmt``: the engine's int8 remedies in its order, with NNCF's accuracy control in
+    QAT's place (QAT trains a Keras model that a foreign input doesn't have). Mixed precision is left out (accuracy
+    control already puts the layers that cost the metric back in float) and int16x8 isn't offered to foreign
+    models; a format's own remedy only in that format."""
+    from ..passes import FORMAT_REMEDIES
     from .ladder import Rung
     from .quantize import rungs
 
+    own = formats.get(fmt).remedies
     plan = ["accuracy-control" if r == "qat" else r for r in gate.remedies
-            if r not in ("mixed-precision", "int16x8", "nncf")]  # (accuracy control is NNCF's own, on ONNX too)
+            if r not in ("mixed-precision", "int16x8", "nncf")  # (accuracy control is NNCF's own, on ONNX too)
+            and (r not in FORMAT_REMEDIES or r in own)]
     return [Rung(remedy, c, "int8") for remedy, c in rungs(cfg, plan, train_size)]
 
 

@@ -200,6 +200,8 @@ def with_remedy(cfg: QuantizeConfig, remedy: str, train_size: int) -> QuantizeCo
         return replace(cfg, calibration_samples=n) if n > cfg.calibration_samples else None
     if remedy == "per-channel":
         return replace(cfg, per_channel=True) if not cfg.per_channel else None
+    if remedy == "bias-correction":
+        return replace(cfg, bias_correction=True) if not cfg.bias_correction else None
     if remedy == "float-sensitive":
         return replace(cfg, float_sensitive=True) if not (cfg.float_sensitive or cfg.keep_float) else None
     if remedy == "mixed-precision":
@@ -215,7 +217,9 @@ def rungs(cfg: QuantizeConfig, remedies, train_size: int):
     yield "none", cfg
     current = cfg
     for remedy in remedies:
-        if remedy in ("qat", "accuracy-control", "nncf"):  # nncf: another quantizer (QuantizeJob.engine), one rung
+        if remedy == "qat":  # the QAT model's converter takes its trained ranges: nothing for a correction to read
+            yield remedy, replace(current, bias_correction=False)
+        elif remedy in ("accuracy-control", "nncf"):  # nncf: another quantizer (QuantizeJob.engine), one rung
             yield remedy, current
         elif remedy == "int16x8":
             yield remedy, replace(current, float_sensitive=False, mixed_precision=False)

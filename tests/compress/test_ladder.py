@@ -110,7 +110,7 @@ def test_engine_climbs_the_whole_ladder_in_order_with_qat_trained_once(tmp_path,
     def fake_quantize_format(fmt, source, job):
         cfg = job.config
         built.append((job.precision, source.model, cfg.per_channel, cfg.float_sensitive, cfg.mixed_precision,
-                      len(job.calibration), job.engine))
+                      len(job.calibration), job.engine, cfg.bias_correction))
         job.stage.mkdir(parents=True, exist_ok=True)
         p = job.out(".tflite")
         p.write_text("0.1")
@@ -127,31 +127,41 @@ def test_engine_climbs_the_whole_ladder_in_order_with_qat_trained_once(tmp_path,
                                   0.9, GateConfig(max_drop=0.0).validate(), lambda s: None, cache)
             for fmt in ("tflite", "onnx")]
     tried = [a["remedy"] for a in outs[0]["attempts"]]
-    assert tried == ["none", "per-channel", "float-sensitive", "qat", "mixed-precision", "int16x8"]
+    assert tried == ["none", "per-channel", "bias-correction", "float-sensitive", "qat", "mixed-precision", "int16x8"]
     assert [a["precision"] for a in outs[0]["attempts"]][-2:] == ["int8", "int16x8"]
     assert outs[0]["path"] is None and not any((tmp_path / "tflite").rglob("*.tflite"))
     assert qat_trained == [1]  # trained once, shared by the second format
-    # Cumulative: per-channel stays on from its rung; int16x8 drops the float-kept layers again.
-    assert [b[2] for b in built[:6]] == [False, True, True, True, True, True]
-    assert built[3][1] == "qat-model" and built[5][3:5] == (False, False)
+    # Cumulative: per-channel and bias correction stay on from their rungs; int16x8 drops the float-kept layers
+    # again; QAT's converter takes its trained ranges, so its rung has no bias correction.
+    assert [b[2] for b in built[:7]] == [False, True, True, True, True, True, True]
+    assert [b[7] for b in built[:7]] == [False, False, True, True, False, True, True]
+    assert built[4][1] == "qat-model" and built[6][3:5] == (False, False)
     assert all(b[5] == 50 for b in built)  # the user's 50 calibration examples, every rung
-    # ONNX has one rung more, NNCF's quantizer in place of ONNX Runtime's, tried once after per-channel: the
-    # rungs after it are ONNX Runtime's again.
+    # ONNX has NNCF's quantizer in place of ONNX Runtime's, tried once after per-channel (the rungs after it are
+    # ONNX Runtime's again), and no TFLite bias correction (NNCF's quantizer has its own).
     onnx_tried = [a["remedy"] for a in outs[1]["attempts"]]
     assert onnx_tried == ["none", "per-channel", "nncf", "float-sensitive", "qat", "mixed-precision", "int16x8"]
-    assert [b[6] for b in built[6:]] == ["default", "default", "nncf", "default", "default", "default", "default"]
-    assert [b[2] for b in built[6:9]] == [False, True, True]
+    assert [b[6] for b in built[7:]] == ["default", "default", "nncf", "default", "default", "default", "default"]
+    assert [b[2] for b in built[7:10]] == [False, True, True]
+    assert not any(b[7] for b in built[7:])
     assert set(REMEDIES) - {"more-calibration", "nncf"} == set(tried) - {"none"}
-    assert set(REMEDIES) - {"more-calibration"} == set(onnx_tried) - {"none"}
+    assert set(REMEDIES) - {"more-calibration", "bias-correction"} == set(onnx_tried) - {"none"}
 
 
 def test_foreign_plan_puts_accuracy_control_in_qats_place():
     from edgekit.compress.foreign import foreign_plan
 
-    plan = foreign_plan(QuantizeConfig(calibration_samples=10).validate(), GateConfig().validate(), 100)
-    assert [r.remedy for r in plan] == ["none", "more-calibration", "per-channel", "float-sensitive",
-                                        "accuracy-control"]
-    assert {r.precision for r in plan} == {"int8"}
+    cfg, gate = QuantizeConfig(calibration_samples=10).validate(), GateConfig().validate()
+    for fmt in ("onnx", "openvino"):
+        plan = foreign_plan(cfg, gate, 100, fmt)
+        assert [r.remedy for r in plan] == ["none", "more-calibration", "per-channel", "float-sensitive",
+                                            "accuracy-control"]
+        assert {r.precision for r in plan} == {"int8"}
+    # TFLite's own remedy, in TFLite's ladder only (a SavedModel source).
+    plan = foreign_plan(cfg, gate, 100, "tflite")
+    assert [r.remedy for r in plan] == ["none", "more-calibration", "per-channel", "bias-correction",
+                                        "float-sensitive", "accuracy-control"]
+    assert [r.config.bias_correction for r in plan] == [False, False, False, True, True, True]
 
 
 def test_the_command_gates_size_and_latency_like_a_recipe(tmp_path):
