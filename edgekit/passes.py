@@ -211,7 +211,8 @@ class QuantizeConfig(PassConfig):
                                        cli="--reduce-range/--no-reduce-range")
     keep_float: list[str] = option(factory=list, help="Layer/node names left in float (repeatable).",
                                    cli="--keep-float")
-    float_sensitive: bool = option(False, "Keep the first weighted layer and the output heads (a detector's head convs) in float.",
+    float_sensitive: bool = option(False, "Keep the first weighted layer and the output heads (a detector's head convs) in float; "
+                                          "TFLite also any layer whose int8 error exceeds one output quantization step.",
                                    cli="--float-sensitive")
     mixed_precision: bool = option(False, "int8 with the sensitive ops (LayerNorm, Softmax, the embedding's "
                                           "gather, first and last weighted layers) in float.",

@@ -101,3 +101,9 @@ def test_the_rung_records_bias_correction_in_the_artifact_metadata(tmp_path):
     p = quantize("tflite", ModelSource(m), job)
     q = read_meta(p).quantization
     assert "20 calibration samples" in q["bias_correction"] and q["precision"] == "int8"
+    assert "kept_float_nodes" not in q  # nothing kept float on this rung
+
+    job.config = QuantizeConfig(bias_correction=True, float_sensitive=True).validate()
+    job.stage = tmp_path / "fs"
+    q = read_meta(quantize("tflite", ModelSource(m), job)).quantization
+    assert len(q["kept_float_nodes"]) == 2  # the conv (first) and the dense (head): recorded by name
