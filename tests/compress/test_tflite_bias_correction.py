@@ -107,3 +107,11 @@ def test_the_rung_records_bias_correction_in_the_artifact_metadata(tmp_path):
     job.stage = tmp_path / "fs"
     q = read_meta(quantize("tflite", ModelSource(m), job)).quantization
     assert len(q["kept_float_nodes"]) == 2  # the conv (first) and the dense (head): recorded by name
+
+    # int8 input and output tensors: the correction feeds the debug model quantized inputs.
+    from ai_edge_litert.interpreter import Interpreter
+
+    job.config = QuantizeConfig(bias_correction=True, int8_io=True).validate()
+    job.stage = tmp_path / "io"
+    it = Interpreter(model_path=str(quantize("tflite", ModelSource(m), job)))
+    assert it.get_input_details()[0]["dtype"] == np.int8 and it.get_output_details()[0]["dtype"] == np.int8

@@ -176,18 +176,21 @@ def _tflite_kept_nodes(conv, rep, *, sensitive: bool, front: bool) -> list[str]:
                 readers.setdefault(int(t), []).append(i)
         succ = {i: [r for t in o["outputs"] for r in readers.get(int(t), ())] for i, o in enumerate(ops)}
         picks += [ops[i] for i in first_and_heads(list(range(len(ops))), set(weighted), succ)]
-    names = [tensors[o["outputs"][0]] for o in picks]
+    names = float_node_names(probe, [tensors[o["outputs"][0]] for o in picks])
     if sensitive:
-        names += error_outliers(probe)
-    return float_node_names(probe, names)
+        names += [n for n in error_outliers(probe, exclude=names) if n not in names]
+    return names
 
 
-# A layer whose int8 output errs by more than this many of its own quantization steps (RMS, against the float op
-# on the same input) is kept float by the float-sensitive rung: plain rounding errs by 0.29 of a step. On
+# A weighted layer whose int8 output errs by more than this many of its own quantization steps (RMS, against the
+# float op on the same input) is kept float by the float-sensitive rung: plain rounding errs by 0.29 of a step. On
 # EfficientNet-Lite0 (ImageNet) two layers stand out, the stem (3.0) and block 0's depthwise (2.9), the next is at
 # 0.55; with them float and bias correction, agreement with float on 1,000 photo crops went 0.884 -> 0.914.
 MAX_ERROR_STEPS = 1.0
 ERROR_SAMPLES = 100
+# At most this fraction of the quantized ops is kept float that way (the worst): where every layer errs (a
+# calibration that collapsed every range), the rung must not turn the model float and call it int8.
+MAX_OUTLIER_FRACTION = 0.25
 
 
 def _first(rep, n: int):
@@ -200,18 +203,31 @@ def _first(rep, n: int):
     return first
 
 
-def error_outliers(debugger) -> list[str]:
-    """Output tensor names of the int8 ops whose error RMS exceeds MAX_ERROR_STEPS of their output scale, read
-    from the quantization debugger's per-layer statistics on its debug data, worst first."""
+def error_outliers(debugger, exclude=()) -> list[str]:
+    """Output tensor names of the int8 weighted ops (conv, depthwise, fully connected) whose error RMS exceeds
+    MAX_ERROR_STEPS of their output scale, read from the quantization debugger's per-layer statistics on its debug
+    data, worst first, at most MAX_OUTLIER_FRACTION of them beside the ``exclude``d (kept float already); named
+    as the denylist takes them."""
     debugger.run()
+    schema, model, names = _load_fb_bytes(debugger.quant_model)
+    g = model.subgraphs[0]
+    weighted = set()
+    for op in g.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in _WEIGHTED:
+            weighted.add(int(op.outputs[0]))
     out = []
     for name, m in debugger.layer_statistics.items():
         op = debugger._numeric_verify_op_details[name]
+        if int(op["inputs"][0]) not in weighted:  # an op without weights errs by its activations' rounding alone
+            continue
         q = debugger._quant_interpreter._get_tensor_details(op["inputs"][0], subgraph_index=0)
         scales = q["quantization_parameters"]["scales"]
         if len(scales) and scales[0] > 0:
             out.append((float(np.sqrt(m["mean_squared_error"]) / scales[0]), debugger._get_operand_name_and_index(name)[0]))
-    return [n for e, n in sorted(out, reverse=True) if e > MAX_ERROR_STEPS]
+    worst = [n for n in float_node_names(debugger, [n for e, n in sorted(out, reverse=True) if e > MAX_ERROR_STEPS])
+             if n not in exclude]
+    return worst[:int(MAX_OUTLIER_FRACTION * len(out))]
 
 
 def float_node_names(debugger, names: list[str]) -> list[str]:
