@@ -173,3 +173,26 @@ def test_profile_prefers_in_order_and_says_why_not():
     pi = load_profile("raspberry-pi-4")
     note = pick_for_device(rows[:1], pi, lambda r: True).note
     assert "no tflite int8 artifact was made (add it: --quantize int8)" in note
+
+
+def test_onnx_nncf_rung_falls_back_to_the_fast_bias_correction_where_the_full_one_fails(tmp_path):
+    """NNCF's full bias correction builds and runs subgraphs of the model, and on CenterNet's head (one depthwise
+    conv feeding the heatmap, offset and size convs) it fails: the nncf rung errored on every detector from the
+    change that made the full one the default, and a trained centernet_lite0's ONNX int8 was refused. The rung
+    now falls back to NNCF's fast correction and says so."""
+    pytest.importorskip("nncf")
+    import onnx
+
+    from edgekit.compress.quantizers.onnx import quantize_onnx_nncf
+    from edgekit.export import export_model
+    from edgekit.passes import QuantizeConfig
+    from edgekit.zoo import build_model
+
+    m = build_model("centernet_mnv2", (96, 96, 3), 3, width=16)
+    res = export_model(m, ["onnx"], tmp_path, name="det", verify=False)
+    calib = np.random.default_rng(0).uniform(0, 1, (8, 96, 96, 3)).astype(np.float32)
+    det = quantize_onnx_nncf(res.artifacts["onnx"], tmp_path / "q.onnx", QuantizeConfig(per_channel=True).validate(),
+                             calib)
+    assert det["bias_correction"].startswith("fast (the full one failed: "), det["bias_correction"]
+    ops = {n.op_type for n in onnx.load(str(tmp_path / "q.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
