@@ -210,12 +210,7 @@ def error_outliers(debugger, exclude=()) -> list[str]:
     as the denylist takes them."""
     debugger.run()
     schema, model, names = _load_fb_bytes(debugger.quant_model)
-    g = model.subgraphs[0]
-    weighted = set()
-    for op in g.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        if names.get(max(code.builtinCode, code.deprecatedBuiltinCode)) in _WEIGHTED:
-            weighted.add(int(op.outputs[0]))
+    weighted = {int(op.outputs[0]) for op in model.subgraphs[0].operators if _kind(model, names, op) in _WEIGHTED}
     out = []
     for name, m in debugger.layer_statistics.items():
         op = debugger._numeric_verify_op_details[name]
@@ -263,8 +258,7 @@ def _float_weighted_ops(schema, model, names):
     weight are float32."""
     g = model.subgraphs[0]
     for op in g.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
+        kind = _kind(model, names, op)
         if kind not in _HYBRID_AXIS or len(op.inputs) < 2:
             continue
         x, w = g.tensors[op.inputs[0]], g.tensors[op.inputs[1]]
@@ -315,7 +309,6 @@ def tflite_float_weights_int8(path: Path, out_path: Path, nodes: list[str]) -> l
 # layer fuses, as the next layer sees it: on EfficientNet-Lite0 (ImageNet head, 1,000 photo crops) this took
 # agreement with float from 0.838 to 0.877 (one pass) and 0.884 (two), where the same shift computed analytically
 # before the activation (weight rounding error times the mean input patch) gained nothing.
-_BIAS_CORRECTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 BIAS_PASSES, BIAS_SAMPLES = 2, 100
 
 
@@ -323,9 +316,8 @@ def _weighted_ops(schema, model, names):
     """(kind, operator) of subgraph 0's conv, depthwise and fully connected ops with an int32 bias, in order."""
     g = model.subgraphs[0]
     for op in g.operators:
-        code = model.operatorCodes[op.opcodeIndex]
-        kind = names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
-        if (kind in _BIAS_CORRECTED and len(op.inputs) > 2 and op.inputs[2] >= 0
+        kind = _kind(model, names, op)
+        if (kind in _WEIGHTED and len(op.inputs) > 2 and op.inputs[2] >= 0
                 and g.tensors[op.inputs[2]].type == schema.TensorType.INT32):
             yield kind, op
 
@@ -400,6 +392,11 @@ def bias_correct(debugger, calib: np.ndarray, passes: int = BIAS_PASSES, samples
                 model.buffers[t.buffer].data = np.frombuffer(new.tobytes(), np.uint8)
             done.add(name)
     return _pack(qm), len(done)
+
+
+def _kind(model, names, op) -> str | None:
+    code = model.operatorCodes[op.opcodeIndex]
+    return names.get(max(code.builtinCode, code.deprecatedBuiltinCode))
 
 
 def _load_fb_bytes(data: bytes):
