@@ -29,7 +29,7 @@ class Format:
     # What each model source can become in this format: (source kind, made?, how / why not). A source is a
     # model edgekit compresses (SOURCES); this column is what `edgekit compress --help` and its errors say.
     sources: tuple[tuple[str, bool, str], ...] = ()
-    # Ladder remedies only this format's quantizer has (passes.FORMAT_REMEDIES); the others skip those rungs.
+    # Ladder remedies only this format's quantizer has; the others skip those rungs (offers_remedy).
     remedies: tuple[str, ...] = ()
 
 
@@ -90,6 +90,12 @@ def get(name: str) -> Format:
     if name not in BY_NAME:
         raise ConfigError(allowed(name, FORMATS, "format"))
     return BY_NAME[name]
+
+
+def offers_remedy(fmt: str, remedy: str) -> bool:
+    """Whether ``fmt``'s int8 ladder has ``remedy``: one that a format's quantizer claims as its own
+    (Format.remedies: ONNX's nncf, TFLite's bias-correction) only in that format, every other in all."""
+    return remedy in get(fmt).remedies or all(remedy not in f.remedies for f in TABLE)
 
 
 def of_suffix(suffix: str) -> Format | None:

@@ -32,8 +32,6 @@ from .formats import PRECISIONS
 # crops: top-1 agreement with float 0.838 -> 0.884).
 REMEDIES = ("more-calibration", "per-channel", "bias-correction", "nncf", "float-sensitive", "qat", "mixed-precision",
             "int16x8")
-# Remedies a format offers only where its quantizer has them (formats.Format.remedies).
-FORMAT_REMEDIES = ("nncf", "bias-correction")
 _NUMERIC = (int, float)
 
 

@@ -374,14 +374,12 @@ def foreign_plan(cfg: QuantizeConfig, gate: GateConfig, train_size: int, fmt: st
     QAT's place (QAT trains a Keras model that a foreign input doesn't have). Mixed precision is left out (accuracy
     control already puts the layers that cost the metric back in float) and int16x8 isn't offered to foreign
     models; a format's own remedy only in that format."""
-    from ..passes import FORMAT_REMEDIES
     from .ladder import Rung
     from .quantize import rungs
 
-    own = formats.get(fmt).remedies
     plan = ["accuracy-control" if r == "qat" else r for r in gate.remedies
             if r not in ("mixed-precision", "int16x8", "nncf")  # (accuracy control is NNCF's own, on ONNX too)
-            and (r not in FORMAT_REMEDIES or r in own)]
+            and formats.offers_remedy(fmt, r)]
     return [Rung(remedy, c, "int8") for remedy, c in rungs(cfg, plan, train_size)]
 
 

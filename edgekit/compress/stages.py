@@ -331,13 +331,11 @@ def ladder(fmt: str, precision: str, cfg: QuantizeConfig, gate: GateConfig, dete
     int8: the configured remedies; int16x8 only where the format makes it and it was not asked for on its
     own (then it is gated on its own). int16x8: the calibration remedies. fp16 and int8-weights: none.
     """
-    from ..passes import FORMAT_REMEDIES
-
     if precision == "int8":
         f = formats.get(fmt)
         # QAT retrains with the classification loss: a detector's ladder stops before it.
         rem = [r for r in gate.remedies if (r != "qat" or not detection)
-               and (r not in FORMAT_REMEDIES or r in f.remedies)]
+               and formats.offers_remedy(fmt, r)]
         # With --int8-io the caller wants int8 tensors at the edges; 16x8 would hand back float ones.
         return [r for r in rem if r != "int16x8" or ("int16x8" in f.precisions and not cfg.int8_io
                                                      and "int16x8" not in cfg.precision)]

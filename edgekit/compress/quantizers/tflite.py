@@ -5,6 +5,7 @@ int8-weights its dynamic-range mode (int8 weights, no calibration)."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Callable
 
@@ -159,7 +160,8 @@ def _tflite_kept_nodes(conv, rep, *, sensitive: bool, front: bool) -> list[str]:
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
-    probe = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=_first(rep, ERROR_SAMPLES))
+    probe = tf.lite.experimental.QuantizationDebugger(converter=conv,
+                                                      debug_dataset=lambda: itertools.islice(rep(), ERROR_SAMPLES))
     interp = Interpreter(model_content=probe.get_nondebug_quantized_model())
     ops = interp._get_ops_details()
     tensors = {t["index"]: t["name"] for t in interp.get_tensor_details()}
@@ -191,16 +193,6 @@ ERROR_SAMPLES = 100
 # At most this fraction of the quantized ops is kept float that way (the worst): where every layer errs (a
 # calibration that collapsed every range), the rung must not turn the model float and call it int8.
 MAX_OUTLIER_FRACTION = 0.25
-
-
-def _first(rep, n: int):
-    def first():
-        for i, x in enumerate(rep()):
-            if i >= n:
-                return
-            yield x
-
-    return first
 
 
 def error_outliers(debugger, exclude=()) -> list[str]:
@@ -352,7 +344,7 @@ def bias_correct(debugger, calib: np.ndarray, passes: int = BIAS_PASSES, samples
     from ai_edge_litert.interpreter import Interpreter
 
     schema, qm, names = _load_fb_bytes(debugger.get_nondebug_quantized_model())
-    _, dm, _ = _load_fb_bytes(debugger.get_debug_quantized_model())
+    _, dm, _ = _load_fb_bytes(debugger.quant_model)  # the debug model the debugger made already
     qg, dg = qm.subgraphs[0], dm.subgraphs[0]
     # The debug model names an op's output as the plain model does, or with a "1" after it.
     qbias = {qg.tensors[op.outputs[0]].name.decode(): qg.tensors[op.inputs[2]] for _, op in _weighted_ops(schema, qm, names)}
