@@ -27,7 +27,8 @@ from .formats import PRECISIONS
 # post-training quantization (quantizers where OpenVINO's fused patterns need them, per-channel symmetric
 # weights, bias correction) in place of ONNX Runtime's static QDQ. On centernet_lite0 (shapes, 400 test
 # images) ONNX Runtime's int8 lost 7.0 points of mAP@[.5:.95] on every rung, int16 activations included; NNCF's
-# lost 0.17. "bias-correction" is TFLite's: the converter leaves the mean output shift that int8 rounding puts in
+# lost 0.17. From that rung on ONNX stays with NNCF (cumulative, as every remedy is; QAT and int16x8 excepted):
+# its float-sensitive rung is NNCF's with the error-outlier layers float. "bias-correction" is TFLite's: the converter leaves the mean output shift that int8 rounding puts in
 # each layer, which NNCF corrects in ONNX and OpenVINO (EfficientNet-Lite0 with its ImageNet head, 1,000 photo
 # crops: top-1 agreement with float 0.838 -> 0.884).
 REMEDIES = ("more-calibration", "per-channel", "bias-correction", "nncf", "float-sensitive", "qat", "mixed-precision",
@@ -209,8 +210,8 @@ class QuantizeConfig(PassConfig):
                                        cli="--reduce-range/--no-reduce-range")
     keep_float: list[str] = option(factory=list, help="Layer/node names left in float (repeatable).",
                                    cli="--keep-float")
-    float_sensitive: bool = option(False, "Keep the first weighted layer and the output heads (a detector's head convs) in float; "
-                                          "TFLite also any layer whose int8 error exceeds one output quantization step.",
+    float_sensitive: bool = option(False, "Keep the first weighted layer, the output heads (a detector's head convs) and any layer whose int8 "
+                                          "error exceeds one output quantization step in float.",
                                    cli="--float-sensitive")
     mixed_precision: bool = option(False, "int8 with the sensitive ops (LayerNorm, Softmax, the embedding's "
                                           "gather, first and last weighted layers) in float.",

@@ -359,11 +359,16 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
             for remedy, c in rungs(cfg, ladder(fmt, precision, cfg, gate, getattr(ds, "task", None) == "detection"),
                                    len(calib_full))]
 
+    # NNCF's quantizer from the rung of that name on, like every remedy (cumulative), but where it can't go: QAT's
+    # converter takes its trained ranges, and NNCF has no int16 activations.
+    nncf_from = next((i for i, r in enumerate(plan) if r.remedy == "nncf"), len(plan))
+
     def make(i: int, rung: Rung) -> Path:
         c, prec = rung.config, rung.precision
+        nncf = i >= nncf_from and rung.remedy not in ("qat", "int16x8")
         job = QuantizeJob(stage / f"try{i}", f"{name}_{prec}", meta, c,
                           calibration_set(None, c.calibration_samples, c.seed, calib_full), prec, say,
-                          engine="nncf" if rung.remedy == "nncf" else "default")
+                          engine="nncf" if nncf else "default")
         if rung.remedy == "qat":
             # Trained once, shared by every format that needs it.
             if qat_cache.get("model") is None:

@@ -92,29 +92,15 @@ def test_a_float_conv_runs_as_a_hybrid_conv_too(classifier, tmp_path):
     assert np.abs(_run(out, x) - ref).max() <= 0.03 * np.abs(ref).max()
 
 
-def test_float_sensitive_also_keeps_a_layer_whose_int8_error_stands_out(tmp_path):
+def test_float_sensitive_also_keeps_a_layer_whose_int8_error_stands_out(tmp_path, cancel_net):
     """A 1x1 conv whose weights nearly cancel on equal input channels (+1, -1, ... plus 1 % each): its outputs are
     small, its weights' int8 rounding is not, and it errs by many of its output steps; the rung keeps it float
     beside the first conv and the head, and leaves the ordinary conv after it int8."""
-    import keras
-
     from edgekit.compress.quantizers.tflite import tflite_configure
     from edgekit.export import export_model
     from edgekit.passes import QuantizeConfig
 
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    inp = keras.Input((8, 8, 3))
-    first = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="first")
-    cancel = keras.layers.Conv2D(8, 1, name="cancel")
-    mid = keras.layers.Conv2D(16, 1, activation="relu", name="mid")
-    h = mid(cancel(first(inp)))
-    m = keras.Model(inp, keras.layers.Dense(5, name="fc")(keras.layers.GlobalAveragePooling2D()(h)))
-    k = first.kernel.numpy()
-    first.kernel.assign(np.repeat(k[..., :1], 8, axis=-1))  # eight equal channels
-    signs = np.tile([1.0, -1.0], 4)[:, None] * np.ones((8, 8))
-    cancel.kernel.assign((signs + rng.normal(0, 0.01, (8, 8))).reshape(1, 1, 8, 8).astype(np.float32))
-    calib = rng.uniform(0, 1, (40, 8, 8, 3)).astype(np.float32)
+    m, calib = cancel_net
     record: dict = {}
     res = export_model(m, ["tflite"], tmp_path, name="m", verify=False, options={"tflite": {"configure": tflite_configure(
         QuantizeConfig(float_sensitive=True, per_channel=True).validate(), calib, record=record)}})

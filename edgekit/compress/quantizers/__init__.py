@@ -58,7 +58,7 @@ class QuantizeJob:
     precision: str = "int8"
     progress: Callable[[str], None] = _quiet
     control: AccuracyControl | None = None
-    engine: str = "default"  # "nncf": the ladder's rung of that name (a format whose Format.remedies has it)
+    engine: str = "default"  # "nncf": the ladder's rung of that name and the rungs after it (ONNX)
 
     def out(self, suffix: str) -> Path:
         return self.stage / f"{self.name}{suffix}"
@@ -96,7 +96,8 @@ def weight_only_variants(fmt: str, rung, path: Path):
     op's hybrid kernel, fully connected and conv). First all of them, then the largest alone: a layer kept float for its
     activations loses nothing (EfficientNet-Lite0's 1280x1000 classifier: agreement 0.938 -> 0.942 in
     OpenVINO, 0.926 -> 0.924 in ONNX, 500 crops), one kept float for its weights does (the five convolutions
-    NNCF reverted with it: 0.938 -> 0.872). Layers the user kept float (--keep-float) stay as asked.
+    NNCF reverted with it: 0.938 -> 0.872). Layers the user kept float (--keep-float) stay as asked, and so do
+    the weights the rung's probe found erring in int8 by themselves (the metadata's ``float_weights``).
     Yields (tag, staged path)."""
     impl = _weight_only(fmt)
     if impl is None or rung.config.keep_float:
@@ -105,7 +106,10 @@ def weight_only_variants(fmt: str, rung, path: Path):
     from .accuracy_control import _embed
 
     listed, convert = impl
-    floats = listed(path)
+    meta = read_meta(path)
+    # the layers whose weights err in int8 by themselves (quantize.weight_sensitive) keep them float
+    stay = set(((meta.quantization or {}).get("float_weights") or []) if meta is not None else [])
+    floats = [(n, size) for n, size in listed(path) if n not in stay]
     sets = [[n for n, _ in floats]] + ([[floats[0][0]]] if len(floats) > 1 else [])
     for k, names in enumerate(sets):
         out = path.parent / f"smaller{k}" / path.name

@@ -13,7 +13,8 @@ import numpy as np
 from ...artifact import read_meta, write_meta
 from ...errors import DataError, MissingDependencyError, ModelError, first_line
 from ...passes import QuantizeConfig
-from ..quantize import SENSITIVE_ONNX_OPS, ort_activation_settings, quant_meta, symmetric_int8
+from ..quantize import (SENSITIVE_ONNX_OPS, ErrorSums, ort_activation_settings, quant_meta, symmetric_int8,
+                        weight_sensitive)
 
 
 def quantize(source, job) -> Path:
@@ -113,6 +114,123 @@ def onnx_mixed_nodes(model_path: Path) -> list[str]:
                               + onnx_sensitive_nodes(model_path)))
 
 
+def onnx_error_outliers(make_probe, float_path: Path, calib: np.ndarray, exclude: list[str],
+                        near: Path) -> tuple[list[str], list[str]]:
+    """The float-sensitive rung's error outliers of an ONNX model (``quantize.pick_outliers``), and the nodes whose
+    weights must stay float (``quantize.weight_sensitive``): ``make_probe(path)`` quantizes it as the rung would
+    without them (node names as in ``float_path``), :func:`onnx_layer_errors` measures each weighted node against
+    its float twin, and the probe is deleted (it sits beside ``near``)."""
+    from ..quantize import ERROR_SAMPLES, pick_outliers
+
+    probe = Path(near).with_name(Path(near).stem + ".probe.onnx")
+    try:
+        make_probe(probe)
+        errors = onnx_layer_errors(probe, float_path, calib[:ERROR_SAMPLES])
+        return pick_outliers({n: e for n, (e, _w) in errors.items()}, exclude), weight_sensitive(errors)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+# Ops between a weighted node and the quantizer of its output that the float twin repeats: one activation input,
+# or a constant second operand (a bias Add, a scale Mul).
+_TWIN_UNARY = ("Relu", "Clip", "LeakyRelu", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh")
+_TWIN_BINARY = ("Add", "Mul", "Sub", "Div")
+
+
+def onnx_layer_errors(q_path: Path, float_path: Path, x: np.ndarray) -> dict[str, tuple[float, float]]:
+    """int8 error of each weighted node (Conv, MatMul, Gemm) of the QDQ model ``q_path`` in its own output steps:
+    the RMS over ``x`` of (its dequantized int8 output - a float twin's), the twin being the same node with the
+    float model's weight on the same dequantized int8 input and bias, followed by the same activation, and the step
+    the scale of the output's QuantizeLinear (where the output is not quantized: its range / 255). Beside it, the noise
+    of its weights alone stored int8 (symmetric, per output channel, as the weight-only step stores a float
+    layer's): the RMS of the node's raw output with those weights against the twin's, over the RMS of the twin's
+    output (after the activation). Nodes are matched to the float model (``float_path``) by name; one run of ONNX
+    Runtime per example, graph optimizations off, so what is compared is what the QDQ graph says. Returns
+    {node: (int8 error, weight-only noise)} (``quantize.ErrorSums``)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    q, f = onnx.load(str(q_path)), onnx.load(str(float_path))
+    f_init = {t.name: t for t in f.graph.initializer}
+    f_nodes = {n.name: n for n in f.graph.node}
+    q_init = {t.name: t for t in q.graph.initializer}
+    consts = set(q_init) | {o for n in q.graph.node if n.op_type == "Constant" for o in n.output}
+    readers: dict = {}
+    for n in q.graph.node:
+        for t in n.input:
+            readers.setdefault(t, []).append(n)
+    twins, probes, weights, extra, weight_probes = [], [], set(), [], []
+    for n in list(q.graph.node):
+        fn = f_nodes.get(n.name)
+        if n.op_type not in _WEIGHTED or fn is None or len(fn.input) < 2 or fn.input[1] not in f_init:
+            continue
+        weights.add(fn.input[1])
+        tw = helper.make_node(n.op_type, [n.input[0], fn.input[1] + "::float", *n.input[2:]], [n.output[0] + "::twin"],
+                              name=n.name + "::twin")
+        tw.attribute.extend(n.attribute)
+        twins.append(tw)
+        axis = _weight_axis(n)
+        if axis is not None and f_init[fn.input[1]].data_type == onnx.TensorProto.FLOAT:
+            w = numpy_helper.to_array(f_init[fn.input[1]])
+            wq, scale = symmetric_int8(w, axis)
+            shape = [1] * w.ndim
+            shape[axis] = -1
+            extra.append(numpy_helper.from_array((wq * scale.reshape(shape)).astype(np.float32), n.name + "::w8"))
+            w8 = helper.make_node(n.op_type, [n.input[0], n.name + "::w8", *n.input[2:]], [n.output[0] + "::w8"],
+                                  name=n.name + "::w8")
+            w8.attribute.extend(n.attribute)
+            twins.append(w8)
+            weight_probes.append((len(probes), w8.output[0], tw.output[0]))
+        cur, twin, step = n.output[0], tw.output[0], None
+        while len(readers.get(cur, ())) == 1:
+            r = readers[cur][0]
+            if r.op_type == "QuantizeLinear":
+                dq = readers.get(r.output[0], ())
+                if len(dq) != 1 or dq[0].op_type != "DequantizeLinear" or r.input[1] not in q_init:
+                    break
+                step, cur = float(numpy_helper.to_array(q_init[r.input[1]]).ravel()[0]), dq[0].output[0]
+                # A Relu/Clip ONNX Runtime kept after the quantizer (QDQKeepRemovableActivations; that quantizer
+                # already has the activation's range) goes on the twin too, and its quantized output is compared.
+                if len(readers.get(cur, ())) == 1 and readers[cur][0].op_type in _TWIN_UNARY:
+                    continue
+                break
+            if not (r.op_type in _TWIN_UNARY or (r.op_type in _TWIN_BINARY and all(t == cur or t in consts
+                                                                                   for t in r.input))):
+                break
+            c = helper.make_node(r.op_type, [twin if t == cur else t for t in r.input], [r.output[0] + "::twin"],
+                                 name=r.name + "::twin")
+            c.attribute.extend(r.attribute)
+            twins.append(c)
+            cur, twin = r.output[0], c.output[0]
+        probes.append((n.name, cur, twin, step))
+    if not probes:
+        return {}
+    for w in weights:
+        t = onnx.TensorProto()
+        t.CopyFrom(f_init[w])
+        t.name = w + "::float"
+        q.graph.initializer.append(t)
+    q.graph.initializer.extend(extra)
+    q.graph.node.extend(twins)
+    have = {o.name for o in q.graph.output}
+    for t in dict.fromkeys([t for p in probes for t in p[1:3]] + [t for p in weight_probes for t in p[1:]]):
+        if t not in have:
+            q.graph.output.append(helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    sess = ort.InferenceSession(q.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    acc = ErrorSums(len(probes))
+    for i in range(len(x)):
+        v = dict(zip(names, sess.run(names, {sess.get_inputs()[0].name: x[i:i + 1]})))
+        for j, (_, a, b, _s) in enumerate(probes):
+            acc.add(j, v[a], v[b])
+        for j, a, b in weight_probes:
+            acc.add_weights(j, v[a], v[b])
+    return acc.steps([p[0] for p in probes], [p[3] for p in probes])
+
+
 def _guard(float_path: Path, fn):
     try:
         return fn()
@@ -184,10 +302,21 @@ def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: 
         if precision == "int8" and not cfg.keep_float:
             keep = list(dict.fromkeys(onnx_front_nodes(pre) + keep))
         qt = {"int8": QuantType.QInt8, "uint8": QuantType.QUInt8, "int16": QuantType.QInt16}
-        quantize_static(str(pre), str(out_path), _Reader(in_name, calib), quant_format=QuantFormat.QDQ,
-                        per_channel=cfg.per_channel, reduce_range=act["reduce_range"],
-                        activation_type=qt[act["activation_type"]], weight_type=QuantType.QInt8,
-                        nodes_to_exclude=keep or None, calibrate_method=CalibrationMethod.MinMax)
+
+        def run(keep: list[str], dest: Path, extra: dict | None = None) -> None:
+            quantize_static(str(pre), str(dest), _Reader(in_name, calib), quant_format=QuantFormat.QDQ,
+                            per_channel=cfg.per_channel, reduce_range=act["reduce_range"],
+                            activation_type=qt[act["activation_type"]], weight_type=QuantType.QInt8,
+                            nodes_to_exclude=keep or None, calibrate_method=CalibrationMethod.MinMax,
+                            extra_options=extra)
+
+        outliers, float_weights = [], []
+        if precision == "int8" and (cfg.float_sensitive or cfg.mixed_precision) and not cfg.keep_float:
+            # (the probe keeps the Relu/Clip that QDQ would fold into the output's range: its float twin applies it)
+            outliers, float_weights = onnx_error_outliers(
+                lambda dest: run(keep, dest, {"QDQKeepRemovableActivations": True}), pre, calib, keep, out_path)
+            keep += outliers
+        run(keep, out_path)
     except (ModelError, DataError):
         raise
     except Exception as e:
@@ -197,10 +326,10 @@ def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: 
         pre.unlink(missing_ok=True)
         for extra in out_path.parent.glob(out_path.stem + ".pre*"):
             extra.unlink(missing_ok=True)
-    compact_onnx_names(out_path)
+    renamed = compact_onnx_names(out_path)
     return {"scheme": "QDQ static", "preprocess": pre_note, "names": "compacted",
             "activation_type": act["activation_type"], "reduce_range": act["reduce_range"], "why": act["reason"], "per_channel": cfg.per_channel,
-            "kept_float": keep}
+            "kept_float": keep, "error_outliers": outliers, "float_weights": [renamed.get(n, n) for n in float_weights if n in keep]}
 
 
 def quantize_onnx_nncf(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: np.ndarray, *,
@@ -224,33 +353,47 @@ def quantize_onnx_nncf(float_path: Path, out_path: Path, cfg: QuantizeConfig, ca
                                     onnx_sensitive_nodes(float_path) if cfg.float_sensitive else [])
     if not cfg.keep_float:
         keep = list(dict.fromkeys(onnx_front_nodes(float_path) + keep))
-    kw = {"ignored_scope": nncf.IgnoredScope(names=keep, validate=False)} if keep else {}
+    kw = {}
     if transformer:
         kw["model_type"] = nncf.ModelType.TRANSFORMER
     data = nncf.Dataset([{in_name: calib[i:i + 1]} for i in range(len(calib))])
-    bias = "full"
-    try:
+    bias = ["full"]
+
+    def run(keep: list[str], dest: Path) -> None:
+        bias[0] = "full"
+        kw["ignored_scope"] = nncf.IgnoredScope(names=keep, validate=False)
         try:
-            q = nncf.quantize(m, data, subset_size=len(calib), fast_bias_correction=False, **kw)
+            q = nncf.quantize(onnx.load(str(float_path)), data, subset_size=len(calib), fast_bias_correction=False,
+                              **kw)
         except (ModelError, DataError):
             raise
         except Exception as e:
             # The full correction builds and runs subgraphs of the model, which fails on some graphs (the
             # CenterNet detector: "Duplicate definition-site for ...head_relu_1/Relu6:0"); the fast one doesn't.
-            bias = f"fast (the full one failed: {first_line(e)[:200]})"
+            bias[0] = f"fast (the full one failed: {first_line(e)[:200]})"
             q = nncf.quantize(onnx.load(str(float_path)), data, subset_size=len(calib), **kw)
-        onnx.save(q, str(out_path))
+        onnx.save(q, str(dest))
+
+    outliers, float_weights = [], []
+    try:
+        if (cfg.float_sensitive or cfg.mixed_precision) and not cfg.keep_float:
+            outliers, float_weights = onnx_error_outliers(lambda dest: run(keep, dest), float_path, calib, keep,
+                                                          out_path)
+            keep += outliers
+        run(keep, out_path)
     except (ModelError, DataError):
         raise
     except Exception as e:
         raise ModelError(f"NNCF could not quantize {float_path}: {first_line(e)[:300]}") from None
-    compact_onnx_names(out_path)
+    renamed = compact_onnx_names(out_path)
     return {"scheme": "QDQ static, NNCF PTQ (bias correction)", "names": "compacted", "per_channel": True,
-            "kept_float": keep, "bias_correction": bias}
+            "kept_float": keep, "error_outliers": outliers, "float_weights": [renamed.get(n, n) for n in float_weights if n in keep],
+            "bias_correction": bias[0]}
 
 
-def compact_onnx_names(path: Path) -> None:
-    """Rename internal tensors and nodes to short ids (graph inputs/outputs keep theirs).
+def compact_onnx_names(path: Path) -> dict[str, str]:
+    """Rename internal tensors and nodes to short ids (graph inputs/outputs keep theirs); returns the nodes' new
+    names by their old ones (empty where the names stay).
 
     tf2onnx names every tensor after its TensorFlow scope, and QDQ adds four more names per weight:
     on a small model the names outweigh the int8 weights.
@@ -260,7 +403,7 @@ def compact_onnx_names(path: Path) -> None:
     m = onnx.load(str(path))
     g = m.graph
     if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in g.node for a in n.attribute):
-        return  # control flow subgraphs refer to outer names; leave such models as they are
+        return {}  # control flow subgraphs refer to outer names; leave such models as they are
     keep = {v.name for v in g.input} | {v.name for v in g.output}
     names: dict[str, str] = {}
 
@@ -273,16 +416,25 @@ def compact_onnx_names(path: Path) -> None:
 
     for t in g.initializer:
         t.name = short(t.name)
+    renamed = {}
     for i, node in enumerate(g.node):
+        renamed[node.name] = f"n{i}"
         node.name = f"n{i}"
         node.input[:] = [short(x) for x in node.input]
         node.output[:] = [short(x) for x in node.output]
     for vi in g.value_info:
         vi.name = short(vi.name)
     onnx.save(m, str(path))
+    return renamed
 
 
 _WEIGHT_AXIS = {"Conv": 0, "MatMul": 1}  # the output-channel axis of the weight (Gemm: by transB)
+
+
+def _weight_axis(node) -> int | None:
+    if node.op_type == "Gemm":
+        return 0 if any(a.name == "transB" and a.i for a in node.attribute) else 1
+    return _WEIGHT_AXIS.get(node.op_type)
 
 
 def onnx_float_weighted(path: Path) -> list[tuple[str, int]]:
@@ -323,9 +475,7 @@ def onnx_float_weights_int8(path: Path, out_path: Path, nodes: list[str]) -> lis
         if n.name not in nodes or n.input[1] not in inits or users.get(n.input[1], 0) != 1:
             continue
         w = numpy_helper.to_array(inits[n.input[1]])
-        axis = _WEIGHT_AXIS.get(n.op_type)
-        if n.op_type == "Gemm":
-            axis = 0 if any(a.name == "transB" and a.i for a in n.attribute) else 1
+        axis = _weight_axis(n)
         if axis is None or w.dtype != np.float32 or (n.op_type == "MatMul" and w.ndim != 2):
             continue
         q, scale = symmetric_int8(w, axis)

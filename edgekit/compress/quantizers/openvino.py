@@ -14,7 +14,7 @@ import numpy as np
 from ...artifact import read_meta, write_meta
 from ...errors import MissingDependencyError
 from ...passes import QuantizeConfig
-from ..quantize import FLOAT_NAME_PATTERNS, SENSITIVE_OV_OPS, quant_meta
+from ..quantize import FLOAT_NAME_PATTERNS, SENSITIVE_OV_OPS, ErrorSums, quant_meta, symmetric_int8, weight_sensitive
 
 FRONTEND_OV_TYPES = ["DFT", "RDFT", "IDFT", "IRDFT"]
 _WEIGHTED = ("Convolution", "GroupConvolution", "MatMul")
@@ -136,8 +136,6 @@ def openvino_transform(cfg: QuantizeConfig, calib: np.ndarray, *, transformer: b
                 if op.get_type_name() in _WEIGHTED:
                     break
             names = list(dict.fromkeys(front + names))
-        scope = nncf.IgnoredScope(types=ignored_types, names=names, patterns=patterns, validate=False) \
-            if (ignored_types or names or patterns) else None
         dataset = nncf.Dataset([calib[i:i + 1] for i in range(len(calib))])
         kw = {}
         if transformer:
@@ -145,13 +143,135 @@ def openvino_transform(cfg: QuantizeConfig, calib: np.ndarray, *, transformer: b
         adv = nncf.AdvancedQuantizationParameters(
             weights_quantization_params=None if cfg.per_channel else nncf.quantization.advanced_parameters
             .QuantizationParameters(per_channel=False))
-        q = nncf.quantize(ov_model, dataset, subset_size=len(calib), ignored_scope=scope,
-                          advanced_parameters=adv, **kw)
+
+        def run(model, names):
+            scope = nncf.IgnoredScope(types=ignored_types, names=names, patterns=patterns, validate=False) \
+                if (ignored_types or names or patterns) else None
+            return nncf.quantize(model, dataset, subset_size=len(calib), ignored_scope=scope,
+                                 advanced_parameters=adv, **kw)
+
+        outliers, float_weights = [], []
+        if (cfg.float_sensitive or cfg.mixed_precision) and not cfg.keep_float:
+            # the layers whose int8 error stands out in a probe quantized without them (quantize.pick_outliers)
+            from ..quantize import ERROR_SAMPLES, pick_outliers
+
+            errors = openvino_layer_errors(run(ov_model.clone(), names), ov_model, calib[:ERROR_SAMPLES])
+            outliers = pick_outliers({n: e for n, (e, _w) in errors.items()}, names)
+            names = names + outliers
+            float_weights = [n for n in weight_sensitive(errors) if n in names]
+        q = run(ov_model, names)
         record.update({"scheme": "NNCF PTQ", "model_type": "transformer" if transformer else "default",
-                       "ignored_types": ignored_types, "kept_float": names + patterns, "per_channel": cfg.per_channel})
+                       "ignored_types": ignored_types, "kept_float": names + patterns, "error_outliers": outliers,
+                       "float_weights": float_weights, "per_channel": cfg.per_channel})
         return q
 
     return transform
+
+
+# Ops between a weighted op and the FakeQuantize of its output that the float twin repeats (a bias Add, ReLU6's
+# Clamp, ...): how to make each on the twin's value.
+def _twin_ops():
+    import openvino.opset13 as ops
+
+    unary = {"Relu": lambda x, n: ops.relu(x), "Sigmoid": lambda x, n: ops.sigmoid(x),
+             "HSwish": lambda x, n: ops.hswish(x), "HSigmoid": lambda x, n: ops.hsigmoid(x),
+             "Tanh": lambda x, n: ops.tanh(x),
+             "Clamp": lambda x, n: ops.clamp(x, n.get_attributes()["min"], n.get_attributes()["max"])}
+    binary = {"Add": ops.add, "Multiply": ops.multiply, "Subtract": ops.subtract, "Divide": ops.divide}
+    return ops, unary, binary
+
+
+def _const_value(out) -> np.ndarray | None:
+    """The float32 value of a constant subgraph (a Constant through Convert and reshapes), or None."""
+    n = out.get_node()
+    kind = n.get_type_name()
+    if kind == "Constant":
+        return n.get_data().astype(np.float32)
+    if kind in ("Convert", "Reshape", "Unsqueeze", "Squeeze"):
+        v = _const_value(n.input_value(0))
+        return None if v is None else v.astype(np.float32).reshape(tuple(n.get_output_shape(0)))
+    return None
+
+
+def openvino_layer_errors(q_model, float_model, x: np.ndarray) -> dict[str, tuple[float, float]]:
+    """int8 error of each weighted op (Convolution, GroupConvolution, MatMul) of NNCF's quantized ``q_model`` in its
+    own output steps: the RMS over ``x`` of (its FakeQuantize'd output - a float twin's), the twin being the same op
+    with ``float_model``'s weight (matched by name) on the same quantized input, followed by the same bias and
+    activation ops, and the step the output FakeQuantize's (where there is none: the output's range / 255); beside
+    it the noise of its weights alone stored int8 (symmetric, per output channel: the op's raw output with them
+    against the twin's, over the RMS of the twin's output after the activation). The OpenVINO counterpart of ``onnx.onnx_layer_errors``, with its return; ``q_model`` is
+    left as it was (the twins go on a clone)."""
+    import openvino as ov
+
+    ops, unary, binary = _twin_ops()
+    q = q_model.clone()
+    f_ops = {op.get_friendly_name(): op for op in float_model.get_ops()}
+    probes, outs = [], []
+    for op in q.get_ordered_ops():
+        if op.get_type_name() not in _WEIGHTED or op.get_friendly_name() not in f_ops:
+            continue
+        w = _const_value(f_ops[op.get_friendly_name()].input_value(1))
+        if w is None or w.shape != tuple(op.get_input_shape(1)):
+            continue
+        twin = _same_op(ops, op, w)
+        w8 = _same_op(ops, op, _int8_rounded(op, w))
+        cur, twin, step = op.output(0), twin.output(0), None
+        raw = twin
+        while len(targets := list(cur.get_target_inputs())) == 1:
+            nxt = targets[0].get_node()
+            kind = nxt.get_type_name()
+            if kind == "FakeQuantize":
+                lo, hi = _const_value(nxt.input_value(3)), _const_value(nxt.input_value(4))
+                if lo is not None and hi is not None:
+                    step, cur = float(np.mean(hi - lo)) / (nxt.get_attributes()["levels"] - 1), nxt.output(0)
+                break
+            if kind in unary:
+                made = unary[kind](twin, nxt)
+            elif kind in binary and nxt.get_input_size() == 2 and \
+                    _const_value(nxt.input_value(1 - targets[0].get_index())) is not None:
+                other = nxt.input_value(1 - targets[0].get_index())
+                made = binary[kind](*((twin, other) if targets[0].get_index() == 0 else (other, twin)))
+            else:
+                break
+            cur, twin = nxt.output(0), made.output(0)
+        probes.append((op.get_friendly_name(), len(outs), step))
+        outs += [cur, twin, w8.output(0), raw]
+    if not probes:
+        return {}
+    compiled = ov.Core().compile_model(ov.Model([ops.result(o) for o in outs], q.get_parameters()), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32"})
+    req = compiled.create_infer_request()
+    acc = ErrorSums(len(probes))
+    for i in range(len(x)):
+        res = req.infer([x[i:i + 1]])
+        for j, (_, k, _s) in enumerate(probes):
+            acc.add(j, res[compiled.outputs[k]], res[compiled.outputs[k + 1]])
+            acc.add_weights(j, res[compiled.outputs[k + 2]], res[compiled.outputs[k + 3]])
+    return acc.steps([p[0] for p in probes], [p[2] for p in probes])
+
+
+def _same_op(ops, op, w: np.ndarray):
+    """``op`` again on its own input with the constant weight ``w``."""
+    a = op.get_attributes()
+    if op.get_type_name() == "MatMul":
+        return ops.matmul(op.input_value(0), ops.constant(w), a["transpose_a"], a["transpose_b"])
+    conv = ops.convolution if op.get_type_name() == "Convolution" else ops.group_convolution
+    return conv(op.input_value(0), ops.constant(w), a["strides"], a["pads_begin"], a["pads_end"], a["dilations"],
+                a["auto_pad"])
+
+
+def _int8_rounded(op, w: np.ndarray) -> np.ndarray:
+    """``w`` stored int8, symmetric per output channel, and read back (a GroupConvolution's output channels are its
+    first two axes; a MatMul's the last axis, or the first with transpose_b)."""
+    if op.get_type_name() == "GroupConvolution":
+        flat = w.reshape((-1,) + w.shape[2:])
+        q, scale = symmetric_int8(flat, 0)
+        return (q * scale.reshape((-1,) + (1,) * (flat.ndim - 1))).astype(np.float32).reshape(w.shape)
+    axis = 0 if op.get_type_name() != "MatMul" or op.get_attributes()["transpose_b"] else w.ndim - 1
+    q, scale = symmetric_int8(w, axis)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    return (q * scale.reshape(shape)).astype(np.float32)
 
 
 def openvino_float_weighted(path: Path) -> list[tuple[str, int]]:

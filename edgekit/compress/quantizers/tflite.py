@@ -12,7 +12,8 @@ from typing import Callable
 import numpy as np
 
 from ...passes import QuantizeConfig
-from ..quantize import SENSITIVE_TFLITE_OPS, has_feature_normalization, quant_meta, symmetric_int8
+from ..quantize import (ERROR_SAMPLES, MAX_ERROR_STEPS, SENSITIVE_TFLITE_OPS, has_feature_normalization, pick_outliers,
+                        quant_meta, symmetric_int8)
 
 SCHEMES = {"int8": "TFLite full-integer PTQ", "int16x8": "TFLite 16x8 PTQ (int16 activations, int8 weights)",
            "fp16": "TFLite float16 weights", "int8-weights": "TFLite dynamic-range int8 weights"}
@@ -184,17 +185,6 @@ def _tflite_kept_nodes(conv, rep, *, sensitive: bool, front: bool) -> list[str]:
     return names
 
 
-# A weighted layer whose int8 output errs by more than this many of its own quantization steps (RMS, against the
-# float op on the same input) is kept float by the float-sensitive rung: plain rounding errs by 0.29 of a step. On
-# EfficientNet-Lite0 (ImageNet) two layers stand out, the stem (3.0) and block 0's depthwise (2.9), the next is at
-# 0.55; with them float and bias correction, agreement with float on 1,000 photo crops went 0.884 -> 0.914.
-MAX_ERROR_STEPS = 1.0
-ERROR_SAMPLES = 100
-# At most this fraction of the quantized ops is kept float that way (the worst): where every layer errs (a
-# calibration that collapsed every range), the rung must not turn the model float and call it int8.
-MAX_OUTLIER_FRACTION = 0.25
-
-
 def error_outliers(debugger, exclude=()) -> list[str]:
     """Output tensor names of the int8 weighted ops (conv, depthwise, fully connected) whose error RMS exceeds
     MAX_ERROR_STEPS of their output scale, read from the quantization debugger's per-layer statistics on its debug
@@ -203,7 +193,7 @@ def error_outliers(debugger, exclude=()) -> list[str]:
     debugger.run()
     schema, model, names = _load_fb_bytes(debugger.quant_model)
     weighted = {int(op.outputs[0]) for op in model.subgraphs[0].operators if _kind(model, names, op) in _WEIGHTED}
-    out = []
+    out = {}
     for name, m in debugger.layer_statistics.items():
         op = debugger._numeric_verify_op_details[name]
         if int(op["inputs"][0]) not in weighted:  # an op without weights errs by its activations' rounding alone
@@ -211,10 +201,8 @@ def error_outliers(debugger, exclude=()) -> list[str]:
         q = debugger._quant_interpreter._get_tensor_details(op["inputs"][0], subgraph_index=0)
         scales = q["quantization_parameters"]["scales"]
         if len(scales) and scales[0] > 0:
-            out.append((float(np.sqrt(m["mean_squared_error"]) / scales[0]), debugger._get_operand_name_and_index(name)[0]))
-    worst = [n for n in float_node_names(debugger, [n for e, n in sorted(out, reverse=True) if e > MAX_ERROR_STEPS])
-             if n not in exclude]
-    return worst[:int(MAX_OUTLIER_FRACTION * len(out))]
+            out[debugger._get_operand_name_and_index(name)[0]] = float(np.sqrt(m["mean_squared_error"]) / scales[0])
+    return pick_outliers(out, exclude, rename=lambda worst: float_node_names(debugger, worst))
 
 
 def float_node_names(debugger, names: list[str]) -> list[str]:
