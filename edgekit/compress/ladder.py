@@ -28,6 +28,14 @@ class Rung:
     precision: str  # what it makes ("int16x8" on that rung of an int8 ladder)
 
 
+def engine_of(plan: list[Rung], i: int) -> str:
+    """The quantizer of rung ``i`` (QuantizeJob.engine): "nncf", NNCF's in place of ONNX Runtime's, from the plan's
+    rung of that name on, cumulative like every remedy, but where it can't go (QAT's converter takes its trained
+    ranges, NNCF has no int16 activations, accuracy control is NNCF's already); "default" elsewhere."""
+    start = next((k for k, r in enumerate(plan) if r.remedy == "nncf"), len(plan))
+    return "nncf" if i >= start and plan[i].remedy not in ("qat", "int16x8", "accuracy-control") else "default"
+
+
 @dataclass
 class Attempt:
     """One rung tried: what it was, how the judge scored it, and whether it passed."""

@@ -351,7 +351,7 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
     shared ladder (:func:`edgekit.compress.ladder.climb`) with the accuracy judge."""
     from . import task_judges  # noqa: F401  (registers the judges of tasks beyond classification)
     from .judge import AccuracyJudge, Score, judge_for
-    from .ladder import Rung, climb
+    from .ladder import Rung, climb, engine_of
     from .quantize import calibration_set, rungs
     from .quantizers import QuantizeJob, weight_only_variants
 
@@ -359,16 +359,11 @@ def quantize_gated(fmt, model, float_artifact, stage, name, meta, cfg, calib_ful
             for remedy, c in rungs(cfg, ladder(fmt, precision, cfg, gate, getattr(ds, "task", None) == "detection"),
                                    len(calib_full))]
 
-    # NNCF's quantizer from the rung of that name on, like every remedy (cumulative), but where it can't go: QAT's
-    # converter takes its trained ranges, and NNCF has no int16 activations.
-    nncf_from = next((i for i, r in enumerate(plan) if r.remedy == "nncf"), len(plan))
-
     def make(i: int, rung: Rung) -> Path:
         c, prec = rung.config, rung.precision
-        nncf = i >= nncf_from and rung.remedy not in ("qat", "int16x8")
         job = QuantizeJob(stage / f"try{i}", f"{name}_{prec}", meta, c,
                           calibration_set(None, c.calibration_samples, c.seed, calib_full), prec, say,
-                          engine="nncf" if nncf else "default")
+                          engine=engine_of(plan, i))
         if rung.remedy == "qat":
             # Trained once, shared by every format that needs it.
             if qat_cache.get("model") is None:

@@ -153,11 +153,17 @@ def test_foreign_plan_puts_accuracy_control_in_qats_place():
     from edgekit.compress.foreign import foreign_plan
 
     cfg, gate = QuantizeConfig(calibration_samples=10).validate(), GateConfig().validate()
-    for fmt in ("onnx", "openvino"):
+    # ONNX's own remedy (NNCF's quantizer) in ONNX's ladder only, and its quantizer from there on but for
+    # accuracy control (NNCF's already)
+    from edgekit.compress.ladder import engine_of
+
+    for fmt, own in (("onnx", ["nncf"]), ("openvino", [])):
         plan = foreign_plan(cfg, gate, 100, fmt)
-        assert [r.remedy for r in plan] == ["none", "more-calibration", "per-channel", "float-sensitive",
+        assert [r.remedy for r in plan] == ["none", "more-calibration", "per-channel", *own, "float-sensitive",
                                             "accuracy-control"]
         assert {r.precision for r in plan} == {"int8"}
+        assert [engine_of(plan, i) for i in range(len(plan))] == ["default"] * 3 + ["nncf"] * len(own) + [
+            "nncf" if own else "default", "default"]
     # TFLite's own remedy, in TFLite's ladder only (a SavedModel source).
     plan = foreign_plan(cfg, gate, 100, "tflite")
     assert [r.remedy for r in plan] == ["none", "more-calibration", "per-channel", "bias-correction",
