@@ -329,7 +329,8 @@ def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: 
     renamed = compact_onnx_names(out_path)
     return {"scheme": "QDQ static", "preprocess": pre_note, "names": "compacted",
             "activation_type": act["activation_type"], "reduce_range": act["reduce_range"], "why": act["reason"], "per_channel": cfg.per_channel,
-            "kept_float": keep, "error_outliers": outliers, "float_weights": [renamed.get(n, n) for n in float_weights if n in keep]}
+            "kept_float": keep, "error_outliers": outliers,
+            "float_weights": [renamed.get(n, n) for n in float_weights if n in keep]}
 
 
 def quantize_onnx_nncf(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: np.ndarray, *,
@@ -387,8 +388,8 @@ def quantize_onnx_nncf(float_path: Path, out_path: Path, cfg: QuantizeConfig, ca
         raise ModelError(f"NNCF could not quantize {float_path}: {first_line(e)[:300]}") from None
     renamed = compact_onnx_names(out_path)
     return {"scheme": "QDQ static, NNCF PTQ (bias correction)", "names": "compacted", "per_channel": True,
-            "kept_float": keep, "error_outliers": outliers, "float_weights": [renamed.get(n, n) for n in float_weights if n in keep],
-            "bias_correction": bias[0]}
+            "kept_float": keep, "error_outliers": outliers,
+            "float_weights": [renamed.get(n, n) for n in float_weights if n in keep], "bias_correction": bias[0]}
 
 
 def compact_onnx_names(path: Path) -> dict[str, str]:

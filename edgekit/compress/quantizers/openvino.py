@@ -199,8 +199,8 @@ def openvino_layer_errors(q_model, float_model, x: np.ndarray) -> dict[str, tupl
     with ``float_model``'s weight (matched by name) on the same quantized input, followed by the same bias and
     activation ops, and the step the output FakeQuantize's (where there is none: the output's range / 255); beside
     it the noise of its weights alone stored int8 (symmetric, per output channel: the op's raw output with them
-    against the twin's, over the RMS of the twin's output after the activation). The OpenVINO counterpart of ``onnx.onnx_layer_errors``, with its return; ``q_model`` is
-    left as it was (the twins go on a clone)."""
+    against the twin's, over the RMS of the twin's output after the activation). The OpenVINO counterpart of
+    ``onnx.onnx_layer_errors``, with its return; ``q_model`` is left as it was (the twins go on a clone)."""
     import openvino as ov
 
     ops, unary, binary = _twin_ops()
