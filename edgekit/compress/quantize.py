@@ -207,10 +207,14 @@ def pick_outliers(errors: dict, exclude=(), rename=None) -> list:
 MAX_WEIGHT_NOISE = 0.25
 
 
-def weight_sensitive(errors: dict) -> list:
-    """The layers of a probe's ``errors`` (layer -> (int8 error in output steps, weight-only noise over output
-    RMS)) whose weights must stay float: noise over MAX_WEIGHT_NOISE."""
-    return [n for n, (_e, w) in errors.items() if w > MAX_WEIGHT_NOISE]
+def probe_picks(errors: dict, keep: list) -> tuple[list, list]:
+    """What a float-twin probe's ``errors`` (layer -> (int8 error in output steps, weight-only noise over output
+    RMS); onnx_layer_errors, openvino_layer_errors) decide for a rung that keeps ``keep`` float: (the error
+    outliers it keeps float as well, :func:`pick_outliers`; the layers kept float whose weights must stay float
+    too, their noise over MAX_WEIGHT_NOISE)."""
+    outliers = pick_outliers({n: e for n, (e, _w) in errors.items()}, keep)
+    kept = set(keep) | set(outliers)
+    return outliers, [n for n, (_e, w) in errors.items() if w > MAX_WEIGHT_NOISE and n in kept]
 
 
 class ErrorSums:
@@ -243,6 +247,14 @@ class ErrorSums:
             noise = float(np.sqrt(self.wsq[j] / self.energy[j])) if self.energy[j] > 0 else 0.0
             out[name] = (err, noise)
         return out
+
+
+def int8_rounded(w: np.ndarray, axis: int) -> np.ndarray:
+    """``w`` stored as :func:`symmetric_int8` stores it, and read back as float32 (what a probe runs)."""
+    q, scale = symmetric_int8(w, axis)
+    shape = [1] * w.ndim
+    shape[axis] = -1
+    return (q * scale.reshape(shape)).astype(np.float32)
 
 
 def symmetric_int8(w: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:

@@ -107,7 +107,7 @@ def weight_only_variants(fmt: str, rung, path: Path):
 
     listed, convert = impl
     meta = read_meta(path)
-    # the layers whose weights err in int8 by themselves (quantize.weight_sensitive) keep them float
+    # the layers whose weights err in int8 by themselves (quantize.probe_picks) keep them float
     stay = set(((meta.quantization or {}).get("float_weights") or []) if meta is not None else [])
     floats = [(n, size) for n, size in listed(path) if n not in stay]
     sets = [[n for n, _ in floats]] + ([[floats[0][0]]] if len(floats) > 1 else [])

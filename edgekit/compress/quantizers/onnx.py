@@ -13,8 +13,8 @@ import numpy as np
 from ...artifact import read_meta, write_meta
 from ...errors import DataError, MissingDependencyError, ModelError, first_line
 from ...passes import QuantizeConfig
-from ..quantize import (SENSITIVE_ONNX_OPS, ErrorSums, ort_activation_settings, quant_meta, symmetric_int8,
-                        weight_sensitive)
+from ..quantize import (SENSITIVE_ONNX_OPS, ErrorSums, int8_rounded, ort_activation_settings, probe_picks, quant_meta,
+                        symmetric_int8)
 
 
 def quantize(source, job) -> Path:
@@ -116,17 +116,16 @@ def onnx_mixed_nodes(model_path: Path) -> list[str]:
 
 def onnx_error_outliers(make_probe, float_path: Path, calib: np.ndarray, exclude: list[str],
                         near: Path) -> tuple[list[str], list[str]]:
-    """The float-sensitive rung's error outliers of an ONNX model (``quantize.pick_outliers``), and the nodes whose
-    weights must stay float (``quantize.weight_sensitive``): ``make_probe(path)`` quantizes it as the rung would
-    without them (node names as in ``float_path``), :func:`onnx_layer_errors` measures each weighted node against
-    its float twin, and the probe is deleted (it sits beside ``near``)."""
-    from ..quantize import ERROR_SAMPLES, pick_outliers
+    """The float-sensitive rung's error outliers of an ONNX model, and the kept nodes whose weights must stay float
+    (``quantize.probe_picks``): ``make_probe(path)`` quantizes it as the rung would without them (node names as in
+    ``float_path``), :func:`onnx_layer_errors` measures each weighted node against its float twin, and the probe
+    is deleted (it sits beside ``near``)."""
+    from ..quantize import ERROR_SAMPLES
 
     probe = Path(near).with_name(Path(near).stem + ".probe.onnx")
     try:
         make_probe(probe)
-        errors = onnx_layer_errors(probe, float_path, calib[:ERROR_SAMPLES])
-        return pick_outliers({n: e for n, (e, _w) in errors.items()}, exclude), weight_sensitive(errors)
+        return probe_picks(onnx_layer_errors(probe, float_path, calib[:ERROR_SAMPLES]), exclude)
     finally:
         probe.unlink(missing_ok=True)
 
@@ -173,10 +172,7 @@ def onnx_layer_errors(q_path: Path, float_path: Path, x: np.ndarray) -> dict[str
         axis = _weight_axis(n)
         if axis is not None and f_init[fn.input[1]].data_type == onnx.TensorProto.FLOAT:
             w = numpy_helper.to_array(f_init[fn.input[1]])
-            wq, scale = symmetric_int8(w, axis)
-            shape = [1] * w.ndim
-            shape[axis] = -1
-            extra.append(numpy_helper.from_array((wq * scale.reshape(shape)).astype(np.float32), n.name + "::w8"))
+            extra.append(numpy_helper.from_array(int8_rounded(w, axis), n.name + "::w8"))
             w8 = helper.make_node(n.op_type, [n.input[0], n.name + "::w8", *n.input[2:]], [n.output[0] + "::w8"],
                                   name=n.name + "::w8")
             w8.attribute.extend(n.attribute)
@@ -330,7 +326,7 @@ def quantize_onnx(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: 
     return {"scheme": "QDQ static", "preprocess": pre_note, "names": "compacted",
             "activation_type": act["activation_type"], "reduce_range": act["reduce_range"], "why": act["reason"], "per_channel": cfg.per_channel,
             "kept_float": keep, "error_outliers": outliers,
-            "float_weights": [renamed.get(n, n) for n in float_weights if n in keep]}
+            "float_weights": [renamed.get(n, n) for n in float_weights]}
 
 
 def quantize_onnx_nncf(float_path: Path, out_path: Path, cfg: QuantizeConfig, calib: np.ndarray, *,
@@ -354,15 +350,14 @@ def quantize_onnx_nncf(float_path: Path, out_path: Path, cfg: QuantizeConfig, ca
                                     onnx_sensitive_nodes(float_path) if cfg.float_sensitive else [])
     if not cfg.keep_float:
         keep = list(dict.fromkeys(onnx_front_nodes(float_path) + keep))
-    kw = {}
-    if transformer:
-        kw["model_type"] = nncf.ModelType.TRANSFORMER
     data = nncf.Dataset([{in_name: calib[i:i + 1]} for i in range(len(calib))])
     bias = ["full"]
 
     def run(keep: list[str], dest: Path) -> None:
         bias[0] = "full"
-        kw["ignored_scope"] = nncf.IgnoredScope(names=keep, validate=False)
+        kw = {"ignored_scope": nncf.IgnoredScope(names=keep, validate=False)}
+        if transformer:
+            kw["model_type"] = nncf.ModelType.TRANSFORMER
         try:
             q = nncf.quantize(onnx.load(str(float_path)), data, subset_size=len(calib), fast_bias_correction=False,
                               **kw)
@@ -389,7 +384,7 @@ def quantize_onnx_nncf(float_path: Path, out_path: Path, cfg: QuantizeConfig, ca
     renamed = compact_onnx_names(out_path)
     return {"scheme": "QDQ static, NNCF PTQ (bias correction)", "names": "compacted", "per_channel": True,
             "kept_float": keep, "error_outliers": outliers,
-            "float_weights": [renamed.get(n, n) for n in float_weights if n in keep], "bias_correction": bias[0]}
+            "float_weights": [renamed.get(n, n) for n in float_weights], "bias_correction": bias[0]}
 
 
 def compact_onnx_names(path: Path) -> dict[str, str]:

@@ -14,7 +14,7 @@ import numpy as np
 from ...artifact import read_meta, write_meta
 from ...errors import MissingDependencyError
 from ...passes import QuantizeConfig
-from ..quantize import FLOAT_NAME_PATTERNS, SENSITIVE_OV_OPS, ErrorSums, quant_meta, symmetric_int8, weight_sensitive
+from ..quantize import FLOAT_NAME_PATTERNS, SENSITIVE_OV_OPS, ErrorSums, int8_rounded, probe_picks, quant_meta
 
 FRONTEND_OV_TYPES = ["DFT", "RDFT", "IDFT", "IRDFT"]
 _WEIGHTED = ("Convolution", "GroupConvolution", "MatMul")
@@ -152,13 +152,12 @@ def openvino_transform(cfg: QuantizeConfig, calib: np.ndarray, *, transformer: b
 
         outliers, float_weights = [], []
         if (cfg.float_sensitive or cfg.mixed_precision) and not cfg.keep_float:
-            # the layers whose int8 error stands out in a probe quantized without them (quantize.pick_outliers)
-            from ..quantize import ERROR_SAMPLES, pick_outliers
+            # the layers whose int8 error stands out in a probe quantized without them (quantize.probe_picks)
+            from ..quantize import ERROR_SAMPLES
 
             errors = openvino_layer_errors(run(ov_model.clone(), names), ov_model, calib[:ERROR_SAMPLES])
-            outliers = pick_outliers({n: e for n, (e, _w) in errors.items()}, names)
+            outliers, float_weights = probe_picks(errors, names)
             names = names + outliers
-            float_weights = [n for n in weight_sensitive(errors) if n in names]
         q = run(ov_model, names)
         record.update({"scheme": "NNCF PTQ", "model_type": "transformer" if transformer else "default",
                        "ignored_types": ignored_types, "kept_float": names + patterns, "error_outliers": outliers,
@@ -264,14 +263,8 @@ def _int8_rounded(op, w: np.ndarray) -> np.ndarray:
     """``w`` stored int8, symmetric per output channel, and read back (a GroupConvolution's output channels are its
     first two axes; a MatMul's the last axis, or the first with transpose_b)."""
     if op.get_type_name() == "GroupConvolution":
-        flat = w.reshape((-1,) + w.shape[2:])
-        q, scale = symmetric_int8(flat, 0)
-        return (q * scale.reshape((-1,) + (1,) * (flat.ndim - 1))).astype(np.float32).reshape(w.shape)
-    axis = 0 if op.get_type_name() != "MatMul" or op.get_attributes()["transpose_b"] else w.ndim - 1
-    q, scale = symmetric_int8(w, axis)
-    shape = [1] * w.ndim
-    shape[axis] = -1
-    return (q * scale.reshape(shape)).astype(np.float32)
+        return int8_rounded(w.reshape((-1,) + w.shape[2:]), 0).reshape(w.shape)
+    return int8_rounded(w, 0 if op.get_type_name() != "MatMul" or op.get_attributes()["transpose_b"] else w.ndim - 1)
 
 
 def openvino_float_weighted(path: Path) -> list[tuple[str, int]]:
