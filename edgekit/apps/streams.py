@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -193,6 +194,16 @@ class Event:
     label: str
     start: float
     end: float
+    speaker: str = ""  # who speaks it (events' "speaker", or "voice" as the built-in streams write it)
+
+
+def speaker_of(event: dict) -> str:
+    """The speaker of an event dict: its "speaker", else its "voice" without the built-in streams' tempo/pitch
+    variant and accent ("flite:awb~2", "espeak:m3~1 (en-sc+m3)" -> "flite:awb", "espeak:m3"); "" if neither."""
+    who = event.get("speaker")
+    if who is None:
+        who = re.sub(r"~\d+$", "", str(event.get("voice") or "").split(" (")[0])
+    return str(who)[:200]
 
 
 def check_events(items, where: str, labels: list[str] | None = None, duration: float | None = None) -> list[Event]:
@@ -203,8 +214,8 @@ def check_events(items, where: str, labels: list[str] | None = None, duration: f
     out = []
     for i, e in enumerate(items):
         try:
-            ev = Event(str(e["label"]), float(e["start"]), float(e["end"]))
-        except (TypeError, KeyError, ValueError):
+            ev = Event(str(e["label"]), float(e["start"]), float(e["end"]), speaker_of(e))
+        except (TypeError, KeyError, ValueError, AttributeError):
             raise DataError(f"{where}: event {i} needs 'label', 'start' and 'end' (seconds); received {e!r}") from None
         if not (math.isfinite(ev.start) and math.isfinite(ev.end)) or ev.start < 0:
             raise DataError(f"{where}: event {i} ({ev.label}) has a negative or non-finite time: start {ev.start}, end {ev.end}")
@@ -437,6 +448,38 @@ def match(detections: list[Detection], events: list[Event], tolerance_s: float =
     return {"hits": hits, "misses": misses, "false_alarms": fas, "keywords": kw}
 
 
+def per_speaker(matches: list[dict], streams: list[Stream], tolerance_s: float = TOLERANCE_S) -> list[dict]:
+    """Recall and false alarms per speaker, worst recall first: keyword events by who speaks them; a false alarm
+    counts against the speech event it falls in (up to ``tolerance_s`` after its end, the latest to start), with
+    FA/h over that speaker's minutes of speech. Empty when no event names a speaker."""
+    rows: dict[str, dict] = {}
+
+    def row(who):
+        return rows.setdefault(who, {"speaker": who, "events": 0, "hits": 0, "speech_min": 0.0, "false_alarms": 0})
+
+    for m, s in zip(matches, streams):
+        spoken = sorted((e for e in s.events if e.speaker and e.label != "_noise_"), key=lambda e: e.start)
+        for e in spoken:
+            row(e.speaker)["speech_min"] += (e.end - e.start) / 60
+        for e in m["keywords"]:
+            if e.speaker:
+                row(e.speaker)["events"] += 1
+        for _, e in m["hits"]:
+            if e.speaker:
+                row(e.speaker)["hits"] += 1
+        for d in m["false_alarms"]:
+            near = [e for e in spoken if e.start <= d.time <= e.end + tolerance_s]
+            if near:
+                row(near[-1].speaker)["false_alarms"] += 1
+    out = []
+    for r in rows.values():
+        r["recall"] = round(r["hits"] / r["events"], 4) if r["events"] else None
+        r["fa_per_hour"] = round(r["false_alarms"] / (r["speech_min"] / 60), 3) if r["speech_min"] else None
+        r["speech_min"] = round(r["speech_min"], 2)
+        out.append(r)
+    return sorted(out, key=lambda r: (1.0 if r["recall"] is None else r["recall"], -r["false_alarms"], r["speaker"]))
+
+
 def _summary(matches: list[dict], seconds: float, keywords: list[str]) -> dict:
     n = sum(len(m["keywords"]) for m in matches)
     hits = [h for m in matches for h in m["hits"]]
@@ -551,6 +594,9 @@ def evaluate_streams(model, streams: list[Stream], op: OperatingPoint | None = N
                         "false_alarm_list": [d.to_dict() for d in m["false_alarms"]],
                         "miss_list": [asdict(e) for e in m["misses"]]} for s, m in zip(sc.streams, ms)],
            "notes": [n for s in sc.streams for n in s.notes], **summary, "cost": sc.cost}
+    speakers = per_speaker(ms, sc.streams, tolerance_s)
+    if speakers:
+        out["per_speaker"] = speakers
     if det:
         out["det_curve"] = det_curve(sc, op)
     return out
@@ -636,6 +682,9 @@ def calibrate(artifact_path, streams: list[Stream], target_fa_per_hour: float = 
             "target_met": fig["target_met"], "keywords": fig["keywords"], "hours": round(sc.seconds / 3600, 4),
             "streams": len(streams), **({"data": data} if data else {})}
     out = {"operating_point": op.to_dict(), "calibration": info, "sidecar": None}
+    speakers = per_speaker(sc.score(op)[1], sc.streams)
+    if speakers:  # who the point is set by (not in the metadata)
+        out["per_speaker"] = speakers
     if write:
         meta = read_meta(artifact_path)
         if meta is None:

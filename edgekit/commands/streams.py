@@ -76,6 +76,17 @@ def eval_streams(model, device, threads, json_path, *, streams, events, threshol
         from ..tables import format_table
 
         click.echo(format_table(det, ["threshold", "recall", "fa_per_hour", "false_alarms"]))
+    _speaker_table(r, json_path, "Per speaker, worst recall first")
+
+
+def _speaker_table(r: dict, json_path, title: str) -> None:
+    """Recall and false alarms per speaker (events that name one), after the main table."""
+    if r.get("per_speaker") and json_path != "-":
+        from ..tables import format_table
+
+        click.echo(f"\n{title} (a false alarm counts against the speech it falls in or just follows)")
+        click.echo(format_table(r["per_speaker"], ["speaker", "events", "hits", "recall", "speech_min", "false_alarms",
+                                                   "fa_per_hour"]))
 
 
 @click.command("calibrate")
@@ -104,6 +115,7 @@ def calibrate(model, streams, target_fa, per_keyword, dry_run, json_path, quiet)
            "per_keyword": ", ".join(f"{k} {v:g}" for k, v in (op.get("thresholds") or {}).items()) or "-"}
     where = "not written (--dry-run)" if dry_run else f"written to {r['sidecar']}"
     emit([row], json_path, title=f"{model}: operating point for <= {target_fa:g} FA/h, {where}", payload=r)
+    _speaker_table(r, json_path, "Per speaker at this point, worst recall first")
 
 
 __all__ = ["stream_options", "eval_streams", "calibrate"]

@@ -45,6 +45,9 @@ def test_eval_stream_cli_equals_the_live_spotter(kws_model, kws_stream, invoke_c
     assert r["recall"] == round(r["hits"] / 12, 4) and r["hits"] >= 6
     assert abs(r["fa_per_hour"] - r["false_alarms"] * 90) < 1e-6  # a 40-s stream: 90 of them an hour
     assert sum(p["hits"] for p in r["per_keyword"]) == r["hits"]
+    # The stream's events name their voices: recall per speaker, in the JSON and the table.
+    assert "Per speaker" in out and sum(p["hits"] for p in r["per_speaker"]) == r["hits"]
+    assert sum(p["events"] for p in r["per_speaker"]) == 12 and all(":" in p["speaker"] for p in r["per_speaker"])
     assert r["latency_s"] is not None and -1.0 < r["latency_s"]["p50"] <= 1.5
     det = {d["threshold"]: d for d in r["det_curve"]}
     assert det[0.3]["recall"] >= det[0.7]["recall"] >= det[0.99]["recall"]

@@ -99,6 +99,41 @@ def test_matching_hits_misses_false_alarms_latency_and_fa_per_hour():
     assert (per["no"]["events"], per["no"]["hits"], per["no"]["fa_per_hour"]) == (1, 0, 2.0)
 
 
+def test_per_speaker_recall_and_false_alarms_name_the_voice_that_sets_the_operating_point():
+    from edgekit.apps.streams import Detection, per_speaker, speaker_of
+
+    # The built-in streams write "voice": a voice's tempo/pitch variants (~N) and espeak's accent are one speaker;
+    # a user's events say "speaker", kept as given.
+    assert speaker_of({"voice": "flite:awb~2"}) == "flite:awb"
+    assert speaker_of({"voice": "espeak:m3~1 (en-sc+m3)"}) == "espeak:m3"
+    assert speaker_of({"speaker": "anna~2", "voice": "x"}) == "anna~2" and speaker_of({}) == ""
+    raw = [{"label": "yes", "start": 2.0, "end": 2.5, "voice": "flite:awb~0"},
+           {"label": "no", "start": 10.0, "end": 10.4, "voice": "flite:awb~3"},
+           {"label": "yes", "start": 20.0, "end": 20.6, "voice": "espeak:m3 (en-us+m3)"},
+           {"label": "_unknown_", "start": 30.0, "end": 90.0, "voice": "espeak:m3~2"},
+           {"label": "_unknown_", "start": 100.0, "end": 220.0, "voice": "flite:awb~1"},
+           {"label": "_noise_", "start": 230.0, "end": 231.0}]
+    events = check_events(raw, "s")
+    dets = [Detection("yes", 2.9, 0.8, 2), Detection("yes", 10.5, 0.8, 2),  # hit; "no" heard as "yes"
+            Detection("yes", 20.9, 0.8, 2),  # hit
+            Detection("go", 91.0, 0.7, 4),  # 1 s after m3's turn: his
+            Detection("up", 150.0, 0.7, 5), Detection("go", 200.0, 0.7, 4),  # in awb's prose
+            Detection("up", 230.5, 0.7, 5)]  # in a noise burst: nobody's
+    m = match(dets, events, tolerance_s=1.5)
+    rows = per_speaker([m], [Stream("s", np.zeros(16000, np.float32), events)])
+    assert [r["speaker"] for r in rows] == ["flite:awb", "espeak:m3"]  # the worst recall first
+    awb, m3 = rows
+    assert (awb["events"], awb["hits"], awb["recall"], awb["false_alarms"]) == (2, 1, 0.5, 3)
+    assert (m3["events"], m3["hits"], m3["recall"], m3["false_alarms"]) == (1, 1, 1.0, 1)
+    # FA/h over each speaker's own speech: awb spoke 120.9 s, m3 60.6 s.
+    assert awb["speech_min"] == 2.02 and awb["fa_per_hour"] == round(3 / (120.9 / 3600), 3)
+    assert m3["speech_min"] == 1.01 and m3["fa_per_hour"] == round(1 / (60.6 / 3600), 3)
+    assert sum(r["false_alarms"] for r in rows) == len(m["false_alarms"]) - 1
+    # Events that name nobody: no breakdown.
+    plain = check_events([{k: v for k, v in e.items() if k != "voice"} for e in raw], "s")
+    assert per_speaker([match(dets, plain)], [Stream("s", np.zeros(16000, np.float32), plain)]) == []
+
+
 def _fake_scored(t, P, events, seconds):
     sc = _Scored.__new__(_Scored)
     sc.streams = [Stream("s", np.zeros(int(seconds * 16000), np.float32), events)]
