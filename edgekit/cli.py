@@ -82,7 +82,24 @@ NATIVE_NOISE = re.compile(rb"^(WARNING: All log messages before absl::Initialize
                           rb"[IW]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] |"
                           rb"E\d{4} \d\d:\d\d:\d+\.\d+ +\d+ node_def_util\.cc:\d+\] NodeDef mentions attribute "
                           rb"use_unbounded_threadpool which is not in the op definition|"
-                          rb"To enable the following instructions: .*rebuild TensorFlow)")
+                          rb"To enable the following instructions: .*rebuild TensorFlow|"
+                          # LiteRT's note on every interpreter, and the TFLite converter's on every int8 conversion
+                          rb"INFO: Created TensorFlow Lite XNNPACK delegate for CPU\.$|"
+                          rb"fully_quantize: \d+, inference_type: \d+, input_inference_type: \w+, "
+                          rb"output_inference_type: \w+$)")
+
+
+def quiet_python_logs() -> None:
+    """The Python-side chatter of the build tools, hidden unless --verbose: NNCF's INFO lines (one per ignored node
+    and per quantizer not added), TensorFlow's WARNING lines (tf.function retracing during calibration), and
+    tf.lite.Interpreter's deprecation notice (TensorFlow's quantization debugger builds one). Filters, not levels:
+    NNCF sets its logger's level when it is imported."""
+    import logging
+    import warnings
+
+    logging.getLogger("nncf").addFilter(lambda r: r.levelno >= logging.WARNING)
+    logging.getLogger("tensorflow").addFilter(lambda r: r.levelno >= logging.ERROR)
+    warnings.filterwarnings("ignore", message=r"\s*Warning: tf\.lite\.Interpreter is deprecated", category=UserWarning)
 
 
 class NativeStderrFilter:
@@ -134,6 +151,8 @@ def main(argv=None) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     quiet = argv is None and "--verbose" not in sys.argv[1:] and not os.environ.get("EDGEKIT_VERBOSE")
     filt = NativeStderrFilter() if quiet else None
+    if quiet:
+        quiet_python_logs()
     try:
         _main(argv)
     finally:

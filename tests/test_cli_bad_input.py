@@ -654,7 +654,9 @@ NATIVE_BANNERS = (b"WARNING: All log messages before absl::InitializeLog() is ca
                   b"E0000 00:00:1796616861.342151   26801 node_def_util.cc:682] NodeDef mentions attribute "
                   b"use_unbounded_threadpool which is not in the op definition: Op<name=MapDataset; ...> This may be "
                   b"expected if your graph generating binary is newer  than this binary. Unknown attributes will be "
-                  b"ignored. NodeDef: {{node ParallelMapDatasetV2/_14}}\n")
+                  b"ignored. NodeDef: {{node ParallelMapDatasetV2/_14}}\n"
+                  b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+                  b"fully_quantize: 0, inference_type: 6, input_inference_type: FLOAT32, output_inference_type: FLOAT32\n")
 
 
 def test_native_tensorflow_banners_are_dropped_and_everything_else_kept():
@@ -672,6 +674,27 @@ def test_native_tensorflow_banners_are_dropped_and_everything_else_kept():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stderr.decode() == ("E0000 00:00:1.2 1 x.cc:1] a real error\nfrom python\nchild\nno newline at the end")
+
+
+def test_build_tools_python_chatter_is_hidden_and_their_warnings_kept():
+    """`edgekit run -q` of the demo recipe printed NNCF's INFO lines (one per ignored node), TensorFlow's retracing
+    warnings and tf.lite.Interpreter's deprecation notice; the entry point hides them, not NNCF's warnings or errors."""
+    code = ("import logging, sys, warnings\n"
+            "import nncf\n"  # NNCF sets its logger's level and handler on import
+            "from edgekit.cli import quiet_python_logs\n"
+            "quiet_python_logs()\n"
+            "nncf.common.logging.nncf_logger.info('INFO-HIDDEN')\n"
+            "nncf.common.logging.nncf_logger.warning('NNCF-WARNING-KEPT')\n"
+            "logging.basicConfig()\n"
+            "logging.getLogger('tensorflow').warning('5 out of the last 5 calls triggered tf.function retracing')\n"
+            "logging.getLogger('tensorflow').error('TF-ERROR-KEPT')\n"
+            "warnings.warn('    Warning: tf.lite.Interpreter is deprecated and is scheduled for deletion', UserWarning)\n"
+            "warnings.warn('OTHER-WARNING-KEPT', UserWarning)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout + r.stderr
+    assert "NNCF-WARNING-KEPT" in out and "TF-ERROR-KEPT" in out and "OTHER-WARNING-KEPT" in out, out
+    assert "INFO-HIDDEN" not in out and "retracing" not in out and "is deprecated" not in out, out
 
 
 @pytest.mark.slow
